@@ -1,0 +1,48 @@
+"""`resnet-bench` command line: one subcommand per stage; each lives beside the code it drives."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module with `configure(parser)` and `run(args) -> int`, one-line help)
+SUBCOMMANDS = {
+    "models": ("resnet_bench.models.cli", "list every registered network with params and MACs"),
+    "data": ("resnet_bench.data.cli", "prepare or inspect a dataset"),
+    "train": ("resnet_bench.train.cli", "train one network on one dataset with one seed"),
+    "bench": ("resnet_bench.bench", "time training iterations against a standard-recipe baseline"),
+    "aggregate": ("resnet_bench.analysis.cli", "collect run records into pandas tables"),
+    "plot": ("resnet_bench.plots.cli", "render the papers' figures from the tables"),
+    "analyze": ("resnet_bench.analysis.inside_cli", "layer responses, gradient flow, identity path"),
+    "gpu-run": ("resnet_bench.gpu", "run a command pinned to a free GPU slot"),
+}
+
+
+def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnet-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        # Import lazily: `resnet-bench models` should not pay for pandas/seaborn/snakemake.
+        if load is None or load == name:
+            importlib.import_module(module).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(load=command if command in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        # Bad input (config, data, arguments): one line naming the problem, non-zero exit.
+        print(f"resnet-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
