@@ -1,0 +1,445 @@
+"""Which GPU does this training process get?  A lock-file slot pool.
+
+Snakemake's local executor only *counts* ``--resources gpu=N``; it never tells a job which
+device to use (snakemake#281), so every job would land on ``cuda:0``.  Here each training
+process, before CUDA is initialised, takes a non-blocking ``fcntl.flock`` on one lock file of a
+pool -- ``<lockdir>/gpu{id}.slot{k}.lock``, ``k`` slots per GPU -- sets
+``CUDA_VISIBLE_DEVICES={id}`` and keeps the file descriptor open until it exits.  The kernel drops
+the lock when the process dies, however it dies (crash, SIGKILL, OOM killer), so a slot never
+goes stale and there is nothing to clean up.
+
+The pool, first match wins:
+
+1. ``RESNET_BENCH_GPU_IDS`` ("0,1,2"; ids are kept as strings, so UUIDs work too; "" or "none"
+   means no GPU).  Tests use it to fake GPUs on a CPU-only machine.
+2. The parent's ``CUDA_VISIBLE_DEVICES`` (the user already restricted the devices).
+3. ``nvidia-smi -L``: one id per listed GPU, ``0..n-1``.
+4. Nothing: CPU, and claiming is a no-op.
+
+Under Slurm (``SLURM_JOB_ID`` set) nothing is claimed: Slurm's gres plugin has already exported
+the job's devices in ``CUDA_VISIBLE_DEVICES``.  A process started by ``gpu-run`` (or a subprocess
+of a claiming process) finds ``RESNET_BENCH_GPU_CLAIM`` in its environment and reuses the
+parent's claim instead of locking a second slot.
+
+Lock directory: ``RESNET_BENCH_GPU_LOCK_DIR``, default ``/tmp/resnet-bench-gpu-locks-<uid>``.
+Not ``.snakemake/``: GPUs belong to the host, not to a working directory, so two pipelines (two
+checkouts, a test run beside a real run) on one host must draw from the same pool; and a
+working directory may sit on NFS, where ``flock`` is emulated with byte-range locks that are
+shared between hosts, which would make GPU 0 on one node block GPU 0 on another.  ``/tmp`` is
+host-local.  It is literally ``/tmp``, not ``$TMPDIR``, because Snakemake may give each job its
+own ``TMPDIR``.  The uid suffix keeps users apart (a private 0700 directory in a world-writable
+``/tmp``); users who share GPUs set a common ``RESNET_BENCH_GPU_LOCK_DIR``.
+
+Slots per GPU: ``RESNET_BENCH_GPU_SLOTS`` (default 1) -- k > 1 runs up to k small nets per GPU.
+Slots are tried slot-major (slot 0 of every GPU before slot 1 of any), so work spreads over the
+GPUs first.  Match ``snakemake --resources gpu=N`` to ``len(pool) * k`` and a job never waits;
+if it does find every slot taken it waits (``RESNET_BENCH_GPU_WAIT_S``, default 600 s) with a
+message, then fails, rather than doubling up on a device.
+
+All processes must name a GPU the same way (all indices, or all UUIDs) and use the same
+``CUDA_DEVICE_ORDER`` for the locks to mean the same device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+ENV_IDS = "RESNET_BENCH_GPU_IDS"
+ENV_SLOTS = "RESNET_BENCH_GPU_SLOTS"
+ENV_LOCK_DIR = "RESNET_BENCH_GPU_LOCK_DIR"
+ENV_WAIT = "RESNET_BENCH_GPU_WAIT_S"
+ENV_CLAIM = "RESNET_BENCH_GPU_CLAIM"  # set for children of a claiming process (JSON)
+
+DEFAULT_WAIT_S = 600.0
+_POLL_S = 0.25
+# gpu-run passes these on to its child; SIGINT is not among them (see _run_child).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class GpuBusyError(RuntimeError):
+    """Every slot of the pool stayed taken for the whole wait."""
+
+
+@dataclass
+class GpuClaim:
+    """One process's GPU: which device, from which pool, and why (for provenance.json).
+
+    ``source`` says why: ``lock`` (a slot was locked here), ``inherited`` (a parent process
+    holds the slot), ``slurm`` (Slurm's gres assigned the device; nothing locked).
+    """
+
+    gpu: str | None
+    source: str
+    slot: int | None = None
+    pool: list[str] = field(default_factory=list)
+    pool_source: str | None = None
+    lock_path: str | None = None
+    waited_s: float = 0.0
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    _fd: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def held(self) -> bool:
+        """True while this object itself holds the slot's lock."""
+        return self._fd is not None
+
+    @property
+    def fd(self) -> int | None:
+        return self._fd
+
+    def env(self) -> dict[str, str]:
+        """Environment a child process needs: its device and the claim it inherits."""
+        if self.gpu is None:
+            return {}
+        return {"CUDA_VISIBLE_DEVICES": self.gpu, ENV_CLAIM: json.dumps(self.as_dict())}
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("_fd")
+        return d
+
+    def release(self) -> None:
+        """Give the slot back (also happens when the process exits)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the last descriptor of the open file drops the flock
+
+    def __enter__(self) -> GpuClaim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self) -> None:  # an unreferenced claim must not keep a GPU busy
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+def provenance(claim: GpuClaim | None) -> dict:
+    """A JSON-ready record of the assignment, also for the no-GPU case."""
+    if claim is None:
+        return {"gpu": None, "source": "none"}
+    return claim.as_dict()
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+def _split_ids(text: str) -> list[str]:
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if ids in (["none"], ["-1"]):  # CUDA_VISIBLE_DEVICES=-1 is the usual "hide all GPUs"
+        return []
+    return ids
+
+
+def _nvidia_smi_count() -> int:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    if out.returncode != 0:
+        return 0
+    # "GPU 0: NVIDIA H100 (UUID: GPU-...)"; MIG devices are indented "  MIG 1g.10gb Device 0: ..."
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def discover_pool(env: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """The GPU ids this host offers and where that came from (see the module docstring)."""
+    env = os.environ if env is None else env
+    if ENV_IDS in env:
+        return _split_ids(env[ENV_IDS]), ENV_IDS
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return _split_ids(env["CUDA_VISIBLE_DEVICES"]), "CUDA_VISIBLE_DEVICES"
+    n = _nvidia_smi_count()
+    if n:
+        return [str(i) for i in range(n)], "nvidia-smi"
+    return [], "none"
+
+
+def default_lock_dir() -> str:
+    return os.environ.get(ENV_LOCK_DIR) or f"/tmp/resnet-bench-gpu-locks-{os.getuid()}"
+
+
+def _prepare_lock_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.getuid():
+        # Someone else's directory (or a symlink) in a shared /tmp: do not trust it.
+        if ENV_LOCK_DIR not in os.environ:
+            raise RuntimeError(
+                f"GPU lock dir {path} is not a directory owned by uid {os.getuid()}; "
+                f"set {ENV_LOCK_DIR} to a directory you own"
+            )
+
+
+def _lock_name(gpu: str, slot: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", gpu)
+    return f"gpu{safe}.slot{slot}.lock"
+
+
+def _try_lock(path: str) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None if another open file holds it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _note_holder(fd: int) -> None:
+    """Write who holds the slot into the lock file (only for humans debugging a busy pool)."""
+    text = f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.3f} argv={sys.argv!r}\n"
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+    except OSError:
+        pass
+
+
+def _inherited_claim() -> GpuClaim | None:
+    """The parent's claim, if the environment carries one that is still held by someone."""
+    raw = os.environ.get(ENV_CLAIM)
+    if not raw:
+        return None
+    try:
+        parent = json.loads(raw)
+        gpu, lock_path = parent.get("gpu"), parent.get("lock_path")
+    except (ValueError, AttributeError):
+        return None
+    if gpu is None or os.environ.get("CUDA_VISIBLE_DEVICES") != gpu:
+        return None
+    if lock_path:
+        # A marker left behind by a process that is gone is stale: if we can lock its slot,
+        # nobody holds it any more.  Probe and let go; the caller then claims normally.
+        try:
+            fd = _try_lock(lock_path)
+        except OSError:
+            fd = None
+        if fd is not None:
+            os.close(fd)
+            return None
+    return GpuClaim(
+        gpu=gpu,
+        source="inherited",
+        slot=parent.get("slot"),
+        pool=list(parent.get("pool") or []),
+        pool_source=parent.get("pool_source"),
+        lock_path=lock_path,
+    )
+
+
+def claim_gpu(
+    *,
+    slots_per_gpu: int | None = None,
+    timeout: float | None = None,
+    lock_dir: str | None = None,
+    pool: list[str] | None = None,
+    quiet: bool = False,
+) -> GpuClaim | None:
+    """Take one free GPU slot.  Does not touch ``os.environ``; see `claim_for_this_process`.
+
+    Returns None when there is no GPU to claim (empty pool: CPU), and a claim that holds no
+    lock under Slurm (``source="slurm"``, the device Slurm exported) or when a parent process
+    already holds the slot (``source="inherited"``).  Keep the returned object alive for as long
+    as the GPU is in use: the slot is free again on `GpuClaim.release`, on garbage collection of
+    the claim, or when the process exits.  Raises `GpuBusyError` if every slot stays taken for
+    `timeout` seconds (default ``RESNET_BENCH_GPU_WAIT_S`` or 600).
+    """
+    if os.environ.get("SLURM_JOB_ID"):
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
+        if gpu is None:
+            return None
+        return GpuClaim(gpu=gpu, source="slurm", pool=_split_ids(gpu), pool_source="slurm gres")
+
+    inherited = _inherited_claim()
+    if inherited is not None:
+        return inherited
+
+    pool_source = "argument"
+    if pool is None:
+        pool, pool_source = discover_pool()
+    if not pool:
+        return None
+
+    k = slots_per_gpu if slots_per_gpu is not None else int(os.environ.get(ENV_SLOTS) or 1)
+    if k < 1:
+        raise ValueError(f"slots per GPU must be >= 1, got {k}")
+    if timeout is None:
+        timeout = float(os.environ.get(ENV_WAIT) or DEFAULT_WAIT_S)
+    lock_dir = lock_dir or default_lock_dir()
+    _prepare_lock_dir(lock_dir)
+
+    candidates = [(gpu, slot) for slot in range(k) for gpu in pool]  # slot-major: spread first
+    start = time.monotonic()
+    announced = False
+    while True:
+        for gpu, slot in candidates:
+            path = os.path.join(lock_dir, _lock_name(gpu, slot))
+            fd = _try_lock(path)
+            if fd is not None:
+                _note_holder(fd)
+                return GpuClaim(
+                    gpu=gpu,
+                    source="lock",
+                    slot=slot,
+                    pool=list(pool),
+                    pool_source=pool_source,
+                    lock_path=path,
+                    waited_s=round(time.monotonic() - start, 3),
+                    _fd=fd,
+                )
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            raise GpuBusyError(
+                f"no free GPU slot after {waited:.0f} s: all {len(candidates)} slots "
+                f"({len(pool)} GPU(s) {','.join(pool)} from {pool_source} x {k} slot(s)) are "
+                f"held in {lock_dir}; is snakemake's --resources gpu=N larger than the pool?"
+            )
+        if not announced and not quiet:
+            print(
+                f"resnet-bench gpu: all {len(candidates)} GPU slots busy "
+                f"(pool {','.join(pool)} from {pool_source}, {k} slot(s) per GPU, locks in "
+                f"{lock_dir}); waiting up to {timeout:.0f} s.  This should not happen when "
+                f"snakemake's --resources gpu=N matches the pool.",
+                file=sys.stderr,
+                flush=True,
+            )
+            announced = True
+        time.sleep(min(_POLL_S, max(0.0, timeout - waited)))
+
+
+_PROCESS_CLAIM: list[GpuClaim | None] = []  # one entry once claim_for_this_process has run
+
+
+def claim_for_this_process(**kwargs) -> GpuClaim | None:
+    """Claim a GPU for the rest of this process's life and point CUDA at it.
+
+    Call it before anything initialises CUDA (best: before ``import torch``).  Sets
+    ``CUDA_VISIBLE_DEVICES`` to the claimed id, so the training code uses ``cuda:0``, and
+    ``RESNET_BENCH_GPU_CLAIM`` so that subprocesses reuse the claim.  Idempotent: a second
+    call returns the first call's claim.  Keyword arguments go to `claim_gpu`.
+    """
+    if _PROCESS_CLAIM:
+        return _PROCESS_CLAIM[0]
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.cuda, "is_initialized", lambda: False)():
+        raise RuntimeError(
+            "claim_for_this_process() called after CUDA was initialised; "
+            "CUDA_VISIBLE_DEVICES can no longer take effect (call it before using torch.cuda)"
+        )
+    claim = claim_gpu(**kwargs)
+    if claim is not None and claim.source == "lock":
+        os.environ.update(claim.env())
+    _PROCESS_CLAIM.append(claim)  # module reference keeps the fd (and the lock) alive
+    return claim
+
+
+# --------------------------------------------------------------------------- gpu-run CLI
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "resnet-bench gpu-run [options] -- CMD [ARGS...]"
+    parser.epilog = (
+        "Claims a free GPU slot (see resnet_bench/gpu.py), runs CMD with CUDA_VISIBLE_DEVICES "
+        "set to it, forwards SIGTERM/SIGHUP/SIGUSR1/SIGUSR2, and exits with CMD's status "
+        "(128+N if CMD died from signal N).  No-op pinning under Slurm and without GPUs."
+    )
+    parser.add_argument("--slots-per-gpu", type=int, default=None,
+                        help=f"processes per GPU (default ${ENV_SLOTS} or 1)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"seconds to wait for a free slot (default ${ENV_WAIT} or {DEFAULT_WAIT_S:.0f})")
+    parser.add_argument("--lock-dir", default=None,
+                        help=f"lock directory (default ${ENV_LOCK_DIR} or /tmp/resnet-bench-gpu-locks-<uid>)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not log the assignment")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ValueError("gpu-run needs a command: resnet-bench gpu-run -- CMD [ARGS...]")
+    claim = claim_gpu(slots_per_gpu=args.slots_per_gpu, timeout=args.timeout,
+                      lock_dir=args.lock_dir, quiet=args.quiet)
+    env = dict(os.environ)
+    if claim is not None and claim.source == "lock":
+        env.update(claim.env())
+    if not args.quiet:
+        if claim is None:
+            what = "no GPU (CPU)"
+        else:
+            what = f"GPU {claim.gpu} ({claim.source}"
+            if claim.slot is not None:
+                what += f", slot {claim.slot} of pool {','.join(claim.pool)} from {claim.pool_source}"
+            what += ")"
+        print(f"resnet-bench gpu-run: {what}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    try:
+        return _run_child(cmd, env, claim)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _run_child(cmd: list[str], env: dict[str, str], claim: GpuClaim | None) -> int:
+    # The child inherits the lock fd: if this wrapper is SIGKILLed, the slot stays taken for as
+    # long as the command still runs on the GPU.
+    pass_fds = (claim.fd,) if claim is not None and claim.fd is not None else ()
+    child: subprocess.Popen | None = None
+    pending: list[int] = []
+
+    def forward(signum, _frame):
+        if child is None:
+            pending.append(signum)
+        else:
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    # SIGINT is not forwarded: the child shares our process group, so a terminal's Ctrl-C
+    # already reaches it, and a second SIGINT could interrupt its cleanup (checkpoint writes).
+    # A Python handler (not SIG_IGN, which exec would pass on) keeps the wrapper alive to
+    # collect the status.
+    handlers = {s: forward for s in FORWARDED_SIGNALS}
+    handlers[signal.SIGINT] = lambda *_: None
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        try:
+            child = subprocess.Popen(cmd, env=env, pass_fds=pass_fds)
+        except FileNotFoundError:
+            print(f"resnet-bench gpu-run: command not found: {cmd[0]}", file=sys.stderr)
+            return 127
+        except PermissionError:
+            print(f"resnet-bench gpu-run: not executable: {cmd[0]}", file=sys.stderr)
+            return 126
+        for signum in pending:
+            child.send_signal(signum)
+        rc = child.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 128 - rc if rc < 0 else rc  # killed by signal N -> 128+N, as a shell reports it
