@@ -47,6 +47,7 @@ class Recipe:
     eval_batch_size: int = 1_000
     checkpoint_every: int = 1_000
     train_window: int = 100
+    grad_norm_every: int = 0         # log per-layer gradient norms every k iterations (0: off)
     name: str = "paper"
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class Recipe:
                     "checkpoint_every", "train_window"):
             if int(getattr(self, key)) < 1:
                 bad(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.grad_norm_every < 0:
+            bad(f"grad_norm_every must be >= 0, got {self.grad_norm_every}")
         if self.warmup_iters < 0:
             bad(f"warmup_iters must be >= 0, got {self.warmup_iters}")
         if list(self.milestones) != sorted(self.milestones):
@@ -113,7 +116,8 @@ class Recipe:
         """Hash of the knobs that change what is trained (not speed-only knobs or cadences)."""
         d = self.to_dict()
         for speed_only in ("compile", "channels_last", "activation_checkpointing",
-                           "eval_every", "eval_batch_size", "checkpoint_every", "name"):
+                           "eval_every", "eval_batch_size", "checkpoint_every", "grad_norm_every",
+                           "name"):
             d.pop(speed_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -144,3 +148,11 @@ class RunConfig:
     def config_hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def identity_hash(self) -> str:
+        """What makes two runs the same experiment: a checkpoint or a finished record carries
+        over only between configs with equal identity (speed knobs such as compile or
+        activation checkpointing may differ, e.g. on a retry after running out of memory)."""
+        ident = {"model": self.model, "dataset": self.dataset, "seed": self.seed,
+                 "recipe": self.recipe.scientific_hash()}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,115 @@
+"""Expand a pipeline config into runs: family x block x depth x variant x dataset x seed.
+
+The Snakefile only asks this module which runs exist and where they live; the naming rule is
+here, where it is tested: `{results}/{experiment}/runs/{dataset}/{recipe}/{model}/seed{seed}`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from resnet_bench.models import ModelSpec, format_model_name, parse_model_name
+from resnet_bench.train.recipe import Recipe
+
+
+class GridError(ValueError):
+    """A pipeline config that names something that does not exist."""
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    dataset: str
+    recipe: str
+    model: str
+    seed: int
+
+    def path(self, results: str, experiment: str) -> str:
+        return f"{results}/{experiment}/runs/{self.dataset}/{self.recipe}/{self.model}/seed{self.seed}"
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def models_of(entry: dict[str, Any]) -> list[str]:
+    """Model names of one grid entry: an explicit `models` list, or a product of
+    `family` x `block` x `depth` x `variant` (each a value or a list)."""
+    names: list[str] = []
+    for name in entry.get("models", []):
+        names.append(format_model_name(parse_model_name(name)))
+    if "family" in entry:
+        for family, block, depth, variant in itertools.product(
+                _as_list(entry["family"]), _as_list(entry.get("block", "basic")),
+                _as_list(entry["depth"]), _as_list(entry.get("variant", "default"))):
+            if family == "plain" and block != "basic":
+                continue  # the papers have no plain bottleneck nets
+            spec = parse_model_name(f"{family}-{block}-{depth}"
+                                    + ("" if variant in ("default", None) else f"-{variant}"))
+            names.append(format_model_name(spec))
+    if not names:
+        raise GridError("grid entry lists no models: give `models: [...]` or `family`/`depth`")
+    return list(dict.fromkeys(names))
+
+
+def expand(config: dict[str, Any]) -> list[Run]:
+    runs: list[Run] = []
+    datasets, recipes = config.get("datasets", {}), config.get("recipes", {})
+    for i, entry in enumerate(config["grid"]):
+        for ds in _as_list(entry["datasets"]):
+            if ds not in datasets:
+                raise GridError(f"grid[{i}]: dataset {ds!r} is not defined under `datasets` "
+                                f"(defined: {', '.join(sorted(datasets)) or 'none'})")
+        if entry["recipe"] not in recipes:
+            raise GridError(f"grid[{i}]: recipe {entry['recipe']!r} is not defined under `recipes` "
+                            f"(defined: {', '.join(sorted(recipes)) or 'none'})")
+        try:
+            models = models_of(entry)
+        except ValueError as exc:
+            raise GridError(f"grid[{i}]: {exc}") from None
+        for ds, model, seed in itertools.product(_as_list(entry["datasets"]), models,
+                                                 _as_list(entry["seeds"])):
+            runs.append(Run(ds, entry["recipe"], model, int(seed)))
+    return sorted(set(runs))
+
+
+def recipe_of(config: dict[str, Any], name: str) -> Recipe:
+    values = dict(config["recipes"][name])
+    values.setdefault("name", name)
+    try:
+        return Recipe.from_dict(values)
+    except ValueError as exc:
+        raise GridError(f"recipes.{name}: {exc}") from None
+
+
+def recipe_json(config: dict[str, Any], name: str) -> str:
+    return json.dumps(recipe_of(config, name).to_dict(), sort_keys=True)
+
+
+def validate(config: dict[str, Any]) -> list[Run]:
+    """Everything Snakemake's schema cannot check: names exist, recipes are trainable."""
+    for name in config.get("recipes", {}):
+        recipe_of(config, name)
+    runs = expand(config)
+    if not runs:
+        raise GridError("the grid expands to no runs")
+    return runs
+
+
+def spec_of(run: Run) -> ModelSpec:
+    return parse_model_name(run.model)
+
+
+def datasets_used(runs: Iterable[Run]) -> list[str]:
+    return sorted({r.dataset for r in runs})
+
+
+def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:
+    return [r.path(results, experiment) for r in runs]
+
+
+def prepared_path(results: str, dataset: str) -> str:
+    return str(Path(results) / "data" / f"{dataset}.pt")

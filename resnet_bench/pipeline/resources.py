@@ -1,0 +1,52 @@
+"""Cluster resources of a training job, growing with the network's cost.
+
+Estimates, not measurements: the scheduler needs an upper bound before the job runs. Runtime
+is the schedule's training FLOPs over an assumed sustained throughput, with a safety factor;
+memory is the activations a depth-d net keeps for backward at the recipe's batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from resnet_bench.models import model_cost, parse_model_name
+from resnet_bench.train.recipe import Recipe
+
+DEFAULTS = {
+    # Sustained training throughput assumed per device; the 16-64 channel CIFAR nets are
+    # memory-bound, so this is far below any GPU's peak. Override per cluster in the config.
+    "assumed_tflops": {"gpu": 20.0, "cpu": 0.05},
+    "safety": 2.0,
+    "min_runtime_min": 10,
+    "base_mem_mb": 3000,
+}
+
+
+def training_flops(model: str, recipe: Recipe, image_size: int = 32) -> float:
+    _, macs = model_cost(model)
+    scale = (image_size / 32) ** 2
+    return recipe.iterations * recipe.batch_size * macs * scale * 2 * 3
+
+
+def runtime_min(model: str, recipe: Recipe, device: str, settings: dict[str, Any] | None = None,
+                attempt: int = 1) -> int:
+    s = {**DEFAULTS, **(settings or {})}
+    tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"]
+    seconds = training_flops(model, recipe) / (tflops * 1e12) * s["safety"]
+    if recipe.activation_checkpointing or attempt > 1:
+        seconds *= 1.4  # recomputing activations costs about one more forward
+    return max(int(s["min_runtime_min"]), math.ceil(seconds / 60))
+
+
+def mem_mb(model: str, recipe: Recipe, settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
+    s = {**DEFAULTS, **(settings or {})}
+    spec = parse_model_name(model)
+    # ~5 stored activations of a 16x32x32 fp32 map per layer and image (anchors.md §2).
+    per_image_layer = 5 * 16 * 32 * 32 * 4
+    act = spec.depth * recipe.batch_size * per_image_layer
+    if recipe.precision == "bf16":
+        act //= 2
+    if recipe.activation_checkpointing or attempt > 1:
+        act //= 8
+    return int(s["base_mem_mb"] + act / 2**20)

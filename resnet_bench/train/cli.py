@@ -1,0 +1,131 @@
+"""`resnet-bench train`: one network, one dataset, one seed -> one run directory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from resnet_bench.train.recipe import NORMALIZATIONS, PRECISIONS, WARMUPS, Recipe, RunConfig
+
+RECIPE_HELP = {
+    "iterations": "total SGD iterations (paper: 64000)",
+    "milestones": "iterations at which lr is multiplied by --lr-decay (paper: 32000 48000)",
+    "lr": "base learning rate (paper: 0.1)",
+    "lr_decay": "factor applied at each milestone (paper: 0.1)",
+    "momentum": "SGD momentum (paper: 0.9)",
+    "weight_decay": "L2 weight decay on all parameters (paper: 1e-4)",
+    "batch_size": "mini-batch size (paper: 128; V2 Table 4 dagger row: 64)",
+    "warmup": "none | v1: --warmup-lr until training error < --warmup-error-pct (ResNet-110/1202) "
+              "| v2: --warmup-lr for --warmup-iters iterations",
+    "warmup_lr": "warm-up learning rate (papers: 0.01)",
+    "warmup_iters": "length of the v2 warm-up (paper: 400)",
+    "warmup_error_pct": "training error that ends the v1 warm-up (paper: 80)",
+    "augment": "4-pixel zero pad + random 32x32 crop + horizontal flip (paper: on)",
+    "normalize": "pixel: subtract the per-pixel mean image (paper) | channel: per-channel mean/std",
+    "val_split": "hold out this many training images as a validation set (paper's schedule study: 5000)",
+    "precision": "fp32 | bf16 (autocast)",
+    "compile": "torch.compile the training step (compile time reported apart)",
+    "channels_last": "channels_last memory format (faster convolutions on GPU)",
+    "activation_checkpointing": "recompute unit activations in backward (fits 1001/1202 in less memory)",
+    "eval_every": "evaluate on the full test set every k iterations (and always at the end)",
+    "eval_batch_size": "batch size for evaluation",
+    "checkpoint_every": "write a resumable checkpoint every k iterations",
+    "train_window": "final training error/loss = mean over the last k mini-batches",
+    "grad_norm_every": "log per-layer gradient norms every k iterations (0: off)",
+    "name": "recipe name recorded with the run",
+}
+
+
+def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe (defaults: the papers' CIFAR recipe)")
+    for field in dataclasses.fields(Recipe):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        kwargs = {"dest": field.name, "default": None, "help": f"{RECIPE_HELP[field.name]} [{default}]"}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif field.name == "milestones":
+            kwargs.update(type=int, nargs="*")
+        else:
+            kwargs["type"] = type(default)
+            choices = {"warmup": WARMUPS, "normalize": NORMALIZATIONS, "precision": PRECISIONS}
+            if field.name in choices:
+                kwargs["choices"] = choices[field.name]
+        group.add_argument(flag, **kwargs)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="network name (see `resnet-bench models`)")
+    parser.add_argument("--dataset", default="synthetic",
+                        help="synthetic | cifar10 | cifar100 | folder (default: synthetic, embedded); "
+                             "with --prepared, the name recorded for that dataset")
+    parser.add_argument("--data-dir", help="dataset root (CIFAR download/archive dir, or ImageFolder tree/archive)")
+    parser.add_argument("--prepared", help="dataset file written by `resnet-bench data prepare` (fastest)")
+    parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a checkpoint)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--recipe-file", help="YAML/JSON mapping of recipe keys; flags override it")
+    parser.add_argument("--recipe-json", help="JSON mapping of recipe keys (as the pipeline passes it)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--replace-stale", action="store_true",
+                        help="if --out holds records of a different config, delete them and start over "
+                             "(the pipeline uses this after a config change)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="live progress bar (default: when stderr is a terminal)")
+    _add_recipe_flags(parser)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    values: dict = {}
+    if args.recipe_file:
+        path = Path(args.recipe_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a recipe file must hold a mapping of recipe keys")
+        values.update(loaded)
+    if args.recipe_json:
+        try:
+            loaded = json.loads(args.recipe_json)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--recipe-json is not valid JSON: {exc.msg}") from None
+        values.update(loaded)
+    for field in dataclasses.fields(Recipe):
+        value = getattr(args, field.name)
+        if value is not None:
+            values[field.name] = value
+    return Recipe.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet_bench.gpu import claim_for_this_process
+    # Before CUDA is touched: take a free GPU slot when several trainings share a machine.
+    claim = claim_for_this_process()
+    config = RunConfig(model=args.model, dataset=args.dataset, seed=args.seed,
+                       recipe=recipe_from_args(args), data_dir=args.data_dir,
+                       prepared=args.prepared, device=args.device)
+    from resnet_bench.models import parse_model_name
+    parse_model_name(config.model)  # fail fast, before loading any data
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    from resnet_bench.train.loop import train
+    outcome = train(config, args.out, progress=args.progress, replace_stale=args.replace_stale,
+                    gpu_claim=claim)
+    s = outcome.summary
+    if s["status"] == "completed":
+        print(f"{config.model} seed {config.seed}: final train error {s['final_train_error_pct']:.2f}%, "
+              f"test error {s['final_test_error_pct']:.2f}% after {s['iterations']} iterations "
+              f"({s['images_per_s']:,.0f} img/s) -> {args.out}")
+    elif s["status"] == "diverged":
+        print(f"{config.model} seed {config.seed}: diverged at iteration {s['diverged_at']} -> {args.out}")
+    if claim is not None:
+        claim.release()
+    sys.stdout.flush()
+    return outcome.exit_status

@@ -1,0 +1,126 @@
+"""Per-run record files: atomic JSON, append-only CSV logs that a resume can cut back."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+TRAIN_LOG = "train_log.csv"
+EVAL_LOG = "eval_log.csv"
+GRAD_LOG = "grad_norms.csv"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+PROVENANCE = "provenance.json"
+CHECKPOINT = "checkpoint.pt"
+FINAL_WEIGHTS = "model.pt"
+
+TRAIN_COLUMNS = ("iteration", "epoch", "lr", "loss", "error_pct")
+EVAL_COLUMNS = ("iteration", "split", "loss", "error_pct")
+GRAD_COLUMNS = ("iteration", "layer", "name", "grad_norm", "weight_norm")
+
+FINISHED_STATUSES = ("completed", "diverged")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    # JSON has no NaN/inf; a diverged run's losses become null rather than invalid JSON.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(_finite_or_none(obj), indent=2, sort_keys=True, default=_json_default)
+    atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _fmt(v: Any) -> str:
+    # repr round-trips floats exactly, so a resumed run continues from identical numbers.
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+class CsvLog:
+    """An append-only CSV log whose rows are buffered and written at flush()."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.pending: list[Sequence[Any]] = []
+        if not self.path.exists():
+            atomic_write_bytes(self.path, (",".join(self.columns) + "\n").encode())
+
+    def append(self, row: Sequence[Any]) -> None:
+        self.pending.append(row)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        with open(self.path, "a", newline="") as f:
+            f.write("".join(",".join(_fmt(v) for v in row) + "\n" for row in self.pending))
+            f.flush()
+            os.fsync(f.fileno())
+        self.pending.clear()
+
+    def rows(self) -> list[dict[str, str]]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, iteration: int) -> list[dict[str, str]]:
+        """Drop rows logged after `iteration` (written after the checkpoint a resume starts from)."""
+        kept = [r for r in self.rows() if int(r["iteration"]) <= iteration]
+        lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in kept]
+        atomic_write_bytes(self.path, ("\n".join(lines) + "\n").encode())
+        return kept
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SUMMARY
+    return read_json(path) if path.exists() else None
+
+
+def is_finished(run_dir: Path) -> bool:
+    summary = read_summary(run_dir)
+    return summary is not None and summary.get("status") in FINISHED_STATUSES
+
+
+def mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")

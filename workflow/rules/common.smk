@@ -1,0 +1,38 @@
+# Config validation and the run grid. Everything that is not a schema check lives in
+# resnet_bench.pipeline, so the naming rule and the grid expansion are unit-tested.
+import os
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from resnet_bench.pipeline import grid as G
+from resnet_bench.pipeline import resources as R
+from resnet_bench.pipeline import outputs as O
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    RUNS = G.validate(config)
+except ValueError as exc:
+    raise WorkflowError(f"config: {exc}") from None
+
+RESULTS = config["results"]
+EXP = config["experiment"]
+OUT = f"{RESULTS}/{EXP}"
+RUN_DIRS = G.run_dirs(RUNS, RESULTS, EXP)
+SUMMARIES = [f"{d}/summary.json" for d in RUN_DIRS]
+TABLE_FILES = O.table_files(OUT)
+FIGURE_FILES = O.figure_files(OUT)
+ANALYSIS_FILES = O.analysis_files(OUT, config)
+
+
+wildcard_constraints:
+    dataset=r"[a-z0-9][a-z0-9_-]*",
+    recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    model=r"(plain|v1|v2)-[a-z0-9.-]+",
+    seed=r"\d+",
+
+
+localrules:
+    all,
+    tables,
+    figures,
