@@ -1,0 +1,355 @@
+"""Read run records (docs/architecture.md, "Run records") into pandas, strictly.
+
+`load_runs(paths)` takes run directories, `summary.json` files, globs, or parent directories
+(searched recursively for `summary.json`, the file a run writes last) and returns a `RunSet`:
+one row per run (`runs`) and the tidy per-iteration curves of all runs (`curves`).
+
+Every problem with a record raises `RecordError` (a `ValueError`) whose one-line message names
+the file. What the contract allows is accepted: a `diverged` run is a result and may carry
+NaN/null final errors; a resumed run may repeat iterations in its train log (the last wins).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+STATUSES = ("completed", "diverged")
+FAMILIES = ("plain", "v1", "v2")
+BLOCKS = ("basic", "bottleneck")
+SPLITS = ("test", "val")
+
+ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
+              "dataset_label", "seed", "recipe"]
+TRAIN_COLUMNS = ["iteration", "epoch", "lr", "loss", "error_pct"]
+EVAL_COLUMNS = ["iteration", "split", "loss", "error_pct"]
+CURVE_COLUMNS = ID_COLUMNS + ["split"] + TRAIN_COLUMNS
+
+# summary.json keys (architecture.md). All must be present; the numeric results may be null/NaN
+# only for a diverged run, the cost/speed figures may be null for any run.
+SUMMARY_KEYS = (
+    "status", "model", "family", "block", "depth", "variant", "dataset", "dataset_label", "seed",
+    "recipe", "iterations", "final_train_loss", "final_train_error_pct", "final_test_loss",
+    "final_test_error_pct", "wall_time_s", "train_time_s", "compile_time_s", "images_per_s",
+    "tflops_per_s", "params", "macs", "activation_checkpointing", "resumed", "device",
+)
+FINAL_KEYS = ("final_train_loss", "final_train_error_pct", "final_test_loss",
+              "final_test_error_pct")
+COST_KEYS = ("wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
+             "params", "macs")
+
+# `final_test_error_pct` is the test error at the last iteration, so it must equal the last test
+# row of eval_log.csv; allow for rounding in either file.
+FINAL_MATCH_TOL_PCT = 0.01
+
+RUN_COLUMNS = ID_COLUMNS + [
+    "status", "iterations", "planned_iterations", "batch_size",
+    "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",
+    "final_val_error_pct",
+    "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
+    "params", "macs", "activation_checkpointing", "resumed", "device", "path",
+]
+
+FAMILY_ORDER = {f: i for i, f in enumerate(FAMILIES)}
+BLOCK_ORDER = {b: i for i, b in enumerate(BLOCKS)}
+
+
+class RecordError(ValueError):
+    """A run record that is missing or does not follow the documented format."""
+
+
+@dataclass
+class RunSet:
+    runs: pd.DataFrame     # one row per run, RUN_COLUMNS
+    curves: pd.DataFrame   # tidy curves, CURVE_COLUMNS; split is train, test or val
+
+
+def base_name(family: str, block: str, depth: int) -> str:
+    """The model name of the default variant (architecture.md name grammar)."""
+    return f"{family}-{block}-{int(depth)}"
+
+
+def is_default_variant(runs: pd.DataFrame) -> pd.Series:
+    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
+    base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
+    return runs["model"] == pd.Series(base, index=runs.index)
+
+
+def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Order rows the way the papers read: family, block, depth, variant, dataset, recipe, seed."""
+    keys = [k for k in ("family", "block", "depth", "variant", "dataset", "recipe", "seed",
+                        "run_id") if k in df.columns]
+
+    def order(col: pd.Series) -> pd.Series:
+        if col.name == "family":
+            return col.map(FAMILY_ORDER).fillna(len(FAMILY_ORDER))
+        if col.name == "block":
+            return col.map(BLOCK_ORDER).fillna(len(BLOCK_ORDER))
+        return col
+
+    return df.sort_values(keys, key=order, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# finding run directories
+
+def find_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
+    """Run directories named by `paths` (dirs, summary.json files, globs, parent dirs)."""
+    found: list[Path] = []
+    for raw in paths:
+        text = os.fspath(raw)
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        if not matches:
+            raise RecordError(f"{text}: no run records match this pattern")
+        for m in matches:
+            p = Path(m)
+            if p.is_file():
+                if p.name != "summary.json":
+                    raise RecordError(f"{p}: expected a run directory or its summary.json")
+                found.append(p.parent)
+            elif p.is_dir():
+                if (p / "summary.json").exists():
+                    found.append(p)
+                    continue
+                if (p / "config.json").exists() or (p / "train_log.csv").exists():
+                    raise RecordError(f"{p / 'summary.json'}: missing (run not finished)")
+                nested = sorted(s.parent for s in p.rglob("summary.json"))
+                if not nested:
+                    raise RecordError(f"{p}: no run records (summary.json) found under it")
+                found.extend(nested)
+            else:
+                raise RecordError(f"{p}: no such file or directory")
+    unique = list(dict.fromkeys(d.resolve() for d in found))
+    return unique
+
+
+def _run_ids(dirs: list[Path]) -> list[str]:
+    """Run ids: each directory relative to the deepest common parent (unique by construction)."""
+    if len(dirs) == 1:
+        return [dirs[0].name]
+    common = Path(os.path.commonpath([str(d) for d in dirs]))
+    return [d.relative_to(common).as_posix() for d in dirs]
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise RecordError(f"{path}: missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _number(path: Path, key: str, value, *, allow_null: bool) -> float:
+    if value is None:
+        if allow_null:
+            return math.nan
+        raise RecordError(f"{path}: {key} is null")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{path}: {key} must be a number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) and not allow_null:
+        raise RecordError(f"{path}: {key} is NaN")
+    return value
+
+
+def _integer(path: Path, key: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RecordError(f"{path}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _string(path: Path, key: str, value, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise RecordError(f"{path}: {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _read_summary(path: Path) -> dict:
+    s = _read_json(path)
+    missing = [k for k in SUMMARY_KEYS if k not in s]
+    if missing:
+        raise RecordError(f"{path}: missing key(s) {', '.join(missing)}")
+    if s["status"] not in STATUSES:
+        raise RecordError(f"{path}: status must be one of {', '.join(STATUSES)}, "
+                          f"got {s['status']!r}")
+    if s["family"] not in FAMILIES:
+        raise RecordError(f"{path}: family must be one of {', '.join(FAMILIES)}, "
+                          f"got {s['family']!r}")
+    if s["block"] not in BLOCKS:
+        raise RecordError(f"{path}: block must be one of {', '.join(BLOCKS)}, got {s['block']!r}")
+    out = {
+        "status": s["status"],
+        "model": _string(path, "model", s["model"]),
+        "family": s["family"],
+        "block": s["block"],
+        "depth": _integer(path, "depth", s["depth"], 1),
+        # the default variant may be written as null or ""
+        "variant": "" if s["variant"] is None else _string(path, "variant", s["variant"],
+                                                            allow_empty=True),
+        "dataset": _string(path, "dataset", s["dataset"]),
+        "dataset_label": _string(path, "dataset_label", s["dataset_label"]),
+        "seed": _integer(path, "seed", s["seed"]),
+        "recipe": _string(path, "recipe", s["recipe"]),
+        "iterations": _integer(path, "iterations", s["iterations"]),
+        "resumed": _integer(path, "resumed", s["resumed"]) if s["resumed"] is not None else 0,
+        "activation_checkpointing": bool(s["activation_checkpointing"]),
+        "device": "" if s["device"] is None else str(s["device"]),
+    }
+    base = base_name(out["family"], out["block"], out["depth"])
+    if out["model"] != base and not out["model"].startswith(base + "-"):
+        raise RecordError(f"{path}: model {out['model']!r} does not match "
+                          f"family/block/depth {base!r}")
+    diverged = out["status"] == "diverged"
+    for key in FINAL_KEYS:
+        out[key] = _number(path, key, s[key], allow_null=diverged)
+        if key.endswith("_pct") and not math.isnan(out[key]) and not 0 <= out[key] <= 100:
+            raise RecordError(f"{path}: {key} must be a percentage in [0, 100], got {out[key]}")
+    for key in COST_KEYS:
+        out[key] = _number(path, key, s[key], allow_null=True)
+    return out
+
+
+def _read_csv(path: Path, columns: list[str], numeric: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise RecordError(f"{path}: missing")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        raise RecordError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RecordError(f"{path}: missing column(s) {', '.join(missing)} "
+                          f"(expected {','.join(columns)})")
+    df = df[columns]
+    for col in numeric:
+        converted = pd.to_numeric(df[col], errors="coerce")
+        bad = converted.isna() & df[col].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise RecordError(f"{path}: column {col} has a non-numeric value "
+                              f"{df[col].iloc[row]!r} on data row {row + 1}")
+        df[col] = converted.astype(float)
+    if df["iteration"].isna().any():
+        raise RecordError(f"{path}: empty iteration value")
+    df["iteration"] = df["iteration"].astype("int64")
+    return df
+
+
+def _check_iterations(path: Path, iters: pd.Series, summary: dict) -> None:
+    if (iters < 0).any():
+        raise RecordError(f"{path}: negative iteration")
+    if iters.max() > summary["iterations"]:
+        raise RecordError(f"{path}: iteration {iters.max()} beyond the "
+                          f"{summary['iterations']} iterations in summary.json")
+
+
+def _read_train_log(path: Path, summary: dict) -> pd.DataFrame:
+    df = _read_csv(path, TRAIN_COLUMNS, TRAIN_COLUMNS)
+    if df.empty:
+        if summary["iterations"] == 0:
+            return df
+        raise RecordError(f"{path}: no rows but summary.json reports "
+                          f"{summary['iterations']} iterations")
+    _check_iterations(path, df["iteration"], summary)
+    if df["iteration"].duplicated().any():
+        if not summary["resumed"]:
+            dup = int(df.loc[df["iteration"].duplicated(), "iteration"].iloc[0])
+            raise RecordError(f"{path}: iteration {dup} appears twice in a run never resumed")
+        # a resumed run re-logs the iterations after its checkpoint: keep the rerun
+        df = df.drop_duplicates("iteration", keep="last")
+    if not df["iteration"].is_monotonic_increasing:
+        df = df.sort_values("iteration", kind="stable")
+    # iterations may be logged 0- or 1-based; a completed run's log must reach the end
+    if summary["status"] == "completed" and df["iteration"].iloc[-1] < summary["iterations"] - 1:
+        raise RecordError(f"{path}: log ends at iteration {df['iteration'].iloc[-1]} but the "
+                          f"run completed {summary['iterations']} iterations")
+    return df.reset_index(drop=True)
+
+
+def _read_eval_log(path: Path, summary: dict) -> pd.DataFrame:
+    df = _read_csv(path, EVAL_COLUMNS, ["iteration", "loss", "error_pct"])
+    df["split"] = df["split"].astype(str)
+    bad = sorted(set(df["split"]) - set(SPLITS))
+    if bad:
+        raise RecordError(f"{path}: split must be one of {', '.join(SPLITS)}, got {bad[0]!r}")
+    if not df.empty:
+        _check_iterations(path, df["iteration"], summary)
+    df = df.sort_values(["split", "iteration"], kind="stable").reset_index(drop=True)
+    test = df[df["split"] == "test"]
+    if summary["status"] == "completed":
+        if test.empty:
+            raise RecordError(f"{path}: no test rows for a completed run")
+        last = float(test["error_pct"].iloc[-1])
+        if abs(last - summary["final_test_error_pct"]) > FINAL_MATCH_TOL_PCT:
+            raise RecordError(f"{path}: last test error {last} differs from "
+                              f"final_test_error_pct {summary['final_test_error_pct']} "
+                              f"in summary.json")
+    return df
+
+
+def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """One run directory -> (row of the runs table, its tidy curves)."""
+    d = Path(run_dir)
+    summary = _read_summary(d / "summary.json")
+    config = _read_json(d / "config.json")
+    _read_json(d / "provenance.json")  # must exist and parse; its content is not tabulated
+    if config.get("model") != summary["model"]:
+        raise RecordError(f"{d / 'config.json'}: model {config.get('model')!r} differs from "
+                          f"{summary['model']!r} in summary.json")
+    recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+    train = _read_train_log(d / "train_log.csv", summary)
+    evals = _read_eval_log(d / "eval_log.csv", summary)
+
+    row = dict(summary)
+    row["run_id"] = run_id or d.name
+    row["planned_iterations"] = recipe.get("iterations", math.nan)
+    row["batch_size"] = recipe.get("batch_size", math.nan)
+    val = evals[evals["split"] == "val"]
+    row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
+    row["path"] = str(d)
+
+    ident = {k: row[k] for k in ID_COLUMNS}
+    train = train.assign(split="train")
+    evals = evals.assign(epoch=math.nan, lr=math.nan)
+    curves = pd.concat([train, evals], ignore_index=True)
+    for key, value in ident.items():
+        curves[key] = value
+    return {k: row[k] for k in RUN_COLUMNS}, curves[CURVE_COLUMNS]
+
+
+def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
+    """Load every run named by `paths` (see module doc) into a `RunSet`."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    dirs = find_run_dirs(list(paths))
+    if not dirs:
+        raise RecordError("no run records given")
+    rows, curves = [], []
+    for d, rid in zip(dirs, _run_ids(dirs)):
+        row, curve = load_run(d, rid)
+        rows.append(row)
+        curves.append(curve)
+    runs = sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS))
+    order = {rid: i for i, rid in enumerate(runs["run_id"])}
+    split_order = {"train": 0, "test": 1, "val": 2}
+    all_curves = pd.concat(curves, ignore_index=True)
+    all_curves = all_curves.sort_values(
+        ["run_id", "split", "iteration"],
+        key=lambda c: c.map(order) if c.name == "run_id"
+        else c.map(split_order) if c.name == "split" else c,
+        kind="stable").reset_index(drop=True)
+    return RunSet(runs=runs, curves=all_curves)

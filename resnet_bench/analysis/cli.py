@@ -1,0 +1,32 @@
+"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison)."""
+
+from __future__ import annotations
+
+import argparse
+
+from resnet_bench.analysis.aggregate import load_runs
+from resnet_bench.analysis.paper import load_reference
+from resnet_bench.analysis.tables import TABLES, build_tables, write_tables
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", nargs="+", required=True, metavar="DIR_OR_GLOB",
+                        help="run directories, their summary.json files, globs, or parent "
+                             "directories searched for summary.json")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help=f"where to write {', '.join(TABLES)} as .csv and .md")
+    parser.add_argument("--reference", metavar="CSV", default=None,
+                        help="paper reference CSV (default: the packaged paper_reference.csv)")
+
+
+def run(args: argparse.Namespace) -> int:
+    runset = load_runs(args.runs)
+    reference = load_reference(args.reference) if args.reference else None
+    tables = build_tables(runset, reference)
+    write_tables(tables, args.out)
+    runs = tables["runs"]
+    print(f"aggregated {len(runs)} run(s) "
+          f"({int((runs['status'] == 'diverged').sum())} diverged), "
+          f"{len(tables['summary'])} group(s), {len(tables['paper_comparison'])} paper "
+          f"comparison row(s) -> {args.out}")
+    return 0

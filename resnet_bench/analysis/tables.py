@@ -1,0 +1,183 @@
+"""The aggregate tables (curves, runs, summary, paper_comparison), written as CSV and Markdown.
+
+All numbers come from the final-iteration records (`summary.json`), never a best epoch.
+Statistics over seeds: n = runs in the group; mean, std (sample std, ddof=1; empty for one
+value), median, min (= best of n) and max over the runs that have a final value (a diverged run
+may have none; `n_diverged` counts diverged runs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from resnet_bench.analysis.aggregate import (
+    CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, RunSet, sort_runs,
+)
+from resnet_bench.analysis.paper import COMPARISON_COLUMNS, compare
+
+TABLES = ("curves", "runs", "summary", "paper_comparison")
+GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
+STATS = ("mean", "std", "median", "min", "max")
+STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
+                  "recipe", "status", "split", "device", "path")
+
+SUMMARY_COLUMNS = GROUP_KEYS + ["model", "dataset_label", "n", "n_completed", "n_diverged"] + [
+    f"{q}_{s}" for q in ("test_error", "train_error") for s in STATS
+] + ["test_loss_mean", "train_loss_mean", "test_error_best_mean_std",
+     "test_error_median_mean_std", "train_error_median_mean_std", "params", "macs",
+     "images_per_s_mean"]
+
+TITLES = {
+    "curves": "Training curves (digest; every iteration is in curves.csv)",
+    "runs": "Runs (final-iteration values)",
+    "summary": "Summary over seeds",
+    "paper_comparison": "Reproduced vs published",
+}
+NOTES = {
+    "summary": "std is the sample std (ddof=1). min = best of n. Statistics skip runs without a "
+               "final value (diverged). `best (mean±std)` is V1's format (Table 6), "
+               "`median (mean±std)` V2's (Table 4).",
+    "paper_comparison": "statistic: best -> our min, median -> our median, mean -> our mean, "
+                        "single (n not stated) -> our mean. within_paper_spread: mean±std rows "
+                        "|diff| <= paper std; bounds (fail = >20%) the bound holds; else empty. "
+                        "comparable: same data (original CIFAR archives) and the paper's schedule "
+                        "(64k iterations, batch 128; † rows batch 64).",
+}
+
+
+def paper_style(center: float, mean: float, std: float) -> str:
+    """'6.43 (6.61±0.16)'; a single value prints alone, no value as 'n/a'."""
+    if center is None or math.isnan(center):
+        return "n/a"
+    if std is None or math.isnan(std):
+        return f"{center:.2f}"
+    return f"{center:.2f} ({mean:.2f}±{std:.2f})"
+
+
+def _stats(values: pd.Series, prefix: str) -> dict:
+    v = values.dropna()
+    return {
+        f"{prefix}_mean": v.mean() if len(v) else math.nan,
+        f"{prefix}_std": v.std(ddof=1) if len(v) > 1 else math.nan,
+        f"{prefix}_median": v.median() if len(v) else math.nan,
+        f"{prefix}_min": v.min() if len(v) else math.nan,
+        f"{prefix}_max": v.max() if len(v) else math.nan,
+    }
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (family, block, depth, variant, dataset, recipe)."""
+    rows = []
+    for key, g in runs.groupby(GROUP_KEYS, sort=False, dropna=False):
+        row = dict(zip(GROUP_KEYS, key))
+        row["model"] = g["model"].iloc[0]
+        row["dataset_label"] = g["dataset_label"].iloc[0]
+        row["n"] = len(g)
+        row["n_completed"] = int((g["status"] == "completed").sum())
+        row["n_diverged"] = int((g["status"] == "diverged").sum())
+        row.update(_stats(g["final_test_error_pct"], "test_error"))
+        row.update(_stats(g["final_train_error_pct"], "train_error"))
+        row["test_loss_mean"] = g["final_test_loss"].mean()
+        row["train_loss_mean"] = g["final_train_loss"].mean()
+        row["test_error_best_mean_std"] = paper_style(
+            row["test_error_min"], row["test_error_mean"], row["test_error_std"])
+        row["test_error_median_mean_std"] = paper_style(
+            row["test_error_median"], row["test_error_mean"], row["test_error_std"])
+        row["train_error_median_mean_std"] = paper_style(
+            row["train_error_median"], row["train_error_mean"], row["train_error_std"])
+        row["params"] = g["params"].iloc[0]
+        row["macs"] = g["macs"].iloc[0]
+        row["images_per_s_mean"] = g["images_per_s"].mean()
+        rows.append(row)
+    return sort_runs(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+
+
+def build_tables(runset: RunSet, reference: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """All tables from loaded runs; `reference` defaults to the packaged paper CSV."""
+    return {
+        "curves": runset.curves,
+        "runs": runset.runs,
+        "summary": summarize(runset.runs),
+        "paper_comparison": compare(runset.runs, reference),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# writing and reading
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return ""
+        return f"{x:.3f}".rstrip("0").rstrip(".")
+    return "" if x is None or x is pd.NA else str(x)
+
+
+def curves_digest(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run and split: number of points, iteration range, last loss and error."""
+    cols = ["run_id", "model", "dataset", "seed", "split", "points", "first_iteration",
+            "last_iteration", "last_loss", "last_error_pct"]
+    if curves.empty:
+        return pd.DataFrame(columns=cols)
+    g = curves.groupby(["run_id", "split"], sort=False, observed=True)
+    out = g.agg(model=("model", "first"), dataset=("dataset", "first"), seed=("seed", "first"),
+                points=("iteration", "size"), first_iteration=("iteration", "min"),
+                last_iteration=("iteration", "max"), last_loss=("loss", "last"),
+                last_error_pct=("error_pct", "last")).reset_index()
+    return out[cols]
+
+
+def to_markdown(name: str, df: pd.DataFrame) -> str:
+    body = curves_digest(df) if name == "curves" else df
+    text = body.map(_fmt).to_markdown(index=False) if len(body) else "_(no rows)_"
+    parts = [f"# {TITLES.get(name, name)}", ""]
+    if name in NOTES:
+        parts += [NOTES[name], ""]
+    return "\n".join(parts + [text, ""])
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:
+    """Write each table as `<name>.csv` and `<name>.md`; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in tables.items():
+        csv, md = out / f"{name}.csv", out / f"{name}.md"
+        df.to_csv(csv, index=False, float_format="%.10g")
+        md.write_text(to_markdown(name, df))
+        written += [csv, md]
+    return written
+
+
+EXPECTED_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
+                    "paper_comparison": COMPARISON_COLUMNS}
+
+
+def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Read one table written by `write_tables`, checking its columns."""
+    path = Path(tables_dir) / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run `resnet-bench aggregate` first)")
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in EXPECTED_COLUMNS.get(name, ()) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col in STRING_COLUMNS:
+        if col in df.columns:
+            df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def read_tables(tables_dir: str | os.PathLike, names=TABLES) -> dict[str, pd.DataFrame]:
+    return {name: read_table(tables_dir, name) for name in names}
+
+
+__all__ = ["TABLES", "build_tables", "write_tables", "read_table", "read_tables", "summarize",
+           "paper_style", "ID_COLUMNS"]
