@@ -236,7 +236,7 @@ def data_identity(dataset: str, label: str) -> tuple[str, bool, str]:
     hundred = "100" in name or "cifar-100" in lab
     if "jpeg" in name or "jpeg" in lab or "mirror" in lab:
         return ("cifar100" if hundred else "cifar10"), False, \
-            f"{label}: JPEG q75 mirror, not bit-identical to the original archive"
+            "JPEG q75 mirror: not bit-identical to the original CIFAR archive"
     if name in ("cifar10", "cifar100"):
         return name, True, ""
     if name == "synthetic":

@@ -1,0 +1,389 @@
+"""The papers' figures, one function each, drawn from the aggregate tables only.
+
+Every figure function takes a `PlotData` (the runs and curves of one dataset and recipe) and an
+output directory, writes `<name>.png`, `<name>.pdf` and `<name>.csv` (the tidy data it plotted,
+one row per run, series and point; seaborn draws seeds as mean ± std bands from it), and returns
+that DataFrame. With nothing to show it writes a placeholder image and an empty CSV instead.
+
+Training curves are the training mini-batch error (or loss) smoothed by a trailing running mean
+over one epoch of iterations (iterations per epoch from the log's epoch column), then kept every
+`step` iterations: the last logged point in each bin [k*step, (k+1)*step), with
+`step` = ceil(longest run / MAX_POINTS), so seeds share x values and each run keeps its last point.
+Test curves are the eval_log points, unsmoothed. Only default-variant nets (a model name with no
+variant suffix) enter these figures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+from resnet_bench.analysis.aggregate import is_default_variant, sort_runs
+from resnet_bench.analysis.tables import read_table
+from resnet_bench.plots import style
+
+MAX_POINTS = 400
+RUN_KEYS = ["run_id", "model", "family", "block", "depth", "variant", "seed"]
+CURVE_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "iteration", "x", "value"]
+DEPTH_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "value"]
+# series -> (curves split, curves column, smoothed?)
+SERIES = {
+    "train_error": ("train", "error_pct", True),
+    "train_loss": ("train", "loss", True),
+    "test_error": ("test", "error_pct", False),
+}
+SERIES_NAMES = {"train_error": "training error", "train_loss": "training loss",
+                "test_error": "test error"}
+
+
+@dataclass
+class PlotData:
+    runs: pd.DataFrame       # runs table rows of the selected dataset and recipe
+    curves: pd.DataFrame     # their curves
+    dataset: str
+    dataset_label: str
+    recipe: str
+
+    @property
+    def caption(self) -> str:
+        extra = "" if self.recipe in ("", "paper") else f", recipe '{self.recipe}'"
+        return f"{self.dataset_label}{extra}"
+
+    @property
+    def max_iteration(self) -> int:
+        return int(self.curves["iteration"].max()) if len(self.curves) else 0
+
+    @property
+    def step(self) -> int:
+        return max(1, math.ceil(self.max_iteration / MAX_POINTS))
+
+
+def _choose(runs: pd.DataFrame, column: str, wanted: str | None) -> str:
+    values = runs[column].value_counts()
+    if wanted is not None:
+        if wanted not in values.index:
+            raise ValueError(f"no runs with {column} {wanted!r} in the tables; "
+                             f"available: {', '.join(sorted(values.index)) or 'none'}")
+        return wanted
+    # the value with most runs; ties broken alphabetically
+    best = values[values == values.max()]
+    return sorted(best.index)[0]
+
+
+def select(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str | None = None,
+           recipe: str | None = None) -> PlotData:
+    """The runs of one dataset and recipe (default: the pair with most runs)."""
+    if runs.empty:
+        return PlotData(runs, curves.iloc[:0], dataset or "", dataset or "no runs", recipe or "")
+    ds = _choose(runs, "dataset", dataset)
+    sub = runs[runs["dataset"] == ds]
+    rc = _choose(sub, "recipe", recipe)
+    sub = sub[sub["recipe"] == rc].reset_index(drop=True)
+    cur = curves[curves["run_id"].isin(set(sub["run_id"]))].reset_index(drop=True)
+    return PlotData(sub, cur, ds, str(sub["dataset_label"].iloc[0]), rc)
+
+
+def load_plot_data(tables_dir, dataset: str | None = None, recipe: str | None = None) -> PlotData:
+    return select(read_table(tables_dir, "runs"), read_table(tables_dir, "curves"),
+                  dataset, recipe)
+
+
+# ---------------------------------------------------------------------------------------------
+# data behind the figures
+
+def default_runs(runs: pd.DataFrame, families, blocks=("basic", "bottleneck")) -> pd.DataFrame:
+    keep = is_default_variant(runs) & runs["family"].isin(families) & runs["block"].isin(blocks)
+    return sort_runs(runs[keep])
+
+
+def _iters_per_epoch(train: pd.DataFrame) -> float:
+    it, ep = train["iteration"].to_numpy(), train["epoch"].to_numpy()
+    if len(it) > 1 and np.isfinite(ep[[0, -1]]).all() and ep[-1] > ep[0]:
+        return (it[-1] - it[0]) / (ep[-1] - ep[0])
+    return float(max(len(it), 1))
+
+
+def smooth(train: pd.DataFrame, column: str) -> pd.Series:
+    """Trailing running mean over one epoch of iterations (rows of one run, in order)."""
+    spacing = float(np.median(np.diff(train["iteration"]))) if len(train) > 1 else 1.0
+    window = max(1, round(_iters_per_epoch(train) / max(spacing, 1.0)))
+    return train[column].rolling(window, min_periods=1).mean()
+
+
+def curve_data(data: PlotData, runs: pd.DataFrame, series, label, panel=None) -> pd.DataFrame:
+    """Tidy rows (CURVE_FIGURE_COLUMNS) for `runs` and each of `series`.
+
+    `label(run_row) -> str` names a run's line; `panel(series) -> str` its panel.
+    """
+    div, _ = style.iteration_axis(data.max_iteration)
+    step = data.step
+    frames = []
+    curves = data.curves[data.curves["run_id"].isin(set(runs["run_id"]))]
+    by_run = dict(tuple(curves.groupby("run_id", sort=False, observed=True)))
+    for _, run in runs.iterrows():
+        c = by_run.get(run["run_id"])
+        if c is None:
+            continue
+        for name in series:
+            split, column, smoothed = SERIES[name]
+            part = c[c["split"] == split].sort_values("iteration")
+            if part.empty:
+                continue
+            values = smooth(part, column) if smoothed else part[column]
+            df = pd.DataFrame({"iteration": part["iteration"].to_numpy(),
+                               "value": values.to_numpy()})
+            if smoothed:  # the last logged point of each `step`-wide bin of iterations
+                df = df.groupby(df["iteration"] // step, sort=False).tail(1)
+            df = df[np.isfinite(df["value"])]
+            for key in RUN_KEYS:
+                df[key] = run[key]
+            df["label"] = label(run)
+            df["series"] = name
+            df["panel"] = panel(name) if panel else ""
+            df["x"] = df["iteration"] / div
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=CURVE_FIGURE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[CURVE_FIGURE_COLUMNS]
+
+
+def net_label(run) -> str:
+    name = {"plain": "plain", "v1": "ResNet", "v2": "ResNet"}[run["family"]]
+    return f"{name}-{int(run['depth'])}"
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing helpers
+
+def _draw_curves(ax, df: pd.DataFrame, palette: dict, order: list[str]) -> None:
+    for name, st in (("train_error", style.TRAIN_STYLE), ("train_loss", style.TRAIN_STYLE),
+                     ("test_error", style.TEST_STYLE)):
+        sub = df[df["series"] == name]
+        if sub.empty:
+            continue
+        sns.lineplot(data=sub, x="x", y="value", hue="label", hue_order=order, palette=palette,
+                     estimator="mean", errorbar="sd", legend=False, ax=ax, **st)
+
+
+def _legend(ax, palette: dict, order: list[str], series: list[str]) -> None:
+    handles = [Line2D([], [], color=palette[lab], linewidth=2, label=lab) for lab in order]
+    for name in series:
+        st = style.TEST_STYLE if name.startswith("test") else style.TRAIN_STYLE
+        handles.append(Line2D([], [], color="0.3", label=SERIES_NAMES[name], **st))
+    ax.legend(handles=handles, loc="upper right")
+
+
+def _labels_in_order(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df.sort_values(["depth", "family"])["label"]))
+
+
+def _depth_colors(df: pd.DataFrame) -> dict:
+    depth_of = df.drop_duplicates("label").set_index("label")["depth"]
+    colors = style.depth_palette(depth_of)
+    return {lab: colors[int(d)] for lab, d in depth_of.items()}
+
+
+def _finish(ax, data: PlotData, ylabel: str) -> None:
+    _, xlabel = style.iteration_axis(data.max_iteration)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+
+
+def _title(text: str, data: PlotData) -> str:
+    return f"{text}\n{data.caption}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the figures
+
+def _depth_sweep(data: PlotData, out_dir, name: str, title: str, runs: pd.DataFrame,
+                 empty: str) -> pd.DataFrame:
+    """One panel: training error dashed, test error bold, one colour per depth."""
+    df = curve_data(data, runs, ["train_error", "test_error"], net_label)
+    if df.empty:
+        return style.placeholder(out_dir, name, _title(title, data), empty, CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure()
+    ax = axes[0, 0]
+    order, palette = _labels_in_order(df), _depth_colors(df)
+    _draw_curves(ax, df, palette, order)
+    _legend(ax, palette, order, ["train_error", "test_error"])
+    _finish(ax, data, "error (%)")
+    ax.set_title(_title(title, data))
+    style.save(fig, out_dir, name, df)
+    return df
+
+
+def v1_fig6_left(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 6 left: plain nets at every depth in the data."""
+    runs = default_runs(data.runs, ["plain"])
+    return _depth_sweep(data, out_dir, "v1_fig6_left", "V1 Fig. 6 (left): plain networks", runs,
+                        "no plain-net runs")
+
+
+def v1_fig6_middle(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 6 middle: original ResNets (basic, option A) at every depth in the data."""
+    runs = default_runs(data.runs, ["v1"], ["basic"])
+    return _depth_sweep(data, out_dir, "v1_fig6_middle", "V1 Fig. 6 (middle): ResNets", runs,
+                        "no v1 basic (option A) runs")
+
+
+def v1_fig6_right(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 6 right: the two deepest original ResNets (110 vs 1202 in the paper)."""
+    runs = default_runs(data.runs, ["v1"], ["basic"])
+    deepest = sorted(runs["depth"].unique())[-2:]
+    runs = runs[runs["depth"].isin(deepest)]
+    return _depth_sweep(data, out_dir, "v1_fig6_right",
+                        "V1 Fig. 6 (right): the deepest ResNets", runs,
+                        "no v1 basic (option A) runs")
+
+
+def v1_fig1(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 1: shallowest vs deepest plain net; training error left, test error right."""
+    name, title = "v1_fig1", "V1 Fig. 1: plain networks, shallow vs deep"
+    runs = default_runs(data.runs, ["plain"])
+    if not runs.empty:
+        runs = runs[runs["depth"].isin({runs["depth"].min(), runs["depth"].max()})]
+    panels = {"train_error": "training error", "test_error": "test error"}
+    df = curve_data(data, runs, list(panels), net_label, panel=panels.get)
+    if df.empty:
+        return style.placeholder(out_dir, name, _title(title, data), "no plain-net runs",
+                                 CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure(ncols=2, sharey=True)
+    order, palette = _labels_in_order(df), _depth_colors(df)
+    for ax, (series, panel) in zip(axes[0], panels.items()):
+        _draw_curves(ax, df[df["series"] == series], palette, order)
+        _finish(ax, data, f"{panel} (%)")
+        ax.set_title(panel)
+    _legend(axes[0, 1], palette, order, [])
+    fig.suptitle(_title(title, data), fontsize=9)
+    style.save(fig, out_dir, name, df)
+    return df
+
+
+def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
+    """V2 Fig. 1 (right) / Fig. 6 (right): original vs pre-activation at one depth.
+
+    The deepest bottleneck depth present for both v1 and v2 (basic if no bottleneck pair).
+    Training loss dashed on the left axis, test error solid on the right axis.
+    """
+    name = "v2_fig1"
+    title = "V2 Fig. 1 / Fig. 6 (right): original vs pre-activation"
+    runs = default_runs(data.runs, ["v1", "v2"])
+    pairs = runs.groupby(["block", "depth"])["family"].nunique()
+    pairs = pairs[pairs == 2].reset_index()
+    if pairs.empty:
+        return style.placeholder(out_dir, name, _title(title, data),
+                                 "no v1 and v2 runs of the same block and depth",
+                                 CURVE_FIGURE_COLUMNS)
+    pairs["bottleneck"] = pairs["block"] == "bottleneck"
+    block, depth = pairs.sort_values(["bottleneck", "depth"]).iloc[-1][["block", "depth"]]
+    runs = runs[(runs["block"] == block) & (runs["depth"] == depth)]
+
+    def label(run) -> str:
+        unit = "original" if run["family"] == "v1" else "pre-activation"
+        return f"ResNet-{int(run['depth'])} {block}, {unit}"
+
+    axis = {"train_loss": "left axis: training loss", "test_error": "right axis: test error"}
+    df = curve_data(data, runs, list(axis), label, panel=axis.get)
+    if df.empty:
+        return style.placeholder(out_dir, name, _title(title, data), "the runs have no curves",
+                                 CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure()
+    ax = axes[0, 0]
+    ax2 = ax.twinx()
+    order = list(dict.fromkeys(df.sort_values("family")["label"]))
+    fam = df.drop_duplicates("label").set_index("label")["family"]
+    palette = {lab: style.FAMILY_COLORS[fam[lab]] for lab in order}
+    _draw_curves(ax, df[df["series"] == "train_loss"], palette, order)
+    _draw_curves(ax2, df[df["series"] == "test_error"], palette, order)
+    _finish(ax, data, "training loss")
+    ax2.set_ylabel("test error (%)")
+    ax2.set_ylim(bottom=0)
+    ax2.grid(False)
+    ax2.spines["right"].set_visible(True)
+    _legend(ax2, palette, order, ["train_loss", "test_error"])
+    ax.set_title(_title(title, data))
+    style.save(fig, out_dir, name, df)
+    return df
+
+
+def degradation(data: PlotData, out_dir) -> pd.DataFrame:
+    """Final training and test error against depth, one line per family; mean ± std over seeds."""
+    name, title = "degradation", "Degradation at a glance: final error vs depth"
+    runs = default_runs(data.runs, ["plain", "v1", "v2"])
+    panels = {"final_train_error_pct": ("train_error", "training error"),
+              "final_test_error_pct": ("test_error", "test error")}
+    frames = []
+    for column, (series, panel) in panels.items():
+        df = runs[RUN_KEYS].copy()
+        df["value"] = runs[column]
+        df["series"], df["panel"] = series, panel
+        df["label"] = [style.FAMILY_NAMES[f] + ("" if b == "basic" else f" ({b})")
+                       for f, b in zip(runs["family"], runs["block"])]
+        frames.append(df[np.isfinite(df["value"].astype(float))])
+    df = pd.concat(frames, ignore_index=True)[DEPTH_FIGURE_COLUMNS] if frames else None
+    if df is None or df.empty:
+        return style.placeholder(out_dir, name, _title(title, data),
+                                 "no default-variant runs with a final error",
+                                 DEPTH_FIGURE_COLUMNS)
+    order = list(dict.fromkeys(sort_runs(df)["label"]))
+    fam = df.drop_duplicates("label").set_index("label")["family"]
+    blk = df.drop_duplicates("label").set_index("label")["block"]
+    palette = {lab: style.FAMILY_COLORS[fam[lab]] for lab in order}
+    dashes = {lab: (None if blk[lab] == "basic" else (4, 2)) for lab in order}
+    fig, axes = style.figure(ncols=2)
+    depths = df["depth"].astype(int)
+    for ax, (series, panel) in zip(axes[0], panels.values()):
+        sub = df[df["series"] == series]
+        for lab in order:
+            part = sub[sub["label"] == lab]
+            if part.empty:
+                continue
+            sns.lineplot(data=part, x="depth", y="value", color=palette[lab], label=lab,
+                         estimator="mean", errorbar="sd", err_style="bars", marker="o",
+                         dashes=False, ax=ax,
+                         **({"linestyle": "--"} if dashes[lab] else {}))
+        if depths.max() / max(depths.min(), 1) > 10:
+            ax.set_xscale("log")
+        ax.set_xticks(sorted(depths.unique()))
+        ax.set_xticklabels([str(d) for d in sorted(depths.unique())])
+        ax.minorticks_off()
+        ax.set_xlabel("depth (layers)")
+        ax.set_ylabel(f"final {panel} (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(panel)
+    if axes[0, 0].get_legend() is not None:
+        axes[0, 0].get_legend().remove()
+    fig.suptitle(_title(title, data) + " (mean ± std over seeds)", fontsize=9)
+    style.save(fig, out_dir, name, df)
+    return df
+
+
+FIGURES = {
+    "v1_fig1": v1_fig1,
+    "v1_fig6_left": v1_fig6_left,
+    "v1_fig6_middle": v1_fig6_middle,
+    "v1_fig6_right": v1_fig6_right,
+    "v2_fig1": v2_fig1,
+    "degradation": degradation,
+}
+
+
+def render_all(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, figures=None,
+               dataset: str | None = None, recipe: str | None = None) -> dict[str, pd.DataFrame]:
+    """Render `figures` (default: all) from the tables in `tables_dir` into `out_dir`."""
+    names = list(FIGURES) if not figures else list(dict.fromkeys(figures))
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(FIGURES)}")
+    data = load_plot_data(tables_dir, dataset, recipe)
+    return {name: FIGURES[name](data, out_dir) for name in names}

@@ -1,0 +1,84 @@
+"""A shared, paper-like look for every figure, and the PNG+PDF(+CSV) writer.
+
+Conventions of the papers kept here: training curves dashed and thin, test curves solid and bold,
+x in units of 1e4 iterations ("iter. (1e4)") for long runs, errors in %.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+FORMATS = ("png", "pdf")
+DPI = 200
+PANEL_SIZE = (4.2, 3.2)                     # inches per panel
+TRAIN_STYLE = {"linestyle": "--", "linewidth": 0.9}
+TEST_STYLE = {"linestyle": "-", "linewidth": 2.0}
+FAMILY_COLORS = {"plain": "#d62728", "v1": "#1f77b4", "v2": "#2ca02c"}
+FAMILY_NAMES = {"plain": "plain", "v1": "ResNet (original)", "v2": "ResNet (pre-act)"}
+LONG_RUN = 10_000                           # from here on, x is shown in 1e4 iterations
+
+
+def apply() -> None:
+    sns.set_theme(context="paper", style="ticks", font_scale=1.0, rc={
+        "axes.grid": True, "grid.linestyle": ":", "grid.linewidth": 0.5,
+        "axes.spines.top": False, "axes.spines.right": False,
+        "legend.frameon": False, "legend.fontsize": 7, "axes.titlesize": 9,
+        "figure.dpi": 100, "savefig.bbox": "tight", "pdf.fonttype": 42,
+    })
+
+
+def figure(ncols: int = 1, nrows: int = 1, **kw):
+    apply()
+    size = (PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows)
+    return plt.subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained", **kw)
+
+
+def depth_palette(depths) -> dict[int, tuple]:
+    """Shallow -> light, deep -> dark, like the papers' depth sweeps."""
+    depths = sorted(set(int(d) for d in depths))
+    colors = sns.color_palette("rocket_r", n_colors=len(depths) + 1)[1:]
+    return dict(zip(depths, colors))
+
+
+def iteration_axis(max_iteration: float) -> tuple[float, str]:
+    """(divisor, x label): 1e4 units for long runs, plain iterations for short ones."""
+    if max_iteration >= LONG_RUN:
+        return 1e4, "iter. (1e4)"
+    return 1.0, "iteration"
+
+
+def save(fig, out_dir: str | os.PathLike, name: str, data: pd.DataFrame) -> list[Path]:
+    """Write `<name>.png`, `<name>.pdf` and the plotted data as `<name>.csv`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in FORMATS:
+        path = out / f"{name}.{ext}"
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    plt.close(fig)
+    data.to_csv(out / f"{name}.csv", index=False, float_format="%.10g")
+    return paths + [out / f"{name}.csv"]
+
+
+def placeholder(out_dir: str | os.PathLike, name: str, title: str, message: str,
+                columns: list[str]) -> pd.DataFrame:
+    """An explicit 'nothing to show' figure and an empty CSV with the figure's columns."""
+    fig, axes = figure()
+    ax = axes[0, 0]
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, f"No data for this figure:\n{message}", ha="center", va="center",
+            wrap=True, fontsize=9, transform=ax.transAxes)
+    empty = pd.DataFrame(columns=columns)
+    save(fig, out_dir, name, empty)
+    return empty
