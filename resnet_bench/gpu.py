@@ -47,7 +47,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -62,8 +61,6 @@ ENV_CLAIM = "RESNET_BENCH_GPU_CLAIM"  # set for children of a claiming process (
 
 DEFAULT_WAIT_S = 600.0
 _POLL_S = 0.25
-# gpu-run passes these on to its child; SIGINT is not among them (see _run_child).
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class GpuBusyError(RuntimeError):
@@ -358,14 +355,23 @@ def claim_for_this_process(**kwargs) -> GpuClaim | None:
 
 
 # --------------------------------------------------------------------------- gpu-run CLI
+#
+# gpu-run execs the command in its own process instead of spawning a child and forwarding
+# signals.  Tried both under Slurm (.ci/slurm/README.md): a forwarding wrapper makes the command
+# receive SIGTERM twice whenever the whole process tree is signalled (an srun step on
+# `scancel --signal=TERM`, `scancel --full`, a killpg), and a second SIGTERM re-enters a Python
+# handler in the middle of its checkpoint write.  With exec, SIGTERM/SIGINT reach the command
+# directly, its exit status (or death by signal) is the job's, and the lock fd, made inheritable,
+# is held by the command itself: the slot is free exactly when the command (and any forked
+# child still holding the fd) is gone.
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.usage = "resnet-bench gpu-run [options] -- CMD [ARGS...]"
     parser.epilog = (
-        "Claims a free GPU slot (see resnet_bench/gpu.py), runs CMD with CUDA_VISIBLE_DEVICES "
-        "set to it, forwards SIGTERM/SIGHUP/SIGUSR1/SIGUSR2, and exits with CMD's status "
-        "(128+N if CMD died from signal N).  No-op pinning under Slurm and without GPUs."
+        "Claims a free GPU slot (see resnet_bench/gpu.py) and execs CMD with CUDA_VISIBLE_DEVICES "
+        "set to it, holding the slot until CMD exits; signals and the exit status are CMD's own.  "
+        "Under Slurm, or without GPUs, CMD runs with the environment unchanged."
     )
     parser.add_argument("--slots-per-gpu", type=int, default=None,
                         help=f"processes per GPU (default ${ENV_SLOTS} or 1)")
@@ -377,7 +383,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
 
 
+def describe(claim: GpuClaim | None) -> str:
+    """One line for logs: which GPU and why."""
+    if claim is None:
+        return "no GPU (CPU)"
+    what = f"GPU {claim.gpu} ({claim.source}"
+    if claim.slot is not None:
+        what += f", slot {claim.slot} of pool {','.join(claim.pool)} from {claim.pool_source}"
+    return what + ")"
+
+
 def run(args: argparse.Namespace) -> int:
+    """Claim, then exec the command; returns only if the command cannot be started."""
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -388,58 +405,19 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if claim is not None and claim.source == "lock":
         env.update(claim.env())
+        os.set_inheritable(claim.fd, True)  # the command holds the lock from here on
     if not args.quiet:
-        if claim is None:
-            what = "no GPU (CPU)"
-        else:
-            what = f"GPU {claim.gpu} ({claim.source}"
-            if claim.slot is not None:
-                what += f", slot {claim.slot} of pool {','.join(claim.pool)} from {claim.pool_source}"
-            what += ")"
-        print(f"resnet-bench gpu-run: {what}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        print(f"resnet-bench gpu-run: {describe(claim)}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
     try:
-        return _run_child(cmd, env, claim)
-    finally:
+        os.execvpe(cmd[0], cmd, env)
+    except FileNotFoundError:
+        print(f"resnet-bench gpu-run: command not found: {cmd[0]}", file=sys.stderr)
+        return 127
+    except PermissionError:
+        print(f"resnet-bench gpu-run: not executable: {cmd[0]}", file=sys.stderr)
+        return 126
+    finally:  # only reached when exec failed
         if claim is not None:
             claim.release()
-
-
-def _run_child(cmd: list[str], env: dict[str, str], claim: GpuClaim | None) -> int:
-    # The child inherits the lock fd: if this wrapper is SIGKILLed, the slot stays taken for as
-    # long as the command still runs on the GPU.
-    pass_fds = (claim.fd,) if claim is not None and claim.fd is not None else ()
-    child: subprocess.Popen | None = None
-    pending: list[int] = []
-
-    def forward(signum, _frame):
-        if child is None:
-            pending.append(signum)
-        else:
-            try:
-                child.send_signal(signum)
-            except ProcessLookupError:
-                pass
-
-    # SIGINT is not forwarded: the child shares our process group, so a terminal's Ctrl-C
-    # already reaches it, and a second SIGINT could interrupt its cleanup (checkpoint writes).
-    # A Python handler (not SIG_IGN, which exec would pass on) keeps the wrapper alive to
-    # collect the status.
-    handlers = {s: forward for s in FORWARDED_SIGNALS}
-    handlers[signal.SIGINT] = lambda *_: None
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
-    try:
-        try:
-            child = subprocess.Popen(cmd, env=env, pass_fds=pass_fds)
-        except FileNotFoundError:
-            print(f"resnet-bench gpu-run: command not found: {cmd[0]}", file=sys.stderr)
-            return 127
-        except PermissionError:
-            print(f"resnet-bench gpu-run: not executable: {cmd[0]}", file=sys.stderr)
-            return 126
-        for signum in pending:
-            child.send_signal(signum)
-        rc = child.wait()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    return 128 - rc if rc < 0 else rc  # killed by signal N -> 128+N, as a shell reports it
+    return 1  # unreachable: execvpe either replaces the process or raises

@@ -230,7 +230,7 @@ def test_gpu_run_sets_device_and_propagates_exit_codes(tmp_path):
     assert r.returncode == 3 and r.stdout.strip() == "0"
     assert "GPU 0 (lock, slot 0 of pool 0,1 from RESNET_BENCH_GPU_IDS)" in r.stderr
     r = subprocess.run(GPU_RUN + ["-q", "--", "sh", "-c", "kill -9 $$"], env=env, timeout=30)
-    assert r.returncode == 128 + 9
+    assert r.returncode == -signal.SIGKILL  # exec: the command's own death, not a wrapper's code
     r = subprocess.run(GPU_RUN + ["--", "no-such-command-xyz"], env=env, timeout=30,
                        capture_output=True, text=True)
     assert r.returncode == 127 and "command not found" in r.stderr
@@ -245,22 +245,44 @@ def test_gpu_run_two_at_once_get_different_gpus(tmp_path):
     assert sorted(p.communicate(timeout=30)[0].strip() for p in ps) == ["0", "1"]
 
 
-def test_gpu_run_forwards_sigterm_and_returns_child_status(tmp_path):
+def test_gpu_run_command_holds_the_slot_until_it_exits(tmp_path, monkeypatch):
+    monkeypatch.setenv(gpu.ENV_IDS, "0")
+    ready = tmp_path / "ready"
+    p = subprocess.Popen(GPU_RUN + ["-q", "--", "sh", "-c", f"touch {ready}; sleep 1"])
+    try:
+        _wait_for(ready)
+        with pytest.raises(gpu.GpuBusyError):  # no wrapper process: sh itself holds the lock
+            gpu.claim_gpu(timeout=0, quiet=True)
+        assert p.wait(timeout=20) == 0
+        with gpu.claim_gpu(timeout=0) as c:
+            assert c.gpu == "0"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_gpu_run_sigterm_reaches_the_command_once(tmp_path):
     ready, marker = tmp_path / "ready", tmp_path / "got-sigterm"
     child = textwrap.dedent(f"""
         import os, pathlib, signal, sys, time
         def on_term(signum, frame):
-            pathlib.Path({str(marker)!r}).write_text(os.environ["CUDA_VISIBLE_DEVICES"])
+            with open({str(marker)!r}, "a") as f:
+                f.write(os.environ["CUDA_VISIBLE_DEVICES"])
+            time.sleep(0.5)  # a checkpoint write: a second SIGTERM would land in here
             sys.exit(7)
         signal.signal(signal.SIGTERM, on_term)
         pathlib.Path({str(ready)!r}).touch()
         time.sleep(60)
         """)
     env = _gpu_run_env(RESNET_BENCH_GPU_IDS="4")
-    wrapper = subprocess.Popen(GPU_RUN + ["-q", "--", PY, "-c", child], env=env)
+    wrapper = subprocess.Popen(GPU_RUN + ["-q", "--", PY, "-c", child], env=env,
+                               start_new_session=True)
     try:
         _wait_for(ready)
-        wrapper.send_signal(signal.SIGTERM)
+        # Signal the whole process group, as Slurm signals every process of a step.  (A wrapper
+        # that forwarded signals would deliver a second SIGTERM; seen under Slurm, but racy --
+        # two signals pending together merge -- so this test cannot pin that down.)
+        os.killpg(wrapper.pid, signal.SIGTERM)
         assert wrapper.wait(timeout=20) == 7
         assert marker.read_text() == "4"
     finally:
