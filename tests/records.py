@@ -15,6 +15,10 @@ import numpy as np
 import pandas as pd
 
 
+DEFAULT_VARIANT = {("plain", "basic"): "none", ("v1", "basic"): "optA", ("v2", "basic"): "optA",
+                   ("v1", "bottleneck"): "optB", ("v2", "bottleneck"): "optB"}
+
+
 def _curve(iters: np.ndarray, start: float, floor: float, tau: float, rng, noise: float):
     base = floor + (start - floor) * np.exp(-iters / tau)
     return np.clip(base + rng.normal(0.0, noise, size=len(iters)), 0.0, 100.0)
@@ -49,7 +53,7 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
     it = np.unique(np.r_[np.arange(1, done + 1, log_every), done])
     train_err = _curve(it, 90.0, 5.0 + penalty, iterations / 4, rng, 2.0)
     train = pd.DataFrame({
-        "iteration": it, "epoch": (it - 1) // iters_per_epoch,
+        "iteration": it, "epoch": it / iters_per_epoch,   # like the trainer: i*B/N
         "lr": np.where(it < 0.75 * iterations, 0.1, 0.01),
         "loss": train_err / 40.0, "error_pct": train_err,
     })
@@ -70,7 +74,8 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
     completed = status == "completed"
     summary = {
         "status": status, "model": model, "family": family, "block": block, "depth": depth,
-        "variant": variant, "dataset": dataset, "dataset_label": label, "seed": seed,
+        # like the trainer: the canonical default variant is spelled out here, not in the name
+        "variant": variant or DEFAULT_VARIANT[family, block], "dataset": dataset, "dataset_label": label, "seed": seed,
         "recipe": recipe, "iterations": int(done),
         "final_train_loss": float(window["loss"].mean()) if completed else None,
         "final_train_error_pct": float(window["error_pct"].mean()) if completed else None,

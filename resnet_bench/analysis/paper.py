@@ -61,19 +61,17 @@ PAPER_VARIANTS = [
     ("conv-shortcut", "1x1 conv shortcut", None),
     ("dropout-shortcut", "dropout shortcut", None),
 ]
-# our variant spellings (lower-case, '-'/'_'/' ' removed) -> canonical key
+# our variant spellings (resnet_bench.models.spec; lower-case, '-'/'_'/' ' removed) -> key
 VARIANT_ALIASES = {
-    "bnafteradd": "bn-after-add", "bnafteraddition": "bn-after-add", "bnadd": "bn-after-add",
-    "relubeforeadd": "relu-before-add", "relubeforeaddition": "relu-before-add",
+    "bnafter": "bn-after-add", "bnafteradd": "bn-after-add", "bnafteraddition": "bn-after-add",
+    "relubefore": "relu-before-add", "relubeforeadd": "relu-before-add",
     "reluonly": "relu-only-preact", "reluonlypreact": "relu-only-preact",
-    "reluonlypreactivation": "relu-only-preact", "relupreact": "relu-only-preact",
-    "1layer": "1layer", "onelayer": "1layer", "1layerskip": "1layer",
-    "convshortcut": "conv-shortcut", "1x1conv": "conv-shortcut", "conv1x1": "conv-shortcut",
-    "1x1convshortcut": "conv-shortcut",
-    "dropoutshortcut": "dropout-shortcut", "dropout": "dropout-shortcut",
+    "1layer": "1layer",
+    "optc": "conv-shortcut",            # 1x1 projection at every unit = Table 1 "1x1 conv"
+    "dropsc": "dropout-shortcut", "dropscp0.5": "dropout-shortcut",
 }
-_GATE = re.compile(r"^(ex|sc)gate-?b-?(\d+)$")         # exgate-b-6, scgate-b0
-_CONST = re.compile(r"^const-?([\d.]+)-([\d.]+)$")     # const-0.5-0.5
+_GATE = re.compile(r"^(ex|sc)gate-?b-?(\d+)$")              # exgate-b-6, scgate-b0
+_SCALE = re.compile(r"^scale-s([\d.]+)(?:-f([\d.]+))?$")   # scale-s0.5-f0.5, scale-s0 (F x 1)
 _ERROR_METRIC = re.compile(r"^(test|train|test_or_train)_error(_[a-z0-9_]+)?_pct$")
 
 COMPARISON_COLUMNS = [
@@ -117,9 +115,9 @@ def canonical_variant(model: str, family: str, block: str, depth: int, variant: 
     if m:
         b = int(m.group(2))
         return f"{m.group(1)}gate-b{-b if b else 0}"
-    m = _CONST.match(v)
+    m = _SCALE.match(v)
     if m:
-        return f"const-{float(m.group(1)):g}-{float(m.group(2)):g}"
+        return f"const-{float(m.group(1)):g}-{float(m.group(2) or 1):g}"
     return VARIANT_ALIASES.get(v.replace("-", ""), v)
 
 

@@ -103,10 +103,13 @@ def default_runs(runs: pd.DataFrame, families, blocks=("basic", "bottleneck")) -
 
 
 def _iters_per_epoch(train: pd.DataFrame) -> float:
+    """From the epoch column: fractional (the trainer's i*B/N) or whole epoch numbers."""
     it, ep = train["iteration"].to_numpy(), train["epoch"].to_numpy()
-    if len(it) > 1 and np.isfinite(ep[[0, -1]]).all() and ep[-1] > ep[0]:
-        return (it[-1] - it[0]) / (ep[-1] - ep[0])
-    return float(max(len(it), 1))
+    if len(it) < 2 or not np.isfinite(ep).all() or ep[-1] <= ep[0]:
+        return float(max(len(it), 1))
+    if (ep == np.floor(ep)).all():      # whole epochs: iterations per distinct epoch
+        return (it[-1] - it[0] + np.median(np.diff(it))) / len(np.unique(ep))
+    return (it[-1] - it[0]) / (ep[-1] - ep[0])
 
 
 def smooth(train: pd.DataFrame, column: str) -> pd.Series:
