@@ -1,0 +1,69 @@
+"""`resnet-bench data prepare|info`: decode a dataset once into a prepared file, or describe one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .prepared import load_prepared, prepare_dataset
+from .registry import KINDS
+
+
+def _image_size(text: str) -> int | list[int]:
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return [int(h), int(w)]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = sub.add_parser("prepare", help="load a dataset and write it as one prepared file")
+    p.add_argument("--dataset", required=True, choices=KINDS, help="dataset kind")
+    p.add_argument("--root", help="data directory or archive (cifar10/cifar100/folder)")
+    p.add_argument("--out", required=True, help="prepared file to write (atomically)")
+    g = p.add_argument_group("synthetic")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--train-size", type=int)
+    g.add_argument("--test-size", type=int)
+    g = p.add_argument_group("cifar10/cifar100")
+    g.add_argument("--download", action="store_true", default=None,
+                   help="download with torchvision (md5-checked) into --root")
+    g.add_argument("--no-verify", dest="verify", action="store_false", default=None,
+                   help="skip the official md5 check (recorded; label says 'unofficial files')")
+    g.add_argument("--cache-dir", help="keep the extracted archive here instead of a temp dir")
+    g = p.add_argument_group("folder")
+    g.add_argument("--image-size", type=_image_size, help="stretch images to N or HxW")
+    g.add_argument("--channels", choices=("rgb", "l", "keep"))
+    g.add_argument("--max-per-class", type=int, help="first K files per class and split")
+    g.add_argument("--name", help="short dataset name (default: from the folder/archive)")
+    p.add_argument("--label", help="label used on figures (folder, cifar10/cifar100)")
+
+    i = sub.add_parser("info", help="print sizes, classes, label and provenance of a prepared file")
+    i.add_argument("file")
+    i.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the checksum of the tensors")
+
+
+_OPTION_ARGS = ("seed", "train_size", "test_size", "download", "verify", "cache_dir",
+                "image_size", "channels", "max_per_class", "name", "label")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command == "prepare":
+        options = {k: getattr(args, k) for k in _OPTION_ARGS if getattr(args, k) is not None}
+        ds = prepare_dataset(args.dataset, args.root, args.out, **options)
+        print(f"wrote {args.out}: {ds.summary()}")
+        return 0
+    ds = load_prepared(args.file, verify=args.verify)
+    counts = ds.train_y.bincount(minlength=ds.num_classes).tolist()
+    print(ds.summary())
+    print(f"label:   {ds.label}")
+    print(f"train:   {len(ds.train_y)} images, per class {counts}")
+    print(f"test:    {len(ds.test_y)} images")
+    print(f"classes: {', '.join(ds.classes)}")
+    print("meta:    " + json.dumps(ds.meta, indent=2, sort_keys=True).replace("\n", "\n         "))
+    return 0

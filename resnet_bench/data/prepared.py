@@ -1,0 +1,104 @@
+"""The prepared cache: a dataset decoded once into one file that every training job loads.
+
+The file is ``torch.save`` of a plain dict (uint8/int64 tensors, class names, label, meta), so
+``torch.load(weights_only=True)`` reads it without unpickling arbitrary objects. It is written
+to a temporary sibling and moved into place with ``os.replace``: a killed ``prepare`` never
+leaves a half-written file that a later job would trust. A sha256 over the tensors is stored and
+checked on load (about 0.3 s for CIFAR), so a damaged cache is an error, not silent garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .dataset import DatasetError, ImageDataset
+from .registry import load_dataset
+
+FORMAT = "resnet-bench-dataset"
+VERSION = 1
+_TENSORS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def tensor_digest(ds_tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in _TENSORS:
+        t = ds_tensors[key].contiguous().cpu()
+        h.update(f"{key}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(t.numpy().data)  # hashes the buffer in place, no copy
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool):
+        return value
+    # exact builtin types only: subclasses (torch's TorchVersion is a str) are refused by
+    # torch.load(weights_only=True)
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
+def save_prepared(ds: ImageDataset, out_path: str | Path, *, extra: dict | None = None) -> Path:
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: getattr(ds, k).contiguous().cpu() for k in _TENSORS}
+    meta = _jsonable(dict(ds.meta))
+    meta["prepared"] = _jsonable({
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
+        "python": platform.python_version(), **(extra or {})})
+    blob = {"format": FORMAT, "version": VERSION, **tensors, "classes": list(ds.classes),
+            "name": ds.name, "label": ds.label, "meta": meta,
+            "tensor_sha256": tensor_digest(tensors)}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def prepare_dataset(kind: str, root: str | Path | None, out_path: str | Path,
+                    **options: Any) -> ImageDataset:
+    """Load `kind` from `root` with `options` and write it to `out_path` (atomically)."""
+    ds = load_dataset(kind, root, **options)
+    save_prepared(ds, out_path, extra={"kind": kind, "root": str(root) if root else None,
+                                       "options": options})
+    return ds
+
+
+def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "prepared dataset file not found (run `resnet-bench data prepare`)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle/unsafe-type errors all mean "not our file"
+        raise DatasetError(path, f"not a readable prepared dataset ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise DatasetError(path, f"not a {FORMAT} file")
+    if blob.get("version") != VERSION:
+        raise DatasetError(path, f"format version {blob.get('version')} (this code reads "
+                                 f"{VERSION}); re-run prepare")
+    missing = [k for k in (*_TENSORS, "classes", "name", "label", "meta") if k not in blob]
+    if missing:
+        raise DatasetError(path, f"incomplete prepared dataset (missing {', '.join(missing)})")
+    if verify and tensor_digest(blob) != blob.get("tensor_sha256"):
+        raise DatasetError(path, "checksum mismatch: the prepared file is damaged; re-run prepare")
+    meta = dict(blob["meta"])
+    meta["prepared_file"] = str(path)
+    return ImageDataset(*(blob[k] for k in _TENSORS), classes=blob["classes"], name=blob["name"],
+                        label=blob["label"], meta=meta)

@@ -1,0 +1,38 @@
+"""`load_dataset(kind, root, **options)`: one entry point over the dataset kinds."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from .cifar import load_cifar
+from .dataset import DatasetError, ImageDataset
+from .folder import load_folder
+from .synthetic import load_synthetic
+
+LOADERS: dict[str, Callable[..., ImageDataset]] = {
+    "synthetic": load_synthetic,
+    "cifar10": lambda root=None, **kw: load_cifar("cifar10", root, **kw),
+    "cifar100": lambda root=None, **kw: load_cifar("cifar100", root, **kw),
+    "folder": load_folder,
+}
+KINDS = tuple(LOADERS)
+_OPTION_SOURCES = {"synthetic": load_synthetic, "cifar10": load_cifar, "cifar100": load_cifar,
+                   "folder": load_folder}
+
+
+def options_for(kind: str) -> list[str]:
+    """Keyword options a kind accepts (for error messages and the CLI)."""
+    sig = inspect.signature(_OPTION_SOURCES[kind])
+    return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def load_dataset(kind: str, root: str | Path | None = None, **options) -> ImageDataset:
+    """Load a dataset of `kind` (synthetic, cifar10, cifar100, folder) from `root`."""
+    if kind not in LOADERS:
+        raise DatasetError(kind, f"unknown dataset kind; valid kinds: {', '.join(KINDS)}")
+    valid = options_for(kind)
+    if unknown := sorted(set(options) - set(valid)):
+        raise DatasetError(kind, f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return LOADERS[kind](root, **options)
