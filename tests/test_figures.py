@@ -166,7 +166,8 @@ def test_v2_fig1_picks_deepest_common_bottleneck_and_long_axis(tmp_path):
         write_run(runs, family="v2", block="bottleneck", depth=1001, seed=seed, **kw)
     tables = _tables(runs, tmp_path / "tables")
     out = tmp_path / "fig"
-    df = figures.render_all(tables, out, ["v2_fig1", "v1_fig6_left"])["v2_fig1"]
+    rendered = figures.render_all(tables, out, ["v2_fig1", "v1_fig6_left", "degradation"])
+    df = rendered["v2_fig1"]
     assert set(df["model"]) == {"v1-bottleneck-164", "v2-bottleneck-164"}
     assert set(df["series"]) == {"train_loss", "test_error"}
     assert df.groupby("model")["seed"].nunique().to_dict() == {"v1-bottleneck-164": 2,
@@ -178,6 +179,9 @@ def test_v2_fig1_picks_deepest_common_bottleneck_and_long_axis(tmp_path):
     xs = train.groupby("run_id")["x"].apply(tuple)
     assert xs.nunique() == 1
     assert pd.read_csv(out / "v1_fig6_left.csv").empty                # no plain runs here
+    # degradation: one line per family, its bottleneck depths named
+    assert set(rendered["degradation"]["label"]) == {
+        "ResNet (original) (bottleneck at 164)", "ResNet (pre-act) (bottleneck at 164, 1001)"}
 
 
 def test_dataset_and_recipe_selection(quick, tmp_path):

@@ -318,6 +318,17 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     return df
 
 
+def _family_label(runs: pd.DataFrame, family: str, block: str) -> str:
+    """One line per family; its bottleneck depths named. Split by block only where one
+    family has the same depth in both blocks (they must not be averaged together)."""
+    fam = runs[runs["family"] == family]
+    if (fam.groupby("depth")["block"].nunique() > 1).any():
+        return f"{style.FAMILY_NAMES[family]}, {block}"
+    deep = sorted(fam.loc[fam["block"] == "bottleneck", "depth"].unique())
+    return style.FAMILY_NAMES[family] + (f" (bottleneck at {', '.join(map(str, deep))})"
+                                         if deep else "")
+
+
 def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     """Final training and test error against depth, one line per family; mean ± std over seeds."""
     name, title = "degradation", "Degradation at a glance: final error vs depth"
@@ -329,19 +340,16 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
         df = runs[RUN_KEYS].copy()
         df["value"] = runs[column]
         df["series"], df["panel"] = series, panel
-        df["label"] = [style.FAMILY_NAMES[f] + ("" if b == "basic" else f" ({b})")
-                       for f, b in zip(runs["family"], runs["block"])]
+        df["label"] = [_family_label(runs, f, b) for f, b in zip(runs["family"], runs["block"])]
         frames.append(df[np.isfinite(df["value"].astype(float))])
-    df = pd.concat(frames, ignore_index=True)[DEPTH_FIGURE_COLUMNS] if frames else None
-    if df is None or df.empty:
+    df = pd.concat(frames, ignore_index=True)[DEPTH_FIGURE_COLUMNS]
+    if df.empty:
         return style.placeholder(out_dir, name, _title(title, data),
                                  "no default-variant runs with a final error",
                                  DEPTH_FIGURE_COLUMNS)
     order = list(dict.fromkeys(sort_runs(df)["label"]))
     fam = df.drop_duplicates("label").set_index("label")["family"]
-    blk = df.drop_duplicates("label").set_index("label")["block"]
     palette = {lab: style.FAMILY_COLORS[fam[lab]] for lab in order}
-    dashes = {lab: (None if blk[lab] == "basic" else (4, 2)) for lab in order}
     fig, axes = style.figure(ncols=2)
     depths = df["depth"].astype(int)
     for ax, (series, panel) in zip(axes[0], panels.values()):
@@ -352,8 +360,7 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
                 continue
             sns.lineplot(data=part, x="depth", y="value", color=palette[lab], label=lab,
                          estimator="mean", errorbar="sd", err_style="bars", marker="o",
-                         dashes=False, ax=ax,
-                         **({"linestyle": "--"} if dashes[lab] else {}))
+                         ax=ax)
         if depths.max() / max(depths.min(), 1) > 10:
             ax.set_xscale("log")
         ax.set_xticks(sorted(depths.unique()))
