@@ -1,0 +1,55 @@
+"""`resnet-bench models`: list the registered networks (or the named ones) with params and MACs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+from .cost import model_costs
+from .registry import list_models, model_source
+from .spec import BLOCKS, FAMILIES, parse_model_name
+
+COLUMNS = ("name", "family", "block", "depth", "variant", "params", "macs", "source")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="networks to show (any valid name, e.g. v1-basic-38); default: all registered")
+    parser.add_argument("--csv", action="store_true", help="machine-readable CSV on stdout")
+    parser.add_argument("--family", choices=FAMILIES, help="only this family")
+    parser.add_argument("--block", choices=sorted({b for bs in BLOCKS.values() for b in bs}), help="only this block")
+    parser.add_argument("--depth", type=int, help="only this depth")
+    parser.add_argument("--num-classes", type=int, default=10, help="FC width for the counts (default 10)")
+
+
+def _rows(args: argparse.Namespace) -> list[dict]:
+    specs = [parse_model_name(n) for n in args.names] if args.names else list_models()
+    specs = [
+        s for s in specs
+        if (args.family in (None, s.family)) and (args.block in (None, s.block)) and (args.depth in (None, s.depth))
+    ]
+    costs = model_costs(specs, num_classes=args.num_classes)
+    return [
+        dict(name=s.name, family=s.family, block=s.block, depth=s.depth, variant=s.variant,
+             params=costs[s.name][0], macs=costs[s.name][1], source=model_source(s))
+        for s in specs
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = _rows(args)
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    table = [("name", "params", "MMACs", "source")] + [
+        (r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.2f}", r["source"]) for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for i, row in enumerate(table):
+        print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0

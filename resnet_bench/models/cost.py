@@ -1,0 +1,119 @@
+"""Parameters and multiply-accumulates per 32x32 image, measured rather than derived by hand.
+
+MACs come from torch's own FLOP counter (`FlopCounterMode`, MACs = FLOPs / 2) over one inference
+forward pass. It counts convolutions and the FC layer; BN, ReLU, additions, gates' sigmoids and
+pooling are not counted, which is the convention of anchors.md Sec. 2. The forward pass runs on the
+'meta' device: shapes only, no activation memory, no arithmetic.
+
+Results are cached in memory and in a JSON file (`$RESNET_BENCH_CACHE`, default
+`~/.cache/resnet-bench/model_cost.json`) keyed by a hash of this package's source and the torch
+version, so editing a model invalidates its numbers and `resnet-bench models` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .registry import build_model
+from .spec import ModelSpec, parse_model_name
+
+IMAGE_SIZE = 32
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def measure_cost(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
+    """(params, MACs per image), computed now on the meta device."""
+    # Built on the CPU and then moved: building under `torch.device("meta")` is ~3x slower, since
+    # that mode intercepts every torch call made while the modules are constructed.
+    model = build_model(name, num_classes=num_classes, in_channels=in_channels).eval().to("meta")
+    x = torch.empty(1, in_channels, IMAGE_SIZE, IMAGE_SIZE, device="meta")
+    params = count_params(model)
+    # The counter gives BN no FLOPs, but on 'meta' BN runs through slow Python decompositions:
+    # drop it from this throwaway copy (tests check the count against a real CPU pass).
+    _replace_batchnorm(model)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return params, counter.get_total_flops() // 2
+
+
+def _replace_batchnorm(module: torch.nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, torch.nn.Identity())
+        else:
+            _replace_batchnorm(child)
+
+
+@lru_cache(maxsize=1)
+def _source_key() -> str:
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_path() -> Path:
+    env = os.environ.get("RESNET_BENCH_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "resnet-bench"
+    return base / "model_cost.json"
+
+
+def _load_disk() -> dict[str, list[int]]:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("entries", {}) if data.get("key") == _source_key() else {}
+
+
+def _save_disk(entries: dict[str, list[int]]) -> None:
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model_cost.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": _source_key(), "entries": entries}, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)  # atomic: concurrent readers see the old or the new file, never half
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+_memory: dict[str, tuple[int, int]] = {}
+
+
+def model_costs(names: list[str | ModelSpec], num_classes: int = 10, in_channels: int = 3) -> dict[str, tuple[int, int]]:
+    """Cost of several networks, computing (and caching) only the missing ones."""
+    keys = {}
+    for n in names:
+        spec = n if isinstance(n, ModelSpec) else parse_model_name(n)
+        keys[spec.name] = f"{spec.name}|{num_classes}|{in_channels}"
+    missing = [k for k in keys.values() if k not in _memory]
+    if missing:
+        disk = _load_disk()
+        for k in missing:
+            if k in disk:
+                _memory[k] = tuple(disk[k])
+        todo = [name for name, k in keys.items() if k not in _memory]
+        if todo:
+            for name in todo:
+                _memory[keys[name]] = measure_cost(name, num_classes, in_channels)
+            disk = _load_disk()  # re-read: another process may have added entries meanwhile
+            disk.update({k: list(v) for k, v in _memory.items()})
+            _save_disk(disk)
+    return {name: _memory[k] for name, k in keys.items()}
+
+
+def model_cost(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
+    """(params, MACs per 32x32 image) of a network; cached."""
+    return next(iter(model_costs([name], num_classes, in_channels).values()))

@@ -1,0 +1,161 @@
+"""The CIFAR network of both papers: stem, three stages on 32/16/8 maps, head.
+
+    stem   3x3 conv, 16 filters -> BN -> ReLU
+           (for pre-activation nets this BN-ReLU is the first unit's pre-activation, V2 appendix)
+    stages n units each; the first unit of stages 2 and 3 has stride 2
+           basic: 16/32/64 channels; bottleneck: 64/128/256 out, 16/32/64 inside
+    head   [BN -> ReLU for full pre-activation; ReLU for ReLU-only] -> global average pool -> FC
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .modulation import Gate, make_modulation
+from .shortcuts import make_shortcut
+from .spec import ModelSpec
+from .units import (
+    BNAfterAdditionUnit,
+    OriginalUnit,
+    PlainUnit,
+    PreActUnit,
+    ReLUBeforeAdditionUnit,
+    ReLUOnlyPreActUnit,
+    Unit,
+    layer_plan,
+)
+
+STEM_WIDTH = 16
+STAGE_WIDTHS = (16, 32, 64)  # inner width of each stage; a bottleneck unit outputs 4x this
+BOTTLENECK_EXPANSION = 4
+
+
+def unit_class(spec: ModelSpec) -> type[Unit]:
+    if spec.family == "plain":
+        return PlainUnit
+    if spec.family == "v1":
+        return {"bnafter": BNAfterAdditionUnit, "relubefore": ReLUBeforeAdditionUnit}.get(spec.variant, OriginalUnit)
+    return ReLUOnlyPreActUnit if spec.variant == "reluonly" else PreActUnit
+
+
+def _make_unit(spec: ModelSpec, in_channels: int, out_channels: int, stride: int, first: bool) -> Unit:
+    cls = unit_class(spec)
+    shape = "1layer" if spec.variant == "1layer" else spec.block
+    plan = layer_plan(shape, in_channels, out_channels, stride)
+    if cls is PlainUnit:
+        return PlainUnit(plan)
+    option = spec.variant if spec.variant in ("optA", "optB", "optC") else ("optA" if spec.block == "basic" else "optB")
+    # A projection is a weight layer, so it gets the BN that the unit's other weight layers get.
+    shortcut = make_shortcut(option, in_channels, out_channels, stride, bn=cls is not PreActUnit)
+    modulation = make_modulation(spec.variant, in_channels, out_channels, stride)
+    if cls in (PreActUnit, ReLUOnlyPreActUnit):
+        return cls(plan, shortcut, modulation, first=first)
+    return cls(plan, shortcut, modulation)
+
+
+@contextlib.contextmanager
+def _bn_stats_frozen(module: nn.Module):
+    """During checkpoint recomputation, BN must normalise with the batch statistics again but must
+    not fold the same batch into its running statistics a second time."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    try:
+        for m in bns:
+            m.momentum = 0.0  # running = 1 * running + 0 * batch, bit for bit
+        yield
+    finally:
+        for m, (momentum, count) in zip(bns, saved):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, spec: ModelSpec, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.spec = spec
+        self.activation_checkpointing = False
+        self.stem = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(in_channels, STEM_WIDTH, 3, padding=1, bias=False),
+                bn=nn.BatchNorm2d(STEM_WIDTH),
+                relu=nn.ReLU(),
+            )
+        )
+        expansion = BOTTLENECK_EXPANSION if spec.block == "bottleneck" else 1
+        width_in = STEM_WIDTH
+        self.stages = nn.ModuleList()
+        for s, width in enumerate(STAGE_WIDTHS):
+            units = []
+            for u in range(spec.units_per_stage):
+                stride = 2 if s > 0 and u == 0 else 1
+                width_out = width * expansion
+                units.append(_make_unit(spec, width_in, width_out, stride, first=(s == 0 and u == 0)))
+                width_in = width_out
+            self.stages.append(nn.Sequential(*units))
+        head: OrderedDict[str, nn.Module] = OrderedDict()
+        if unit_class(spec) is PreActUnit:  # the last unit's sum has not been activated yet
+            head["bn"] = nn.BatchNorm2d(width_in)
+            head["relu"] = nn.ReLU()
+        elif unit_class(spec) is ReLUOnlyPreActUnit:
+            head["relu"] = nn.ReLU()
+        head["pool"] = nn.AdaptiveAvgPool2d(1)
+        head["flatten"] = nn.Flatten()
+        head["fc"] = nn.Linear(width_in, num_classes)
+        self.head = nn.Sequential(head)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He et al. 2015 ("Delving deep", the papers' [13]/[23]) for every conv: N(0, 2/n) with
+        n = k*k*out_channels (fan_out). That is the paper's backward-propagation condition, which
+        keeps gradient magnitudes depth-independent, and it is what the authors' CIFAR code
+        (resnet-1k-layers, on fb.resnet.torch) uses. BN: weight 1, bias 0. The papers do not say
+        how the FC is initialised: keep PyTorch's default weights (uniform +-1/sqrt(fan_in), small
+        logits) and zero the bias so no class is favoured at the start, as fb.resnet.torch does."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                m.reset_parameters()
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, Gate):
+                m.reset_bias()
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> "CifarResNet":
+        """Recompute each unit's activations in the backward pass instead of storing them
+        (training only); outputs, gradients, BN running statistics and dropout masks are unchanged."""
+        self.activation_checkpointing = bool(enabled)
+        return self
+
+    def units(self):
+        for stage in self.stages:
+            yield from stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for unit in self.units():
+            if recompute:
+                x = checkpoint(
+                    unit,
+                    x,
+                    use_reentrant=False,
+                    context_fn=lambda unit=unit: (contextlib.nullcontext(), _bn_stats_frozen(unit)),
+                )
+            else:
+                x = unit(x)
+        return self.head(x)
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec.name}"

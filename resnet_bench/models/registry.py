@@ -1,0 +1,70 @@
+"""The named networks of both papers' CIFAR experiments, and `build_model`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .networks import CifarResNet
+from .spec import ModelSpec, parse_model_name
+
+V1_DEPTHS = (20, 32, 44, 56, 110, 1202)
+
+
+def _registry() -> dict[str, str]:
+    """name -> where in the papers the network appears."""
+    reg: dict[str, str] = {}
+    for d in (20, 32, 44, 56):
+        reg[f"plain-basic-{d}"] = "V1 Fig. 1, 6 left"
+    reg["plain-basic-110"] = "V1 Fig. 6 caption (>60% error); V2 Table 1 scaling 0"
+    for d in V1_DEPTHS:
+        reg[f"v1-basic-{d}"] = "V1 Table 6" + ("; V2 Tables 1-3 original" if d == 110 else "")
+    for d in V1_DEPTHS:
+        reg[f"v1-basic-{d}-optB"] = "V1 Sec. 3.3 option B (V1 Table 3 on ImageNet)"
+    table1 = {
+        "scale-s0.5": "V2 Table 1 constant scaling 0.5 / 1",
+        "scale-s0.5-f0.5": "V2 Table 1 constant scaling 0.5 / 0.5",
+        "exgate-b0": "V2 Table 1 exclusive gating, b_g = 0 (0..-5 fail)",
+        "exgate-b-5": "V2 Table 1 exclusive gating, b_g = -5",
+        "exgate-b-6": "V2 Table 1 exclusive gating, b_g = -6",
+        "exgate-b-7": "V2 Table 1 exclusive gating, b_g = -7",
+        "scgate-b0": "V2 Table 1 shortcut-only gating, b_g = 0",
+        "scgate-b-6": "V2 Table 1 shortcut-only gating, b_g = -6",
+        "optC": "V2 Table 1 1x1 conv shortcut (V1 option C)",
+        "dropsc": "V2 Table 1 dropout 0.5 on the shortcut",
+    }
+    for variant, note in table1.items():
+        reg[f"v1-basic-110-{variant}"] = note
+    reg["v1-basic-110-bnafter"] = "V2 Table 2 (b) BN after addition"
+    reg["v1-basic-110-relubefore"] = "V2 Table 2 (c) ReLU before addition"
+    reg["v2-basic-110-reluonly"] = "V2 Table 2 (d) ReLU-only pre-activation"
+    reg["v2-basic-110"] = "V2 Tables 2-3 full pre-activation"
+    reg["v1-basic-110-1layer"] = "V2 Table 3 ResNet-110(1layer), original"
+    reg["v2-basic-110-1layer"] = "V2 Table 3 ResNet-110(1layer), pre-activation"
+    reg["v1-bottleneck-164"] = "V2 Tables 2-4 original"
+    reg["v1-bottleneck-164-bnafter"] = "V2 Table 2 (b) BN after addition"
+    reg["v1-bottleneck-164-relubefore"] = "V2 Table 2 (c) ReLU before addition"
+    reg["v2-bottleneck-164-reluonly"] = "V2 Table 2 (d) ReLU-only pre-activation"
+    reg["v2-bottleneck-164"] = "V2 Tables 2-4 full pre-activation"
+    reg["v1-bottleneck-1001"] = "V2 Tables 3-4 original, Fig. 1"
+    reg["v2-bottleneck-1001"] = "V2 Tables 3-4 full pre-activation, Fig. 1"
+    return reg
+
+
+REGISTRY: dict[str, str] = _registry()
+
+
+def list_models() -> list[ModelSpec]:
+    """Every named network of both papers' CIFAR experiments, in a stable order."""
+    return [parse_model_name(name) for name in REGISTRY]
+
+
+def model_source(spec_or_name: ModelSpec | str) -> str:
+    """Where the papers use this network ('' for a valid but unnamed one)."""
+    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else parse_model_name(spec_or_name)
+    return REGISTRY.get(spec.name, "")
+
+
+def build_model(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """A freshly initialised network; any valid name works, not only the registered ones."""
+    spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
+    return CifarResNet(spec, num_classes=num_classes, in_channels=in_channels)
