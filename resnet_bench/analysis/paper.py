@@ -12,8 +12,9 @@ an architecture key `(family, block, depth, variant)`:
   because the papers draw them as edits of one unit), "(1layer skip)" the key `1layer` (family
   kept: Table 3 has it for both units).
 
-A run's variant is canonicalised by `canonical_variant` (aliases below); a run whose model name
-has no variant suffix is the default variant whatever its `variant` field says.
+A run's variant is canonicalised by `canonical_variant` (`resnet_bench.models.spec` spellings:
+bnafter, relubefore, reluonly, 1layer, optC, dropsc, scale-s<l>[-f<m>], exgate-b<b>, scgate-b<b>);
+a run whose model name has no variant suffix is the default unit whatever its `variant` says.
 
 Statistic of a paper row, from its `metric` and `n_runs` columns:
 
@@ -50,16 +51,16 @@ BOTTLENECK_DEPTHS = (164, 1001)
 
 STAT_OF_REPRODUCED = {"best": "min", "median": "median", "mean": "mean", "single": "mean"}
 
-# canonical variant key -> (phrase in the CSV's variant column, family or None for any)
+# canonical variant key -> phrase in the CSV's variant column (matched for any family)
 PAPER_VARIANTS = [
-    ("bn-after-add", "bn after addition", None),
-    ("relu-before-add", "relu before addition", None),
-    ("relu-only-preact", "relu-only pre-activation", None),
-    ("const-0-1", "shortcut x 0; f x 1", None),
-    ("const-0.5-0.5", "shortcut x 0.5; f x 0.5", None),
-    ("const-0.5-1", "shortcut x 0.5; f x 1", None),
-    ("conv-shortcut", "1x1 conv shortcut", None),
-    ("dropout-shortcut", "dropout shortcut", None),
+    ("bn-after-add", "bn after addition"),
+    ("relu-before-add", "relu before addition"),
+    ("relu-only-preact", "relu-only pre-activation"),
+    ("const-0-1", "shortcut x 0; f x 1"),
+    ("const-0.5-0.5", "shortcut x 0.5; f x 0.5"),
+    ("const-0.5-1", "shortcut x 0.5; f x 1"),
+    ("conv-shortcut", "1x1 conv shortcut"),
+    ("dropout-shortcut", "dropout shortcut"),
 ]
 # our variant spellings (resnet_bench.models.spec; lower-case, '-'/'_'/' ' removed) -> key
 VARIANT_ALIASES = {
@@ -153,9 +154,9 @@ def paper_arch(row) -> PaperArch | None:
         return PaperArch(None, block, depth, _gate_keys("exgate", text))
     if "shortcut-only gating" in text:
         return PaperArch(None, block, depth, _gate_keys("scgate", text))
-    for key, phrase, family in PAPER_VARIANTS:
+    for key, phrase in PAPER_VARIANTS:
         if phrase in text:
-            return PaperArch(family, block, depth, frozenset({key}))
+            return PaperArch(None, block, depth, frozenset({key}))
     if preact or re.search(r"original|baseline|option a|^$", text):
         return PaperArch(unit_family, block, depth, frozenset({""}))
     return None
