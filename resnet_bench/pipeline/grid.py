@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from resnet_bench.models import ModelSpec, format_model_name, parse_model_name
+from resnet_bench.models import ModelSpec, parse_model_name
 from resnet_bench.train.recipe import Recipe
 
 
@@ -40,7 +40,7 @@ def models_of(entry: dict[str, Any]) -> list[str]:
     `family` x `block` x `depth` x `variant` (each a value or a list)."""
     names: list[str] = []
     for name in entry.get("models", []):
-        names.append(format_model_name(parse_model_name(name)))
+        names.append(parse_model_name(name).name)
     if "family" in entry:
         for family, block, depth, variant in itertools.product(
                 _as_list(entry["family"]), _as_list(entry.get("block", "basic")),
@@ -49,7 +49,7 @@ def models_of(entry: dict[str, Any]) -> list[str]:
                 continue  # the papers have no plain bottleneck nets
             spec = parse_model_name(f"{family}-{block}-{depth}"
                                     + ("" if variant in ("default", None) else f"-{variant}"))
-            names.append(format_model_name(spec))
+            names.append(spec.name)
     if not names:
         raise GridError("grid entry lists no models: give `models: [...]` or `family`/`depth`")
     return list(dict.fromkeys(names))

@@ -65,6 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="synthetic | cifar10 | cifar100 | folder (default: synthetic, embedded); "
                              "with --prepared, the name recorded for that dataset")
     parser.add_argument("--data-dir", help="dataset root (CIFAR download/archive dir, or ImageFolder tree/archive)")
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option, e.g. train_size=2000 (see `resnet-bench data prepare --help`)")
     parser.add_argument("--prepared", help="dataset file written by `resnet-bench data prepare` (fastest)")
     parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a checkpoint)")
     parser.add_argument("--seed", type=int, default=0)
@@ -103,12 +105,23 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe.from_dict(values)
 
 
+def parse_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        options[key] = yaml.safe_load(value)  # numbers and booleans as such
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     from resnet_bench.gpu import claim_for_this_process
     # Before CUDA is touched: take a free GPU slot when several trainings share a machine.
     claim = claim_for_this_process()
     config = RunConfig(model=args.model, dataset=args.dataset, seed=args.seed,
                        recipe=recipe_from_args(args), data_dir=args.data_dir,
+                       data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
     from resnet_bench.models import parse_model_name
     parse_model_name(config.model)  # fail fast, before loading any data

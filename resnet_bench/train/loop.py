@@ -59,7 +59,7 @@ def load_data(config: RunConfig):
     if config.prepared:
         dataset = data.load_prepared(config.prepared)
     else:
-        dataset = data.load_dataset(config.dataset, config.data_dir)
+        dataset = data.load_dataset(config.dataset, config.data_dir, **config.data_options)
     return dataset
 
 
@@ -125,7 +125,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     `stop_after` ends the process's work after that many total iterations as if preempted
     (used by tests to interrupt a run at a known point).
     """
-    from resnet_bench.data import DeviceLoader, split_validation
+    from resnet_bench.data import DeviceLoader, validation_split
     from resnet_bench.models import build_model, model_cost
 
     out = Path(out_dir)
@@ -159,22 +159,23 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     train_x, train_y = dataset.train_x, dataset.train_y
     val = None
     if recipe.val_split:
-        train_x, train_y, val_x, val_y = split_validation(train_x, train_y, recipe.val_split,
+        train_x, train_y, val_x, val_y = validation_split(train_x, train_y, recipe.val_split,
                                                           seed=config.seed)
         val = (val_x, val_y)
     loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
                           seed=config.seed, augment=recipe.augment, normalize=recipe.normalize,
                           channels_last=recipe.channels_last)
-    test_x, test_y = loader.to_device(dataset.test_x, dataset.test_y)
+    test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
     if val is not None:
-        val = loader.to_device(*val)
+        val = (val[0].to(device), val[1].to(device))
 
     # --- model and optimizer ----------------------------------------------------------------
     num_classes = len(dataset.classes)
     in_channels = int(train_x.shape[1])
     model = build_model(config.model, num_classes=num_classes, in_channels=in_channels)
-    params, macs = model_cost(config.model, num_classes=num_classes, in_channels=in_channels,
-                              image_size=tuple(train_x.shape[2:]))
+    params, macs = model_cost(config.model, num_classes=num_classes, in_channels=in_channels)
+    # Costs are counted at 32x32; convolution MACs scale with the image area.
+    macs = int(macs * train_x.shape[2] * train_x.shape[3] / (32 * 32))
     model.to(device)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)

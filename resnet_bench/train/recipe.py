@@ -131,6 +131,7 @@ class RunConfig:
     seed: int = 0
     recipe: Recipe = field(default_factory=Recipe)
     data_dir: str | None = None      # root for cifar10/cifar100/folder
+    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. n_train for synthetic
     prepared: str | None = None      # a file written by `resnet-bench data prepare`
     device: str = "auto"
 
@@ -154,5 +155,5 @@ class RunConfig:
         over only between configs with equal identity (speed knobs such as compile or
         activation checkpointing may differ, e.g. on a retry after running out of memory)."""
         ident = {"model": self.model, "dataset": self.dataset, "seed": self.seed,
-                 "recipe": self.recipe.scientific_hash()}
+                 "data_options": self.data_options, "recipe": self.recipe.scientific_hash()}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]

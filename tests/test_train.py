@@ -1,0 +1,247 @@
+"""The training engine: recipe, real short runs, resume (also after SIGKILL), SIGTERM, divergence."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_bench.cli import main
+from resnet_bench.data import prepare_dataset
+from resnet_bench.train.loop import EXIT_PREEMPTED, train
+from resnet_bench.train.recipe import Recipe, RecipeError, RunConfig
+
+SMALL = {"train_size": 512, "test_size": 256}
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    base = dict(iterations=12, milestones=(8,), batch_size=32, eval_every=5, checkpoint_every=4,
+                eval_batch_size=128, train_window=4, name="tiny")
+    base.update(overrides)
+    return Recipe(**base)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("data") / "synthetic-small.pt"
+    prepare_dataset("synthetic", None, path, **SMALL)
+    return str(path)
+
+
+# --- the recipe ------------------------------------------------------------------------------
+
+def test_paper_schedule_is_an_explicit_function_of_the_iteration():
+    r = Recipe()
+    assert (r.iterations, r.batch_size, r.momentum, r.weight_decay) == (64_000, 128, 0.9, 1e-4)
+    assert [r.lr_at(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    v2 = Recipe(warmup="v2")
+    assert v2.lr_at(0) == v2.lr_at(399) == 0.01 and v2.lr_at(400) == 0.1
+    v1 = Recipe(warmup="v1")
+    assert v1.lr_at(5000, warmup_done=False) == 0.01 and v1.lr_at(5000, warmup_done=True) == 0.1
+
+
+@pytest.mark.parametrize("bad", [dict(iterations=0), dict(milestones=(5, 3)), dict(warmup="v3"),
+                                 dict(precision="fp16"), dict(momentum=1.0)])
+def test_invalid_recipe_is_rejected_with_the_key_named(bad):
+    with pytest.raises(RecipeError, match=next(iter(bad))):
+        Recipe(**bad)
+
+
+def test_speed_knobs_do_not_change_run_identity():
+    a = RunConfig(model="v1-basic-8", recipe=Recipe())
+    b = RunConfig(model="v1-basic-8", recipe=Recipe(compile=True, activation_checkpointing=True))
+    c = RunConfig(model="v1-basic-8", recipe=Recipe(lr=0.2))
+    assert a.identity_hash() == b.identity_hash() != c.identity_hash()
+
+
+# --- real runs ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_short_real_run_learns_the_embedded_dataset(tmp_path):
+    data = tmp_path / "syn.pt"
+    prepare_dataset("synthetic", None, data, train_size=2000, test_size=500)
+    recipe = Recipe(iterations=250, milestones=(200,), batch_size=64, eval_every=125,
+                    checkpoint_every=1000, train_window=50, warmup="v2", warmup_iters=20, name="t")
+    out = train(RunConfig(model="v1-basic-8", dataset="synthetic", prepared=str(data), recipe=recipe),
+                tmp_path / "run", progress=False)
+    s = out.summary
+    assert out.exit_status == 0 and s["status"] == "completed" and s["iterations"] == 250
+    # chance is 90% error on 10 balanced classes
+    assert s["final_train_error_pct"] < 60, s
+    assert s["final_test_error_pct"] < 70, s
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 251))
+    # the lr actually used at every step is logged (warm-up, then base, then the drop)
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[:20] == [0.01] * 20 and lrs[20:200] == [0.1] * 180
+    assert lrs[200:] == pytest.approx([0.01] * 50)
+    evals = read_csv(tmp_path / "run" / "eval_log.csv")
+    assert [(int(e["iteration"]), e["split"]) for e in evals] == [(125, "test"), (250, "test")]
+    assert float(evals[-1]["error_pct"]) == pytest.approx(s["final_test_error_pct"])
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    for key in ("config_hash", "seed", "code", "software", "hardware", "host", "started", "finished"):
+        assert key in prov
+    assert prov["software"]["torch"] == torch.__version__
+    assert (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_short_real_run_on_the_cifar10_jpeg_mirror(tmp_path):
+    tarball = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    if not tarball.exists():
+        pytest.skip(f"real-data test needs {tarball}")
+    data = tmp_path / "jpeg.pt"
+    prepare_dataset("folder", tarball, data, max_per_class=100)
+    recipe = Recipe(iterations=150, milestones=(120,), batch_size=64, eval_every=150,
+                    checkpoint_every=1000, train_window=30, warmup="v2", warmup_iters=10, name="t")
+    s = train(RunConfig(model="v1-basic-8", dataset="cifar10-jpeg", prepared=str(data), recipe=recipe),
+              tmp_path / "run", progress=False).summary
+    assert s["dataset_label"] == "CIFAR-10 (JPEG q75 mirror)"
+    assert s["status"] == "completed" and s["final_train_error_pct"] < 75, s
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, small_data):
+    cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data, recipe=tiny_recipe())
+    full = train(cfg, tmp_path / "full", progress=False)
+    stopped = train(cfg, tmp_path / "resumed", progress=False, stop_after=6)
+    assert stopped.exit_status == EXIT_PREEMPTED
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    resumed = train(cfg, tmp_path / "resumed", progress=False)
+    assert resumed.summary["resumed"] == 1
+    for key in ("final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct"):
+        assert resumed.summary[key] == full.summary[key], key
+    for log in ("train_log.csv", "eval_log.csv"):
+        a, b = read_csv(tmp_path / "full" / log), read_csv(tmp_path / "resumed" / log)
+        assert [(r["iteration"], r["loss"]) for r in a] == [(r["iteration"], r["loss"]) for r in b]
+    wa = torch.load(tmp_path / "full" / "model.pt")
+    wb = torch.load(tmp_path / "resumed" / "model.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_finished_run_is_not_redone_and_a_different_config_is_refused(tmp_path, small_data):
+    cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data,
+                    recipe=tiny_recipe(iterations=4, milestones=()))
+    first = train(cfg, tmp_path / "r", progress=False)
+    mtime = (tmp_path / "r" / "summary.json").stat().st_mtime_ns
+    again = train(cfg, tmp_path / "r", progress=False)
+    assert again.summary == first.summary
+    assert (tmp_path / "r" / "summary.json").stat().st_mtime_ns == mtime
+    other = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data, seed=1,
+                      recipe=cfg.recipe)
+    with pytest.raises(ValueError, match="different run config"):
+        train(other, tmp_path / "r", progress=False)
+    replaced = train(other, tmp_path / "r", progress=False, replace_stale=True)
+    assert replaced.summary["seed"] == 1
+
+
+def test_divergence_is_a_recorded_result_not_a_crash(tmp_path, small_data):
+    cfg = RunConfig(model="plain-basic-8", dataset="synthetic", prepared=small_data,
+                    recipe=tiny_recipe(lr=1e6, milestones=()))
+    out = train(cfg, tmp_path / "d", progress=False)
+    s = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert out.exit_status == 0 and s["status"] == "diverged"
+    assert s["diverged_at"] is not None and s["final_test_error_pct"] is None
+
+
+def test_v1_warmup_ends_when_training_error_drops(tmp_path, small_data):
+    # A threshold the first window always meets ends warm-up at the first check; one it never
+    # meets keeps lr at warmup_lr for the whole run.
+    for threshold, expect_done in ((100.0, True), (0.0, False)):
+        cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data,
+                        recipe=tiny_recipe(iterations=30, milestones=(), warmup="v1",
+                                           warmup_error_pct=threshold, checkpoint_every=100))
+        train(cfg, tmp_path / str(threshold), progress=False)
+        lrs = [float(r["lr"]) for r in read_csv(tmp_path / str(threshold) / "train_log.csv")]
+        assert lrs[:25] == [0.01] * 25
+        assert lrs[25:] == ([0.1] * 5 if expect_done else [0.01] * 5)
+
+
+# --- processes: SIGKILL at any moment, SIGTERM preemption, bad input -------------------------
+
+def _train_cmd(out: Path, data: str, **recipe) -> list[str]:
+    cmd = [sys.executable, "-m", "resnet_bench.cli", "train", "--model", "v1-basic-8",
+           "--dataset", "synthetic", "--prepared", data, "--out", str(out), "--no-progress"]
+    for k, v in recipe.items():
+        cmd += [f"--{k.replace('_', '-')}", *([str(x) for x in v] if isinstance(v, tuple) else [str(v)])]
+    return cmd
+
+
+def _wait_for_rows(path: Path, n: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) > n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} rows")
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_result(tmp_path, small_data):
+    recipe = dict(iterations=16, milestones=(10,), batch_size=32, eval_every=5,
+                  checkpoint_every=3, train_window=4)
+    ref = subprocess.run(_train_cmd(tmp_path / "ref", small_data, **recipe), capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(out, small_data, **recipe), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for_rows(out / "train_log.csv", 4)  # past the first checkpoint, mid-run
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (out / "summary.json").exists()
+    again = subprocess.run(_train_cmd(out, small_data, **recipe), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    a = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    b = json.loads((out / "summary.json").read_text())
+    for key in ("final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct"):
+        assert a[key] == b[key], key
+    assert [r["loss"] for r in read_csv(out / "train_log.csv")] == \
+           [r["loss"] for r in read_csv(tmp_path / "ref" / "train_log.csv")]
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_exits_with_the_preempted_status(tmp_path, small_data):
+    out = tmp_path / "term"
+    recipe = dict(iterations=400, milestones=(), batch_size=32, checkpoint_every=1000, eval_every=1000)
+    proc = subprocess.Popen(_train_cmd(out, small_data, **recipe), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(out / "train_log.csv", 0)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert 0 < ckpt["iteration"] < 400
+    assert len(read_csv(out / "train_log.csv")) == ckpt["iteration"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "v1-basic-21"], "6n+2"),
+    (["--model", "v1-basic-20", "--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"],
+     "/nonexistent/cifar"),
+    (["--model", "v1-basic-20", "--prepared", "/nonexistent/x.pt"], "/nonexistent/x.pt"),
+    (["--model", "v1-basic-20", "--iterations", "0"], "iterations"),
+])
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, capsys, argv, needle):
+    code = main(["train", *argv, "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "bad" / "summary.json").exists()
