@@ -379,7 +379,6 @@ def test_branches_are_the_two_summands_of_every_unit_type():
 
 def test_table1_modulations_multiply_the_summands_as_the_paper_says():
     torch.manual_seed(0)
-    x = None
     for variant, expected_type in [
         ("scale-s0.5", ConstantScaling), ("scale-s0.5-f0.5", ConstantScaling), ("exgate-b-2", ExclusiveGating),
         ("scgate-b0", ShortcutOnlyGating), ("dropsc", ShortcutDropout),
@@ -545,3 +544,20 @@ def test_activation_checkpointing_changes_nothing_but_memory(name):
     plain.eval(), ckpt.eval()
     with torch.no_grad():
         assert torch.equal(plain(x), ckpt(x))
+
+
+def test_activation_checkpointing_under_torch_compile():
+    torch.manual_seed(0)
+    plain = build_model("v2-basic-8").train()
+    ckpt = copy.deepcopy(plain).set_activation_checkpointing(True)
+    x = torch.randn(4, 3, 32, 32)
+    torch._dynamo.reset()
+    out = torch.compile(ckpt, backend="aot_eager")(x)
+    out.sum().backward()
+    ref = plain(x)
+    ref.sum().backward()
+    assert torch.equal(out, ref)
+    for p, q in zip(plain.parameters(), ckpt.parameters()):
+        assert torch.equal(p.grad, q.grad)
+    for b, c in zip(plain.buffers(), ckpt.buffers()):
+        assert torch.equal(b, c)

@@ -35,7 +35,7 @@ BLOCKS = {"plain": ("basic",), "v1": ("basic", "bottleneck"), "v2": ("basic", "b
 LAYERS_PER_UNIT = {"basic": 2, "bottleneck": 3, "1layer": 1}
 
 _NUM = r"-?\d+(?:\.\d+)?"
-# Parametrised variants: kind -> (regex, canonical format, families allowed).
+# The parametrised V2 Table 1 variants (family v1): kind -> full-match pattern.
 _PATTERNS = {
     "scale": re.compile(rf"scale-s(?P<s>{_NUM})(?:-f(?P<f>{_NUM}))?"),
     "exgate": re.compile(rf"exgate-b(?P<b>{_NUM})"),

@@ -53,15 +53,10 @@ class Unit(nn.Module):
         """Per 3x3 weight layer, the module whose output is that layer's response: the layer's
         own group as the figure draws it (weight, and the BN drawn right below it if any), taken
         before any ReLU or addition."""
-        return [
-            (name, module)
-            for i, conv in enumerate(self.convs)
-            if conv.kernel_size == (3, 3)
-            for name, module in [self._response(i)]
-        ]
+        return [self._response(i) for i, conv in enumerate(self.convs) if conv.kernel_size == (3, 3)]
 
     def _response(self, i: int) -> tuple[str, nn.Module]:
-        return f"bns.{i}", self.bns[i]  # weight -> BN in all post-activation styles
+        return f"bns.{i}", self.bns[i]  # weight -> BN: post-activation units and ReLU-only pre-activation
 
 
 class PlainUnit(Unit):
