@@ -15,7 +15,6 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/analysis.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -26,4 +25,3 @@ rule all:
     input:
         TABLE_FILES,
         FIGURE_FILES,
-        ANALYSIS_FILES,

@@ -21,8 +21,7 @@ OUT = f"{RESULTS}/{EXP}"
 RUN_DIRS = G.run_dirs(RUNS, RESULTS, EXP)
 SUMMARIES = [f"{d}/summary.json" for d in RUN_DIRS]
 TABLE_FILES = O.table_files(OUT)
-FIGURE_FILES = O.figure_files(OUT)
-ANALYSIS_FILES = O.analysis_files(OUT, config)
+FIGURE_FILES = O.figure_files(OUT, RUNS)
 
 
 wildcard_constraints:

@@ -1,0 +1,40 @@
+"""What the pipeline writes, by name: the Snakefile asks here instead of repeating file lists."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from resnet_bench.analysis.tables import TABLES
+from resnet_bench.plots.figures import FIGURES
+
+TABLE_FORMATS = ("csv", "md")
+FIGURE_FORMATS = ("png", "pdf", "csv")  # the csv is the data behind the figure
+
+
+def table_files(out: str) -> list[str]:
+    return [f"{out}/tables/{t}.{ext}" for t in TABLES for ext in TABLE_FORMATS]
+
+
+def figure_targets(runs) -> list[tuple[str, str]]:
+    """(dataset, recipe) pairs of the grid: each gets its own set of figures."""
+    return sorted({(r.dataset, r.recipe) for r in runs})
+
+
+def figure_files(out: str, runs) -> list[str]:
+    return [f"{out}/figures/{ds}/{recipe}/{fig}.{ext}" for ds, recipe in figure_targets(runs)
+            for fig in FIGURES for ext in FIGURE_FORMATS]
+
+
+def prepare_args(spec: dict[str, Any]) -> str:
+    """Command-line arguments of `resnet-bench data prepare` for one `datasets:` entry."""
+    args = ["--dataset", spec["kind"]]
+    if spec.get("root"):
+        args += ["--root", spec["root"]]
+    for key, value in sorted((spec.get("options") or {}).items()):
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return " ".join(shlex.quote(a) for a in args)

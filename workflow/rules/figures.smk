@@ -1,0 +1,30 @@
+# Tables -> the papers' figures, one set per (dataset, recipe) of the grid. Figures read only the
+# tables, so restyling re-renders without retraining: `snakemake --forcerun figures`.
+
+
+rule figures:
+    input:
+        rules.tables.output,
+    output:
+        [
+            report(
+                f"{OUT}/figures/{{dataset}}/{{recipe}}/{fig}.{ext}",
+                caption=f"../report/{fig}.rst",
+                category="Figures",
+                subcategory="{dataset} / {recipe}",
+            )
+            if ext == "png"
+            else f"{OUT}/figures/{{dataset}}/{{recipe}}/{fig}.{ext}"
+            for fig in O.FIGURES
+            for ext in O.FIGURE_FORMATS
+        ],
+    params:
+        tables=f"{OUT}/tables",
+        out=lambda wc: f"{OUT}/figures/{wc.dataset}/{wc.recipe}",
+    log:
+        f"{OUT}/logs/figures/{{dataset}}/{{recipe}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "resnet-bench plot --tables {params.tables} --out {params.out} "
+        "--dataset {wildcards.dataset} --recipe {wildcards.recipe} > {log} 2>&1"

@@ -1,0 +1,20 @@
+# Run records -> pandas tables (CSV + Markdown), side by side with the papers' numbers.
+
+
+rule tables:
+    input:
+        SUMMARIES,
+    output:
+        [
+            report(f, category="Tables", caption="../report/tables.rst") if f.endswith(".csv") else f
+            for f in TABLE_FILES
+        ],
+    params:
+        runs=RUN_DIRS,
+        out=f"{OUT}/tables",
+    log:
+        f"{OUT}/logs/tables.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "resnet-bench aggregate --runs {params.runs} --out {params.out} > {log} 2>&1"
