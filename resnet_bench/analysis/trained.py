@@ -1,0 +1,165 @@
+"""Open a finished run for inspection: its network with the final weights, and its held-out set.
+
+A run directory (docs/architecture.md, "Run records") holds `config.json` (model, dataset, recipe)
+and `model.pt` (the final state_dict). The held-out images are the run's test set, normalised with
+the statistics of the run's own training images (the same `DeviceLoader` normalisation the trainer
+evaluates with), in their stored order, so every analysis of a run sees the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class TrainedRun:
+    """One finished run, ready to be looked into."""
+
+    path: Path
+    run_id: str
+    model_name: str
+    spec: Any                      # resnet_bench.models.ModelSpec
+    seed: int
+    config: dict
+    summary: dict
+    model: nn.Module               # final weights, in eval mode, on `device`
+    loader: Any                    # resnet_bench.data.DeviceLoader holding the training statistics
+    test_x: torch.Tensor           # uint8 [N,C,H,W] (CPU)
+    test_y: torch.Tensor
+    dataset_label: str = ""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def ident(self) -> dict[str, Any]:
+        """The columns that say which run a table row belongs to."""
+        return {"run_id": self.run_id, "model": self.model_name, "family": self.spec.family,
+                "block": self.spec.block, "depth": self.spec.depth, "variant": self.spec.variant,
+                "seed": self.seed, "label": model_label(self.spec)}
+
+    def heldout_batches(self, batch_size: int = 500, max_images: int | None = None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first `max_images` test images (all if None), normalised, in batches."""
+        n = len(self.test_y) if max_images is None else min(int(max_images), len(self.test_y))
+        return self.loader.eval_batches(self.test_x[:n], self.test_y[:n], int(batch_size))
+
+
+def model_label(spec) -> str:
+    """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
+    from resnet_bench.models.spec import default_variant
+    base = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}[spec.family]
+    label = f"{base}-{spec.depth}"
+    if spec.block == "bottleneck" and spec.depth not in (164, 1001):
+        label += " (bottleneck)"
+    if spec.variant != default_variant(spec.family, spec.block):
+        label += f" {spec.variant}"
+    return label
+
+
+def run_ids(dirs: list[Path]) -> list[str]:
+    """Each directory relative to the deepest common parent (unique by construction)."""
+    if len(dirs) == 1:
+        return [dirs[0].name]
+    common = Path(os.path.commonpath([str(d) for d in dirs]))
+    return [d.relative_to(common).as_posix() or d.name for d in dirs]
+
+
+def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
+    """Finished run directories named by `paths` (directories, summary.json files, globs, or
+    parents searched for summary.json): the rule of `resnet-bench aggregate`."""
+    from resnet_bench.analysis.aggregate import find_run_dirs
+    return find_run_dirs(list(paths))
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+_DATASETS: dict[tuple, Any] = {}
+
+
+def _load_dataset(config: dict, prepared: str | None):
+    """The run's dataset (cached per process: several runs usually share one)."""
+    from resnet_bench import data
+    source = prepared or config.get("prepared")
+    options = config.get("data_options") or {}
+    key = (("prepared", str(source)) if source else
+           ("kind", config.get("dataset"), config.get("data_dir"), json.dumps(options, sort_keys=True)))
+    if key not in _DATASETS:
+        if source:
+            _DATASETS[key] = data.load_prepared(source)
+        else:
+            _DATASETS[key] = data.load_dataset(config["dataset"], config.get("data_dir"), **options)
+    return _DATASETS[key]
+
+
+def make_loader(dataset, recipe: dict, seed: int, device: torch.device):
+    """A DeviceLoader holding the normalisation statistics the run trained and evaluated with."""
+    from resnet_bench import data
+    train_x, train_y = dataset.train_x, dataset.train_y
+    val_split = int(recipe.get("val_split", 0) or 0)
+    if val_split:
+        # the trainer normalises with the statistics of what is left after the hold-out
+        train_x, train_y, _, _ = data.validation_split(train_x, train_y, val_split, seed=seed)
+    return data.DeviceLoader(train_x, train_y, batch_size=1, seed=seed, device=device,
+                             augment=False, normalize=recipe.get("normalize", "pixel"))
+
+
+def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
+                 device: str | torch.device = "cpu", prepared: str | None = None,
+                 dataset=None) -> TrainedRun:
+    """Open a finished run. `prepared` overrides the dataset file named in config.json;
+    `dataset` (an ImageDataset) overrides both."""
+    from resnet_bench.models import build_model, parse_model_name
+
+    d = Path(run_dir)
+    config = _read_json(d / CONFIG_FILE)
+    summary = _read_json(d / SUMMARY_FILE) if (d / SUMMARY_FILE).exists() else {}
+    if "model" not in config:
+        raise ValueError(f"{d / CONFIG_FILE}: no 'model' key")
+    spec = parse_model_name(config["model"])
+    weights = d / MODEL_FILE
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: missing (the final weights of a finished run)")
+    device = torch.device(device)
+    ds = dataset if dataset is not None else _load_dataset(config, prepared)
+    model = build_model(config["model"], num_classes=len(ds.classes),
+                        in_channels=int(ds.train_x.shape[1]))
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{weights}: cannot load into {config['model']} ({first})") from None
+    model.to(device).eval()
+    seed = int(config.get("seed", summary.get("seed", 0)))
+    recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+    loader = make_loader(ds, recipe, seed, device)
+    return TrainedRun(path=d, run_id=run_id or d.name, model_name=spec.name, spec=spec, seed=seed,
+                      config=config, summary=summary, model=model, loader=loader,
+                      test_x=ds.test_x, test_y=ds.test_y,
+                      dataset_label=getattr(ds, "label", ""), device=device)
+
+
+def iter_trained(paths: list[str | os.PathLike], **kw) -> Iterator[TrainedRun]:
+    """Open the runs named by `paths` one at a time (only one network in memory at once)."""
+    dirs = find_runs(paths)
+    for d, rid in zip(dirs, run_ids(dirs)):
+        yield load_trained(d, run_id=rid, **kw)
