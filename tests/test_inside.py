@@ -32,6 +32,15 @@ from resnet_bench.models import build_model, residual_units, response_layers  # 
 # helpers
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than several on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def perturb(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     """Give every BN non-trivial affine parameters and running statistics, as training would,
     so that eval mode is not an identity and per-channel differences matter."""
@@ -170,17 +179,14 @@ def test_response_std_from_hooks_equals_hand_computation(name):
     assert model.training  # restored
 
 
-def test_layer_responses_of_runs_table_and_figure(tmp_path, prepared):
+def test_layer_responses_of_runs_table(tmp_path, prepared):
     runs = [make_run(tmp_path / "runs", n, prepared) for n in ("plain-basic-8", "v1-basic-8")]
-    out = tmp_path / "out"
-    table = layer_responses(runs, max_images=20, batch_size=8, out_dir=out)
+    table = layer_responses(runs, max_images=20, batch_size=8)  # figure: see the CLI test
     assert set(table["model"]) == {"plain-basic-8", "v1-basic-8"}
     assert (table.groupby("run_id").size() == 7).all()  # stem + 2 per unit x 3 units
     assert (table["n_images"] == 20).all()
     assert list(table[table["model"] == "plain-basic-8"]["layer"]) == list(range(1, 8))
-    for ext in ("csv", "png", "pdf"):
-        assert (out / f"layer_responses.{ext}").stat().st_size > 0
-    assert len(pd.read_csv(out / "layer_responses.csv")) == len(table)
+    assert table["std"].gt(0).all() and table["std_all"].gt(0).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,12 +438,11 @@ def test_real_training_run_feeds_the_analyses(tmp_path, prepared):
     assert at0["grad_norm"].to_numpy() == pytest.approx(ours["grad_norm"].to_numpy(), rel=1e-4)
     assert sorted(logged["iteration"].unique()) == [0, 2, 3]
 
-    out = tmp_path / "out"
-    responses = layer_responses([runs], out_dir=out)
+    responses = layer_responses([runs])
     assert set(responses["n_images"]) == {24} and responses["std"].gt(0).all()
-    ratios = identity_path([runs], out_dir=out)
+    ratios = identity_path([runs])
     assert ratios["ratio"].gt(0).all()
-    flow = gradient_flow(runs=[runs], out_dir=out)
+    flow = gradient_flow(runs=[runs])
     assert set(flow["model"]) == {"v1-basic-8", "v2-basic-8"}
-    challenge = depth_challenge([runs], window=2, out_dir=out)
+    challenge = depth_challenge([runs], window=2)
     assert challenge["k"].eq(4).all() and challenge["train_loss"].notna().all()
