@@ -205,6 +205,11 @@ def test_parse_defaults_canonical_spellings_and_any_depth():
     assert parse_model_name("v2-bottleneck-47").units_per_stage == 5
     assert parse_model_name("v1-basic-110-1layer").units_per_stage == 36  # 3n+2
     assert parse_model_name("v1-basic-8").depth == 8
+    # specs rebuilt from a pandas table: numpy integers and a missing variant
+    row = pd.DataFrame({"depth": [56], "variant": [float("nan")]}).iloc[0]
+    assert ModelSpec("v1", "basic", row.depth, row.variant).name == "v1-basic-56"
+    with pytest.raises(ModelNameError, match="not a whole number"):
+        ModelSpec("v1", "basic", 56.5)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ means 0.5 / 0.5. A name parses back to the same spec; a non-canonical spelling (
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 
@@ -78,8 +79,9 @@ def _fmt(x: float) -> str:
 
 def canonical_variant(family: str, block: str, variant: str | None) -> str:
     """The canonical spelling of `variant` for this family/block, or ModelNameError."""
-    if variant in (None, ""):
+    if variant is None or variant == "" or variant != variant:  # missing (None, '', NaN from a table)
         return default_variant(family, block)
+    variant = str(variant)
     valid = _valid_variants(family, block)
     plain_names = {v.split(" ")[0] for v in valid}
     if variant in plain_names:
@@ -127,8 +129,16 @@ class ModelSpec:
                 f"unknown block {self.block!r} for family {self.family}; valid: {', '.join(BLOCKS[self.family])}"
             )
         object.__setattr__(self, "variant", canonical_variant(self.family, self.block, self.variant))
+        # Accept any whole number (numpy.int64, or 56.0 from a pandas row), nothing fractional.
+        depth = self.depth
+        if isinstance(depth, float) and depth.is_integer():
+            depth = int(depth)
+        try:
+            object.__setattr__(self, "depth", operator.index(depth))
+        except TypeError:
+            raise ModelNameError(f"depth {self.depth!r} is not a whole number") from None
         k = 3 * layers_per_unit(self.block, self.variant)
-        if not isinstance(self.depth, int) or self.depth < k + 2 or (self.depth - 2) % k:
+        if self.depth < k + 2 or (self.depth - 2) % k:
             shown = ", ".join(map(str, valid_depths(self.block, self.variant)))
             what = f"{self.block}" + (f" ({self.variant})" if self.variant == "1layer" else "")
             raise ModelNameError(
