@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
 from pathlib import Path
 
@@ -54,7 +53,3 @@ def safe_extract(archive: Path, dest: Path) -> None:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DatasetError(archive, f"corrupt archive ({exc})") from exc
 
-
-def atomic_write_bytes_target(path: Path) -> Path:
-    """A temporary sibling of `path` for write-then-os.replace (same filesystem, unique name)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")

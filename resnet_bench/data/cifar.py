@@ -118,9 +118,10 @@ def load_cifar(kind: str, root: str | Path | None = None, *, download: bool = Fa
         verified = "custom md5 list" if given else "no (presence only)"
 
     with ExitStack() as stack:
+        train = None
         if download:
-            try:
-                cls(str(root), train=True, download=True)  # torchvision: fetch, md5, extract
+            try:  # torchvision's own path: fetch, check the archive md5, extract, check files
+                train = cls(str(root), train=True, download=True)
             except Exception as exc:  # network, disk or checksum failure: one line
                 raise DatasetError(root, f"download failed ({type(exc).__name__}: {exc})") from exc
             base, archive = root, None
@@ -128,7 +129,8 @@ def load_cifar(kind: str, root: str | Path | None = None, *, download: bool = Fa
             base, archive = _locate(root, cls, stack, cache_dir)
         folder = base / cls.base_folder
         try:
-            train = loader_cls(str(base), train=True)
+            if train is None:
+                train = loader_cls(str(base), train=True)
             test = loader_cls(str(base), train=False)
         except RuntimeError as exc:  # torchvision's integrity check failed
             raise _diagnose(folder, expected) from exc

@@ -50,8 +50,8 @@ class ImageDataset:
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
                 raise DatasetError(where, f"{split} labels outside 0..{len(self.classes) - 1}")
         if self.train_x.shape[1:] != self.test_x.shape[1:]:
-            raise DatasetError(where, f"train images {list(self.train_x.shape[1:])} and test images "
-                                      f"{list(self.test_x.shape[1:])} differ in shape")
+            raise DatasetError(where, f"train images {list(self.train_x.shape[1:])} and test "
+                                      f"images {list(self.test_x.shape[1:])} differ in shape")
 
     @property
     def num_classes(self) -> int:

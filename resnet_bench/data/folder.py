@@ -30,7 +30,7 @@ import os
 import tarfile
 import zlib
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,15 +44,17 @@ SPLITS = ("train", "test")
 MIRROR_LABEL = "CIFAR-10 (JPEG q75 mirror)"
 # sha256 of the archive (see /work/shared/data/README.md) and content fingerprint of its tree.
 _KNOWN_ARCHIVES = {
-    "efac85c8ed52f4ead1e1f1b670d8dcf435d551fccebdd8b6365e0a01a504f3a4": ("cifar10-jpeg", MIRROR_LABEL),
+    "efac85c8ed52f4ead1e1f1b670d8dcf435d551fccebdd8b6365e0a01a504f3a4":
+        ("cifar10-jpeg", MIRROR_LABEL),
 }
 _KNOWN_CONTENT = {
-    "96c8782410518d5b01e1810410a4e6de0ba9e740425fdf967b15ef82330af9dc": ("cifar10-jpeg", MIRROR_LABEL),
+    "96c8782410518d5b01e1810410a4e6de0ba9e740425fdf967b15ef82330af9dc":
+        ("cifar10-jpeg", MIRROR_LABEL),
 }
 
 
 def _hidden(rel: str) -> bool:
-    return any(part.startswith(".") for part in PurePosixPath(rel).parts)
+    return rel.startswith(".") or "/." in rel  # any path component starting with a dot
 
 
 def _read_archive(path: Path) -> tuple[dict[str, bytes], set[str]]:
@@ -69,8 +71,10 @@ def _read_archive(path: Path) -> tuple[dict[str, bytes], set[str]]:
                     files[name] = tar.extractfile(m).read()  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # truncated gzip, bad header
         raise DatasetError(path, f"corrupt archive ({type(exc).__name__}: {exc})") from exc
-    for name in files:  # tar files do not always list parent folders
-        dirs.update(str(p) for p in PurePosixPath(name).parents if str(p) != ".")
+    # tar files do not always list parent folders: derive them (from the few unique parents)
+    for parent in {n.rsplit("/", 1)[0] for n in files if "/" in n} | set(dirs):
+        parts = parent.split("/")
+        dirs.update("/".join(parts[:k]) for k in range(1, len(parts) + 1))
     return files, dirs
 
 
@@ -102,9 +106,10 @@ def _tree_prefix(where: Path, dirs: set[str]) -> str:
     if len(found) == 1:
         return found[0] + "/"
     if not dirs and not found:
-        raise DatasetError(where, "empty: expected an ImageFolder tree train/<class>/*, test/<class>/*")
-    raise DatasetError(where, "no train/ and test/ folders (expected train/<class>/*, test/<class>/*"
-                              " at the top or one folder down)")
+        raise DatasetError(where, "empty: expected an ImageFolder tree train/<class>/*, "
+                                  "test/<class>/*")
+    raise DatasetError(where, "no train/ and test/ folders (expected train/<class>/*, "
+                              "test/<class>/* at the top or one folder down)")
 
 
 def _fingerprint(files: dict[str, bytes], prefix: str) -> str:
@@ -123,8 +128,8 @@ def _select(where: Path, files: dict[str, bytes], dirs: set[str], prefix: str,
     skipped = 0
     for split in SPLITS:
         base = f"{prefix}{split}/"
-        class_dirs = {d[len(base):] for d in dirs if d.startswith(base) and "/" not in d[len(base):]}
-        by_class: dict[str, list[str]] = {c: [] for c in class_dirs}
+        by_class: dict[str, list[str]] = {
+            d[len(base):]: [] for d in dirs if d.startswith(base) and "/" not in d[len(base):]}
         for rel in files:
             if rel.startswith(base) and "/" in rel[len(base):]:
                 if rel.lower().endswith(IMG_EXTENSIONS):
@@ -167,7 +172,8 @@ def load_folder(root: str | Path | None, *, image_size: int | tuple[int, int] | 
     root = Path(root).expanduser()
     channels = channels.lower()
     if channels not in CHANNEL_MODES:
-        raise DatasetError(root, f"channels must be one of {', '.join(CHANNEL_MODES)}; got {channels!r}")
+        raise DatasetError(root, f"channels must be one of {', '.join(CHANNEL_MODES)}; "
+                                 f"got {channels!r}")
     if max_per_class is not None and int(max_per_class) < 1:
         raise DatasetError(root, f"max_per_class must be >= 1, got {max_per_class}")
     size = _as_size(image_size)

@@ -55,7 +55,7 @@ def _pil_decode(where: str, data: bytes) -> tuple[torch.Tensor, str]:
 
 
 def decode_all(items: Sequence[tuple[str, bytes]]) -> tuple[list[torch.Tensor], Counter]:
-    """Decode (where, bytes) pairs to uint8 [C,H,W] with their native channels; count source modes."""
+    """Decode (where, bytes) pairs to uint8 [C,H,W] with native channels; count source modes."""
     out: list[torch.Tensor | None] = [None] * len(items)
     modes: Counter = Counter()
     jpeg_idx = [i for i, (_, b) in enumerate(items) if b[:2] == _JPEG_MAGIC]
@@ -81,7 +81,7 @@ def decode_all(items: Sequence[tuple[str, bytes]]) -> tuple[list[torch.Tensor], 
 
 
 def convert_channels(img: torch.Tensor, channels: str) -> torch.Tensor:
-    """1/2/3/4 channels (L, LA, RGB, RGBA) -> the requested layout; alpha is dropped, not blended."""
+    """1/2/3/4 channels (L, LA, RGB, RGBA) -> the requested layout; alpha dropped, not blended."""
     c = img.shape[0]
     if channels == "keep":
         return img

@@ -58,14 +58,15 @@ class Normalizer:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {mode!r}")
         self.mode = mode
         n, c = x.shape[0], x.shape[1]
-        # chunked float64 sums: no full-size float copy of the training set, no precision loss
+        # chunked sums: no full-size float copy of the training set. A float32 sum of 4096 uint8
+        # values is an exact integer; the running totals are float64.
         total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
         sq = torch.zeros(c, dtype=torch.float64, device=x.device)
         for s in range(0, n, chunk):
-            part = x[s:s + chunk].to(torch.float64)
+            part = x[s:s + chunk].float()
             total += part.sum(0)
             if mode == "channel":
-                sq += part.square().sum((0, 2, 3))
+                sq += part.square_().sum((0, 2, 3))
         mean_img = total / (n * 255.0)
         self.mean_image = mean_img.float()  # [C,H,W] in [0,1]
         pixels = n * x.shape[2] * x.shape[3]
@@ -129,7 +130,7 @@ class DeviceLoader:
         c, h, w = self.x.shape[1:]
         dev = self.device
         # constant index grids, built once (the hot path only adds per-image offsets)
-        self._ar_c = torch.arange(c, device=dev)
+        self._c_off = torch.arange(c, device=dev) * (h * w)
         self._ar_h = torch.arange(h, device=dev)
         self._ar_w = torch.arange(w, device=dev)
         self._ar_w_flipped = self._ar_w.flip(0)
@@ -184,31 +185,28 @@ class DeviceLoader:
         if not self.augment:
             return self._layout(self.norm(self.x[idx])), y
         dy, dx, flip = (t.to(self.device, non_blocking=True) for t in self.augmentation(i))
-        h, w = self.x.shape[2], self.x.shape[3]
+        c, h, w = self.x.shape[1:]
         # source row/col of every output pixel: crop offset - pad (+ mirror for flipped images)
         rows = self._ar_h + (dy - self.pad)[:, None]                                   # [B,H]
         cols = torch.where(flip[:, None], self._ar_w_flipped, self._ar_w) + (dx - self.pad)[:, None]
         inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
         rows, cols = rows.clamp_(0, h - 1), cols.clamp_(0, w - 1)
+        # flat offsets + torch.take: one gather, ~3x faster on CPU than 4-tensor advanced indexing.
+        # For channels_last the offsets are laid out [B,H,W,C] and permuted: NHWC strides for free.
+        base = (idx * (c * h * w))[:, None, None, None]
         if self.channels_last:
-            # gather as [B,H,W,C] and permute: channels_last strides come for free
-            b_i, r_i = idx[:, None, None, None], rows[:, :, None, None]
-            c_i, ch_i = cols[:, None, :, None], self._ar_c
-            out = self.x[b_i, ch_i, r_i, c_i].permute(0, 3, 1, 2)
-            mean = self.norm.mean_image[ch_i, r_i, c_i].permute(0, 3, 1, 2) \
-                if self.norm.mode == "pixel" else None
+            pix = (rows * w)[:, :, None, None] + cols[:, None, :, None] + self._c_off
+            inside, chan, perm = inside[:, :, :, None], (1, 1, 1, c), (0, 3, 1, 2)
         else:
-            b_i, ch_i = idx[:, None, None, None], self._ar_c[None, :, None, None]
-            r_i, c_i = rows[:, None, :, None], cols[:, None, None, :]
-            out = self.x[b_i, ch_i, r_i, c_i]
-            mean = self.norm.mean_image[ch_i, r_i, c_i] if self.norm.mode == "pixel" else None
-        out = out.float()
-        if mean is not None:
-            out.mul_(1.0 / 255.0).sub_(mean)
+            pix = self._c_off[:, None, None] + (rows * w)[:, None, :, None] + cols[:, None, None, :]
+            inside, chan, perm = inside[:, None], (1, c, 1, 1), (0, 1, 2, 3)
+        out = torch.take(self.x, pix + base).float()
+        if self.norm.mode == "pixel":  # the mean image at the same source pixels
+            out.mul_(1.0 / 255.0).sub_(torch.take(self.norm.mean_image, pix))
         else:
-            out.mul_(self.norm.scale).add_(self.norm.shift)
+            out.mul_(self.norm.scale.view(chan)).add_(self.norm.shift.view(chan))
         # padding pixels become 0 in normalised space, i.e. the mean
-        return out.mul_(inside[:, None]), y
+        return out.mul_(inside).permute(perm), y
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

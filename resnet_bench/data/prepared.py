@@ -82,7 +82,8 @@ def prepare_dataset(kind: str, root: str | Path | None, out_path: str | Path,
 def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset:
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(path, "prepared dataset file not found (run `resnet-bench data prepare`)")
+        raise DatasetError(path, "prepared dataset file not found "
+                                 "(run `resnet-bench data prepare`)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle/unsafe-type errors all mean "not our file"

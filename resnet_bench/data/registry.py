@@ -34,5 +34,6 @@ def load_dataset(kind: str, root: str | Path | None = None, **options) -> ImageD
         raise DatasetError(kind, f"unknown dataset kind; valid kinds: {', '.join(KINDS)}")
     valid = options_for(kind)
     if unknown := sorted(set(options) - set(valid)):
-        raise DatasetError(kind, f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        raise DatasetError(kind, f"unknown option(s) {', '.join(unknown)}; "
+                                 f"valid: {', '.join(valid)}")
     return LOADERS[kind](root, **options)
