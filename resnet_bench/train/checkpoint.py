@@ -60,3 +60,11 @@ def load(path: Path, identity: str) -> dict[str, Any]:
         raise ValueError(f"{path}: checkpoint belongs to a different run config "
                          f"({ckpt.get('identity')} != {identity}); delete it or use another --out")
     return ckpt
+
+
+def peek_identity(path: Path) -> str | None:
+    """The run identity a checkpoint belongs to (None if unreadable)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False).get("identity")
+    except Exception:
+        return None

@@ -413,6 +413,10 @@ def _stale_identity(out: Path, identity: str) -> str | None:
             found = read_json(out / name).get("identity")
             if found != identity:
                 return str(found)
+    if (out / CHECKPOINT).exists():
+        found = checkpoint.peek_identity(out / CHECKPOINT)
+        if found != identity:
+            return str(found)
     return None
 
 

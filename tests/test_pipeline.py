@@ -1,0 +1,200 @@
+"""The Snakemake pipeline: config validation, every preset's DAG, and a real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from resnet_bench.pipeline import grid as G
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def workdir_copy(tmp_path: Path) -> Path:
+    """The workflow in a scratch directory, so tests never touch the repo's results/."""
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    for name in ("Snakefile", "environment.yml"):
+        shutil.copy(REPO / name, wd / name)
+    for name in ("workflow", "config"):
+        shutil.copytree(REPO / name, wd / name)
+    return wd
+
+
+def smk(wd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=wd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def load_config(name: str) -> dict:
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if name != "config.yaml":
+        # Snakemake's --configfile semantics: the preset updates the default config key by key.
+        base.update(yaml.safe_load((REPO / "config" / name).read_text()))
+    return base
+
+
+# --- the grid ----------------------------------------------------------------------------------
+
+def test_grid_is_the_product_of_family_depth_dataset_seed():
+    cfg = load_config("config.yaml")
+    runs = G.validate(cfg)
+    entry = cfg["grid"][0]
+    assert len(runs) == len(entry["family"]) * len(entry["depth"]) * len(entry["seeds"])
+    assert {r.model for r in runs} == {f"{f}-basic-{d}" for f in entry["family"] for d in entry["depth"]}
+    run = G.Run("synthetic", "quick", "v1-basic-8", 1)
+    assert run.path("results", "quick") == "results/quick/runs/synthetic/quick/v1-basic-8/seed1"
+
+
+def test_grid_names_are_canonical_and_deduplicated():
+    cfg = {"datasets": {"d": {"kind": "synthetic"}}, "recipes": {"r": {"iterations": 5}},
+           "grid": [{"models": ["v1-basic-20-optA", "v1-basic-20"], "family": "v1", "depth": 20,
+                     "datasets": ["d"], "seeds": [0], "recipe": "r"}]}
+    assert [r.model for r in G.validate(cfg)] == ["v1-basic-20"]
+
+
+@pytest.mark.parametrize("mutation, needle", [
+    (lambda c: c["grid"][0].update(depth=[21]), r"6n\+2"),
+    (lambda c: c["grid"][0].update(datasets=["imagenet"]), "imagenet"),
+    (lambda c: c["grid"][0].update(recipe="nope"), "nope"),
+    (lambda c: c["grid"][0].update(variant="optZ"), "optZ"),
+])
+def test_grid_errors_name_the_problem(mutation, needle):
+    cfg = load_config("config.yaml")
+    mutation(cfg)
+    with pytest.raises(ValueError, match=needle):
+        G.validate(cfg)
+
+
+# --- every preset's DAG -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_dry_runs_with_one_train_job_per_grid_point(tmp_path, preset):
+    wd = workdir_copy(tmp_path)
+    res = smk(wd, "-n", "--quiet", "rules", "--configfile", f"config/{preset}", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = G.validate(load_config(preset))
+    trains = [line for line in res.stdout.splitlines() if line.split()[:1] == ["train"]]
+    assert trains and int(trains[0].split()[1]) == len(runs), res.stdout
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("bogus_key=1", "bogus_key"),
+    ("threads_per_run=0", "threads_per_run"),
+    ("device=tpu", "tpu"),
+])
+def test_invalid_config_fails_before_any_job_with_the_key_named(tmp_path, override, needle):
+    wd = workdir_copy(tmp_path)
+    res = smk(wd, "-n", "--config", override, timeout=120)
+    assert res.returncode != 0
+    assert needle in res.stderr + res.stdout
+    assert not (wd / "results").exists()
+
+
+def test_unknown_model_in_the_grid_fails_with_the_valid_choices(tmp_path):
+    wd = workdir_copy(tmp_path)
+    cfg = load_config("config.yaml")
+    cfg["grid"][0]["depth"] = [8, 9]
+    (wd / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    res = smk(wd, "-n", "--configfile", "bad.yaml", timeout=120)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and "depth 9" in text and "valid: 8, 14, 20" in text
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_pipeline(tmp_path_factory) -> Path:
+    """The default config's grid (plain/V1/V2 x 2 depths x 2 seeds, every table and figure)
+    with the training budget cut so that the suite stays within CI's time."""
+    wd = workdir_copy(tmp_path_factory.mktemp("e2e"))
+    small = {"datasets": {"synthetic": {"kind": "synthetic",
+                                        "options": {"train_size": 512, "test_size": 256}}},
+             "recipes": {"quick": {"iterations": 12, "milestones": [6, 9], "batch_size": 32,
+                                   "eval_every": 6, "eval_batch_size": 256, "checkpoint_every": 6,
+                                   "train_window": 4, "grad_norm_every": 6}}}
+    (wd / "small.yaml").write_text(yaml.safe_dump(small))
+    res = smk(wd, "--configfile", "small.yaml")
+    assert res.returncode == 0, res.stderr[-5000:]
+    return wd
+
+
+@pytest.mark.slow
+def test_pipeline_produces_every_table_and_figure(finished_pipeline):
+    out = finished_pipeline / "results" / "quick"
+    for name in ("curves", "runs", "summary", "paper_comparison"):
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0
+        assert (out / "tables" / f"{name}.md").stat().st_size > 0
+    figs = out / "figures" / "synthetic" / "quick"
+    for name in ("v1_fig1", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right", "v2_fig1", "degradation"):
+        for ext in ("png", "pdf", "csv"):
+            assert (figs / f"{name}.{ext}").stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_tables_match_the_run_records(finished_pipeline):
+    out = finished_pipeline / "results" / "quick"
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    summaries = [json.loads(p.read_text()) for p in (out / "runs").glob("*/*/*/*/summary.json")]
+    assert len(runs) == len(summaries) == 12
+    by_key = {(s["model"], s["seed"]): s for s in summaries}
+    for _, row in runs.iterrows():
+        s = by_key[(row["model"], row["seed"])]
+        assert row["final_test_error_pct"] == pytest.approx(s["final_test_error_pct"])
+        assert row["final_train_error_pct"] == pytest.approx(s["final_train_error_pct"])
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    for _, row in summary.iterrows():
+        errs = [s["final_test_error_pct"] for s in summaries
+                if (s["family"], s["depth"]) == (row["family"], row["depth"])]
+        assert row["n"] == len(errs) == 2
+        assert row["test_error_mean"] == pytest.approx(sum(errs) / 2)
+        assert row["test_error_min"] == pytest.approx(min(errs))
+
+
+@pytest.mark.slow
+def test_figures_show_exactly_the_runs_of_their_panel(finished_pipeline):
+    figs = finished_pipeline / "results" / "quick" / "figures" / "synthetic" / "quick"
+    left = pd.read_csv(figs / "v1_fig6_left.csv")
+    assert set(left["model"]) == {"plain-basic-8", "plain-basic-14"}
+    middle = pd.read_csv(figs / "v1_fig6_middle.csv")
+    assert set(middle["model"]) == {"v1-basic-8", "v1-basic-14"}
+    v2 = pd.read_csv(figs / "v2_fig1.csv")
+    assert set(v2["model"]) == {"v1-basic-14", "v2-basic-14"}
+    degradation = pd.read_csv(figs / "degradation.csv")
+    runs = pd.read_csv(finished_pipeline / "results" / "quick" / "tables" / "runs.csv")
+    test_points = degradation[degradation["series"].str.contains("test")]
+    merged = test_points.merge(runs, on=["model", "seed"])
+    assert len(merged) == 12
+    assert (merged["value"] - merged["final_test_error_pct"]).abs().max() < 1e-9
+
+
+@pytest.mark.slow
+def test_restyling_rerenders_figures_without_retraining(finished_pipeline):
+    wd = finished_pipeline
+    again = smk(wd, "-n", "--configfile", "small.yaml", timeout=300)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    res = smk(wd, "-n", "--quiet", "rules", "--configfile", "small.yaml", "--forcerun", "figures",
+              timeout=300)
+    assert res.returncode == 0
+    jobs = {line.split()[0] for line in res.stdout.splitlines()[1:] if line.strip()}
+    assert "figures" in jobs and "train" not in jobs and "prepare_data" not in jobs
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure(finished_pipeline):
+    res = smk(finished_pipeline, "--configfile", "small.yaml", "--report", "report.zip", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import zipfile
+    names = zipfile.ZipFile(finished_pipeline / "report.zip").namelist()
+    assert sum(n.endswith(".png") for n in names) >= 6
