@@ -41,6 +41,7 @@ from .dataset import DatasetError, ImageDataset
 from .images import CHANNEL_MODES, convert_channels, decode_all, resize
 
 SPLITS = ("train", "test")
+_DECODE_CHUNK = 4096  # images decoded per step; bounds the transient per-image tensors
 MIRROR_LABEL = "CIFAR-10 (JPEG q75 mirror)"
 # sha256 of the archive (see /work/shared/data/README.md) and content fingerprint of its tree.
 _KNOWN_ARCHIVES = {
@@ -65,9 +66,11 @@ def _read_archive(path: Path) -> tuple[dict[str, bytes], set[str]]:
         with tar:
             for m in tar:
                 name = m.name.removeprefix("./")
+                if _hidden(name):
+                    continue
                 if m.isdir():
                     dirs.add(name.rstrip("/"))
-                elif m.isfile() and not _hidden(name):
+                elif m.isfile():
                     files[name] = tar.extractfile(m).read()  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # truncated gzip, bad header
         raise DatasetError(path, f"corrupt archive ({type(exc).__name__}: {exc})") from exc
@@ -208,25 +211,31 @@ def load_folder(root: str | Path | None, *, image_size: int | tuple[int, int] | 
         rels = [r for per_class in chosen[split] for r in per_class]
         labels = [k for k, per_class in enumerate(chosen[split]) for _ in per_class]
         wheres = [f"{root}:{r}" if archive_sha else str(root / r) for r in rels]
-        imgs, split_modes = decode_all(list(zip(wheres, (files[r] for r in rels))))
-        modes.update(split_modes)
-        out = []
-        for where, img in zip(wheres, imgs):
-            img = convert_channels(img, channels)
-            if first is None:
-                first = (where, tuple(img.shape))
-            if channels == "keep" and img.shape[0] != first[1][0]:
-                raise DatasetError(where, f"has {img.shape[0]} channels but {first[0]} has "
-                                          f"{first[1][0]}; use channels='rgb' or 'l'")
-            hw = tuple(img.shape[1:])
-            if size is None and hw != first[1][1:]:
-                raise DatasetError(where, f"is {hw[0]}x{hw[1]} but {first[0]} is "
-                                          f"{first[1][1]}x{first[1][2]}; pass image_size to resize")
-            if size is not None and hw != size:
-                img = resize(img, size)
-                resized += 1
-            out.append(img)
-        xs[split] = torch.stack(out)
+        out: torch.Tensor | None = None  # allocated at the first image: no list of 60k tensors
+        for s in range(0, len(rels), _DECODE_CHUNK):
+            stop = min(s + _DECODE_CHUNK, len(rels))
+            chunk = [(wheres[k], files[rels[k]]) for k in range(s, stop)]
+            imgs, chunk_modes = decode_all(chunk)
+            modes.update(chunk_modes)
+            for k, ((where, _), img) in enumerate(zip(chunk, imgs), start=s):
+                img = convert_channels(img, channels)
+                if first is None:
+                    first = (where, tuple(img.shape))
+                if channels == "keep" and img.shape[0] != first[1][0]:
+                    raise DatasetError(where, f"has {img.shape[0]} channels but {first[0]} has "
+                                              f"{first[1][0]}; use channels='rgb' or 'l'")
+                hw = tuple(img.shape[1:])
+                if size is None and hw != first[1][1:]:
+                    raise DatasetError(where, f"is {hw[0]}x{hw[1]} but {first[0]} is "
+                                              f"{first[1][1]}x{first[1][2]}; pass image_size to "
+                                              "resize")
+                if size is not None and hw != size:
+                    img = resize(img, size)
+                    resized += 1
+                if out is None:
+                    out = torch.empty((len(rels), *img.shape), dtype=torch.uint8)
+                out[k] = img
+        xs[split] = out
         ys[split] = torch.tensor(labels, dtype=torch.int64)
 
     out_c, out_h, out_w = xs["train"].shape[1:]
