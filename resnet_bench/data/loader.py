@@ -53,13 +53,15 @@ def _generator(*values: int) -> torch.Generator:
 class Normalizer:
     """Training-set statistics and the uint8 -> float32 mapping built from them."""
 
-    def __init__(self, x: torch.Tensor, mode: str = "pixel", chunk: int = 4096) -> None:
+    def __init__(self, x: torch.Tensor, mode: str = "pixel") -> None:
         if mode not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {mode!r}")
         self.mode = mode
         n, c = x.shape[0], x.shape[1]
-        # chunked sums: no full-size float copy of the training set. A float32 sum of 4096 uint8
-        # values is an exact integer; the running totals are float64.
+        # Chunked sums (~4M values per chunk): no full-size float copy of the training set. The
+        # per-pixel float32 sums of <= 2^16 uint8 values are exact integers; the per-channel sums
+        # of squares are float32-rounded (~1e-6 relative), plenty for a std. Totals are float64.
+        chunk = max(1, min(1 << 16, (1 << 22) // max(1, x[0].numel())))
         total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
         sq = torch.zeros(c, dtype=torch.float64, device=x.device)
         for s in range(0, n, chunk):
