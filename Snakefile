@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A preset given with --configfile replaces the default config (it is not merged into it, so no
+# default grid or analysis leaks into a paper experiment); --config KEY=VALUE still edits either.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -15,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/analysis.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -25,3 +30,4 @@ rule all:
     input:
         TABLE_FILES,
         FIGURE_FILES,
+        ANALYSIS_FILES,

@@ -38,11 +38,8 @@ def smk(wd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess
 
 
 def load_config(name: str) -> dict:
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if name != "config.yaml":
-        # Snakemake's --configfile semantics: the preset updates the default config key by key.
-        base.update(yaml.safe_load((REPO / "config" / name).read_text()))
-    return base
+    # A preset replaces the default config (see the Snakefile).
+    return yaml.safe_load((REPO / "config" / name).read_text())
 
 
 # --- the grid ----------------------------------------------------------------------------------
@@ -119,11 +116,11 @@ def finished_pipeline(tmp_path_factory) -> Path:
     """The default config's grid (plain/V1/V2 x 2 depths x 2 seeds, every table and figure)
     with the training budget cut so that the suite stays within CI's time."""
     wd = workdir_copy(tmp_path_factory.mktemp("e2e"))
-    small = {"datasets": {"synthetic": {"kind": "synthetic",
-                                        "options": {"train_size": 512, "test_size": 256}}},
-             "recipes": {"quick": {"iterations": 12, "milestones": [6, 9], "batch_size": 32,
-                                   "eval_every": 6, "eval_batch_size": 256, "checkpoint_every": 6,
-                                   "train_window": 4, "grad_norm_every": 6}}}
+    small = load_config("config.yaml")
+    small["datasets"]["synthetic"]["options"].update(train_size=512, test_size=256)
+    small["recipes"]["quick"].update(iterations=12, milestones=[6, 9], batch_size=32, eval_every=6,
+                                     eval_batch_size=256, checkpoint_every=6, train_window=4,
+                                     grad_norm_every=6)
     (wd / "small.yaml").write_text(yaml.safe_dump(small))
     res = smk(wd, "--configfile", "small.yaml")
     assert res.returncode == 0, res.stderr[-5000:]
@@ -140,6 +137,9 @@ def test_pipeline_produces_every_table_and_figure(finished_pipeline):
     for name in ("v1_fig1", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right", "v2_fig1", "degradation"):
         for ext in ("png", "pdf", "csv"):
             assert (figs / f"{name}.{ext}").stat().st_size > 0, name
+    for name in ("layer_responses", "gradient_flow", "identity_path", "identity_path_maps"):
+        for ext in ("png", "pdf", "csv"):
+            assert (out / "analysis" / f"{name}.{ext}").stat().st_size > 0, name
 
 
 @pytest.mark.slow

@@ -96,6 +96,8 @@ def validate(config: dict[str, Any]) -> list[Run]:
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
+    for key in config.get("analysis", {}):
+        analysis_runs(config, key)
     return runs
 
 
@@ -113,3 +115,33 @@ def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:
 
 def prepared_path(results: str, dataset: str) -> str:
     return str(Path(results) / "data" / f"{dataset}.pt")
+
+
+ANALYSES = ("layer_responses", "gradient_flow", "identity_path", "depth_challenge")
+
+
+def analysis_runs(config: dict[str, Any], key: str) -> list[Run]:
+    """The trained runs an analysis reads: its `models` at its dataset/recipe/seed (all models of
+    that dataset and recipe when it names none). Every one must be part of the grid."""
+    spec = config.get("analysis", {}).get(key)
+    if spec is None:
+        return []
+    runs = expand(config)
+    dataset = spec.get("dataset", runs[0].dataset)
+    recipe = spec.get("recipe", runs[0].recipe)
+    pool = [r for r in runs if r.dataset == dataset and r.recipe == recipe]
+    if "seed" in spec:
+        pool = [r for r in pool if r.seed == spec["seed"]]
+    if "models" not in spec:
+        if not pool:
+            raise GridError(f"analysis.{key}: no runs of dataset {dataset!r} and recipe {recipe!r}")
+        return pool
+    chosen = []
+    for name in spec["models"]:
+        model = parse_model_name(name).name
+        match = [r for r in pool if r.model == model]
+        if not match:
+            raise GridError(f"analysis.{key}: {model} (dataset {dataset}, recipe {recipe}, seed "
+                            f"{spec.get('seed', 'any')}) is not in the grid")
+        chosen += match
+    return chosen

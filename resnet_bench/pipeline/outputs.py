@@ -26,6 +26,24 @@ def figure_files(out: str, runs) -> list[str]:
             for fig in FIGURES for ext in FIGURE_FORMATS]
 
 
+# analysis key -> (`resnet-bench analyze` subcommand, output stems)
+ANALYSES = {
+    "layer_responses": ("responses", ["layer_responses"]),
+    "gradient_flow": ("gradients", ["gradient_flow"]),
+    "identity_path": ("identity", ["identity_path", "identity_path_maps"]),
+    "depth_challenge": ("depth", ["depth_challenge"]),
+}
+ANALYSIS_FORMATS = ("csv", "png", "pdf")
+
+
+def analysis_outputs(out: str, key: str) -> list[str]:
+    return [f"{out}/analysis/{stem}.{ext}" for stem in ANALYSES[key][1] for ext in ANALYSIS_FORMATS]
+
+
+def analysis_files(out: str, config: dict[str, Any]) -> list[str]:
+    return [f for key in config.get("analysis", {}) for f in analysis_outputs(out, key)]
+
+
 def prepare_args(spec: dict[str, Any]) -> str:
     """Command-line arguments of `resnet-bench data prepare` for one `datasets:` entry."""
     args = ["--dataset", spec["kind"]]

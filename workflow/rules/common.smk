@@ -22,6 +22,7 @@ RUN_DIRS = G.run_dirs(RUNS, RESULTS, EXP)
 SUMMARIES = [f"{d}/summary.json" for d in RUN_DIRS]
 TABLE_FILES = O.table_files(OUT)
 FIGURE_FILES = O.figure_files(OUT, RUNS)
+ANALYSIS_FILES = O.analysis_files(OUT, config)
 
 
 wildcard_constraints:
@@ -35,3 +36,4 @@ localrules:
     all,
     tables,
     figures,
+    depth_challenge,
