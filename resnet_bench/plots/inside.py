@@ -128,26 +128,31 @@ def plot_gradient_flow(table: pd.DataFrame, out_dir: str | os.PathLike,
         panels.append((f"training, iteration {it}: conv weights", runs[runs["iteration"] == it],
                        "position of the conv layer (0 = first, 1 = last)"))
     panels = [p for p in panels if not p[1].empty]
-    fig, axes = style.figure(ncols=len(panels))
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, grid = style.figure(ncols=ncols, nrows=nrows)
+    axes = grid.ravel()
     palette = label_palette(table)
-    for ax, (title, df, xlabel) in zip(axes[0], panels):
+    for ax, (title, df, xlabel) in zip(axes, panels):
         df = df[df["grad_norm"] > 0]
         _lines(ax, df, "position", "grad_norm", palette)
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("gradient norm" if "dL/dx" in title else "||dL/dW||")
+        ax.set_ylabel("||dL/dx||" if "dL/dx" in title else "||dL/dW||")
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0, 1:]:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels:
-                handles.append(hh)
-                labels.append(ll)
-    axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=None)
-    fig.suptitle(f"Gradient flow{_seeds_note(table)}", fontsize=9)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    handles, labels = [], []
+    for ax in axes[:len(panels)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    grid[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=None)
+    note = f"; at initialisation{_seeds_note(init)}" if not init.empty and _seeds_note(init) else ""
+    fig.suptitle(f"Gradient flow{note}", fontsize=9)
     return style.save(fig, out_dir, name, table)
 
 
