@@ -7,6 +7,7 @@ random 32x32 images, so the whole file runs in seconds on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -420,9 +421,25 @@ def test_real_training_run_feeds_the_analyses(tmp_path, prepared):
                     eval_batch_size=24, train_window=2, grad_norm_every=2, name="tiny")
     runs = tmp_path / "runs"
     for name in ("v1-basic-8", "v2-basic-8"):
+        # the v1 run holds out a validation split, which changes its normalisation statistics
+        r = dataclasses.replace(recipe, val_split=16) if name.startswith("v1") else recipe
         cfg = RunConfig(model=name, dataset="tiny", seed=3, prepared=str(prepared),
-                        recipe=recipe, device="cpu")
+                        recipe=r, device="cpu")
         assert train(cfg, runs / name, progress=False).summary["status"] == "completed"
+
+    # the held-out images an analysis sees are the ones the trainer tested on: re-evaluating the
+    # final weights gives the recorded final test loss and error
+    from resnet_bench.analysis.trained import load_trained
+    for name in ("v1-basic-8", "v2-basic-8"):
+        run = load_trained(runs / name)
+        loss, wrong = 0.0, 0
+        with torch.no_grad():
+            for xb, yb in run.heldout_batches(batch_size=10):
+                out = run.model(xb)
+                loss += float(F.cross_entropy(out, yb, reduction="sum"))
+                wrong += int((out.argmax(1) != yb).sum())
+        assert loss / 24 == pytest.approx(run.summary["final_test_loss"], rel=1e-5)
+        assert 100.0 * wrong / 24 == pytest.approx(run.summary["final_test_error_pct"])
 
     # the trainer's gradient log at iteration 0 is the gradient at initialisation: rebuilding the
     # seeded network and its first batch, our gradient code gives the same numbers

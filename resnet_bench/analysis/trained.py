@@ -116,8 +116,9 @@ def make_loader(dataset, recipe: dict, seed: int, device: torch.device):
     train_x, train_y = dataset.train_x, dataset.train_y
     val_split = int(recipe.get("val_split", 0) or 0)
     if val_split:
-        # the trainer normalises with the statistics of what is left after the hold-out
-        train_x, train_y, _, _ = data.validation_split(train_x, train_y, val_split, seed=seed)
+        # the trainer normalises with the statistics of what is left after its hold-out, which is
+        # one fixed split (seed 0) for every run (resnet_bench/train/loop.py)
+        train_x, train_y, _, _ = data.validation_split(train_x, train_y, val_split, seed=0)
     return data.DeviceLoader(train_x, train_y, batch_size=1, seed=seed, device=device,
                              augment=False, normalize=recipe.get("normalize", "pixel"))
 
