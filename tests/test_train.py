@@ -73,24 +73,24 @@ def test_speed_knobs_do_not_change_run_identity():
 @pytest.mark.slow
 def test_short_real_run_learns_the_embedded_dataset(tmp_path):
     data = tmp_path / "syn.pt"
-    prepare_dataset("synthetic", None, data, train_size=2000, test_size=500)
-    recipe = Recipe(iterations=250, milestones=(200,), batch_size=64, eval_every=125,
-                    checkpoint_every=1000, train_window=50, warmup="v2", warmup_iters=20, name="t")
+    prepare_dataset("synthetic", None, data, train_size=2000, test_size=500, difficulty="easy")
+    recipe = Recipe(iterations=200, milestones=(150,), batch_size=64, eval_every=100,
+                    checkpoint_every=1000, train_window=25, warmup="v2", warmup_iters=20, name="t")
     out = train(RunConfig(model="v1-basic-8", dataset="synthetic", prepared=str(data), recipe=recipe),
                 tmp_path / "run", progress=False)
     s = out.summary
-    assert out.exit_status == 0 and s["status"] == "completed" and s["iterations"] == 250
+    assert out.exit_status == 0 and s["status"] == "completed" and s["iterations"] == 200
     # chance is 90% error on 10 balanced classes
     assert s["final_train_error_pct"] < 60, s
     assert s["final_test_error_pct"] < 70, s
     rows = read_csv(tmp_path / "run" / "train_log.csv")
-    assert [int(r["iteration"]) for r in rows] == list(range(1, 251))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 201))
     # the lr actually used at every step is logged (warm-up, then base, then the drop)
     lrs = [float(r["lr"]) for r in rows]
-    assert lrs[:20] == [0.01] * 20 and lrs[20:200] == [0.1] * 180
-    assert lrs[200:] == pytest.approx([0.01] * 50)
+    assert lrs[:20] == [0.01] * 20 and lrs[20:150] == [0.1] * 130
+    assert lrs[150:] == pytest.approx([0.01] * 50)
     evals = read_csv(tmp_path / "run" / "eval_log.csv")
-    assert [(int(e["iteration"]), e["split"]) for e in evals] == [(125, "test"), (250, "test")]
+    assert [(int(e["iteration"]), e["split"]) for e in evals] == [(100, "test"), (200, "test")]
     assert float(evals[-1]["error_pct"]) == pytest.approx(s["final_test_error_pct"])
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     for key in ("config_hash", "seed", "code", "software", "hardware", "host", "started", "finished"):

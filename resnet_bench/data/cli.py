@@ -29,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--train-size", type=int)
     g.add_argument("--test-size", type=int)
+    g.add_argument("--difficulty", choices=("standard", "easy"),
+                   help="easy: no clutter, for CPU smoke runs (default: standard)")
     g = p.add_argument_group("cifar10/cifar100")
     g.add_argument("--download", action="store_true", default=None,
                    help="download with torchvision (md5-checked) into --root")
@@ -48,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the checksum of the tensors")
 
 
-_OPTION_ARGS = ("seed", "train_size", "test_size", "download", "verify", "cache_dir",
+_OPTION_ARGS = ("seed", "train_size", "test_size", "difficulty", "download", "verify", "cache_dir",
                 "image_size", "channels", "max_per_class", "name", "label")
 
 

@@ -42,9 +42,18 @@ CHUNK = 250  # images per independently seeded chunk (a multiple of the 10 class
 DEFAULT_TRAIN, DEFAULT_TEST = 10_000, 2_000
 _SPLIT_IDS = {"train": 0, "test": 1}
 # difficulty knobs (tuned so a small ResNet learns it in a few hundred iterations; see docs)
-KNOBS = {"bg_amp": 0.05, "distractors": 1, "distractor_radius": (3.0, 4.5),
+_STANDARD = {"bg_amp": 0.05, "distractors": 1, "distractor_radius": (3.0, 4.5),
          "target_radius": (8.0, 11.0), "swing": (0.25, 0.35), "noise": 0.03,
          "period": (3.0, 5.5), "rotation": np.pi}
+# `easy` keeps the task (shape x texture conjunction, random colours, positions and phases) but
+# drops the clutter, so that a small net learns it within the ~100-iteration budgets of CPU smoke
+# runs and tests; `standard` is the harder default where depth keeps paying off.
+DIFFICULTIES = {
+    "standard": _STANDARD,
+    "easy": {**_STANDARD, "bg_amp": 0.0, "distractors": 0, "target_radius": (11.0, 13.0),
+             "noise": 0.02, "period": (5.0, 7.0), "rotation": 0.0, "swing": (0.4, 0.45)},
+}
+KNOBS = _STANDARD
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float, size) -> np.ndarray:
@@ -90,9 +99,9 @@ def _shape_distance(shape: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarr
 
 
 def _texture(kind: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-             n: int) -> np.ndarray:
+             n: int, knobs: dict = KNOBS) -> np.ndarray:
     """Stripes (kind 0) or checks (kind 1) in [-1, 1], random period/orientation/phase per image."""
-    period = _u(rng, *KNOBS["period"], n)[:, None, None]
+    period = _u(rng, *knobs["period"], n)[:, None, None]
     phi = _u(rng, 0, np.pi, n)[:, None, None]
     ph1, ph2 = (_u(rng, 0, 2 * np.pi, n)[:, None, None] for _ in range(2))
     a = (x * np.cos(phi) + y * np.sin(phi)) * (2 * np.pi / period)
@@ -104,26 +113,27 @@ def _texture(kind: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
 
 
 def _object(rng: np.random.Generator, n: int, shape: np.ndarray, texture: np.ndarray,
-            radius: np.ndarray, margin: float, gx: np.ndarray, gy: np.ndarray):
+            radius: np.ndarray, margin: float, gx: np.ndarray, gy: np.ndarray, knobs: dict = KNOBS):
     """Coverage mask [n,H,W] and colour [n,3,H,W] of one textured object per image."""
     cx = _u(rng, margin, SIZE - margin, n)[:, None, None]
     cy = _u(rng, margin, SIZE - margin, n)[:, None, None]
-    theta = _u(rng, -KNOBS["rotation"], KNOBS["rotation"], n)[:, None, None]
+    theta = _u(rng, -knobs["rotation"], knobs["rotation"], n)[:, None, None]
     r = radius[:, None, None]
     dx, dy = gx - cx, gy - cy
     u = (dx * np.cos(theta) + dy * np.sin(theta)) / r
     v = (-dx * np.sin(theta) + dy * np.cos(theta)) / r
     d = _shape_distance(shape, u, v)
     mask = np.clip(0.5 - d * r, 0.0, 1.0)  # ~1 px anti-aliased edge
-    tex = _texture(texture, dx, dy, rng, n)
+    tex = _texture(texture, dx, dy, rng, n, knobs)
     base = _u(rng, 0.2, 0.8, (n, 3))
     swing = _n(rng, 0, 1, (n, 3))
-    swing *= _u(rng, *KNOBS["swing"], (n, 1)) / np.linalg.norm(swing, axis=1, keepdims=True)
+    swing *= _u(rng, *knobs["swing"], (n, 1)) / np.linalg.norm(swing, axis=1, keepdims=True)
     colour = base[:, :, None, None] + swing[:, :, None, None] * tex[:, None]
     return mask, colour, base
 
 
-def _render_chunk(seed: int, split: int, chunk: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _render_chunk(seed: int, split: int, chunk: int, n: int, knobs: dict = KNOBS
+                  ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, split, chunk])))
     blocks = -(-CHUNK // len(CLASSES))
     labels = np.concatenate([rng.permutation(len(CLASSES)) for _ in range(blocks)])[:CHUNK]
@@ -140,35 +150,35 @@ def _render_chunk(seed: int, split: int, chunk: int, n: int) -> tuple[np.ndarray
     grad = ((gx - 16) * np.cos(grad_dir) + (gy - 16) * np.sin(grad_dir)) / 32
     img = bg + _u(rng, 0, 0.3, (m, 3))[:, :, None, None] * grad[:, None]
     for kind in (0, 1):
-        tex = _texture(np.full(m, kind), gx, gy, rng, m)
-        amp = _u(rng, 0.0, KNOBS["bg_amp"], (m, 3))[:, :, None, None]
+        tex = _texture(np.full(m, kind), gx, gy, rng, m, knobs)
+        amp = _u(rng, 0.0, knobs["bg_amp"], (m, 3))[:, :, None, None]
         img = img + amp * tex[:, None]
 
     # Two small distractors of random shape/texture, drawn first so the target occludes them.
-    for _ in range(KNOBS["distractors"]):
+    for _ in range(knobs["distractors"]):
         dshape = rng.integers(0, len(SHAPES), m)
         dtex = rng.integers(0, len(TEXTURES), m)
-        radius = _u(rng, *KNOBS["distractor_radius"], m)
-        mask, colour, _ = _object(rng, m, dshape, dtex, radius, 3.0, gx, gy)
+        radius = _u(rng, *knobs["distractor_radius"], m)
+        mask, colour, _ = _object(rng, m, dshape, dtex, radius, 3.0, gx, gy, knobs)
         img = img * (1 - mask[:, None]) + colour * mask[:, None]
 
     # The target: keep its mean colour away from the local background so its outline is visible.
     shape, texture = labels // len(TEXTURES), labels % len(TEXTURES)
-    radius = _u(rng, *KNOBS["target_radius"], m)
-    mask, colour, base = _object(rng, m, shape, texture, radius, 9.0, gx, gy)
+    radius = _u(rng, *knobs["target_radius"], m)
+    mask, colour, base = _object(rng, m, shape, texture, radius, 9.0, gx, gy, knobs)
     near = np.abs(base - bg[:, :, 0, 0]).max(axis=1) < 0.25
     colour[near] = 1.0 - colour[near]  # invert colours that would blend into the background
     img = img * (1 - mask[:, None]) + colour * mask[:, None]
 
-    img = img + _n(rng, 0, KNOBS["noise"], img.shape)
+    img = img + _n(rng, 0, knobs["noise"], img.shape)
     img = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
     return img[:n], labels[:n].astype(np.int64)
 
 
-def _render(seed: int, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _render(seed: int, split: str, n: int, knobs: dict = KNOBS) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for chunk in range(-(-n // CHUNK)):
-        x, y = _render_chunk(seed, _SPLIT_IDS[split], chunk, min(CHUNK, n - chunk * CHUNK))
+        x, y = _render_chunk(seed, _SPLIT_IDS[split], chunk, min(CHUNK, n - chunk * CHUNK), knobs)
         xs.append(x)
         ys.append(y)
     if not xs:
@@ -177,17 +187,21 @@ def _render(seed: int, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_synthetic(root: object = None, *, seed: int = 0, train_size: int = DEFAULT_TRAIN,
-                   test_size: int = DEFAULT_TEST) -> ImageDataset:
+                   test_size: int = DEFAULT_TEST, difficulty: str = "standard") -> ImageDataset:
     """Generate the synthetic dataset (no files involved; `root` is ignored)."""
+    if difficulty not in DIFFICULTIES:
+        raise DatasetError("synthetic", f"unknown difficulty {difficulty!r}; valid: "
+                                        f"{', '.join(DIFFICULTIES)}")
+    knobs = DIFFICULTIES[difficulty]
     for key, val in (("train_size", train_size), ("test_size", test_size)):
         if int(val) < 1:
             raise DatasetError("synthetic", f"{key} must be >= 1, got {val}")
-    train_x, train_y = _render(int(seed), "train", int(train_size))
-    test_x, test_y = _render(int(seed), "test", int(test_size))
+    train_x, train_y = _render(int(seed), "train", int(train_size), knobs)
+    test_x, test_y = _render(int(seed), "test", int(test_size), knobs)
     return ImageDataset(
         train_x, train_y, test_x, test_y, list(CLASSES), name="synthetic",
-        label="Synthetic shapes x textures",
+        label="Synthetic shapes x textures" + ("" if difficulty == "standard" else f" ({difficulty})"),
         meta={"source": "generated (resnet_bench.data.synthetic)", "seed": int(seed),
-              "train_size": int(train_size), "test_size": int(test_size),
+              "train_size": int(train_size), "test_size": int(test_size), "difficulty": difficulty,
               "channels": "RGB (generated)", "image_size": [SIZE, SIZE], "generator_version": 1},
     )

@@ -18,13 +18,16 @@ rule layer_responses:
          for f in O.analysis_outputs(OUT, "layer_responses")],
     params:
         runs=lambda wc: analysis_dirs("layer_responses"),
+        device=config["device"],
         max_images=lambda wc: config["analysis"]["layer_responses"].get("max_images", 0) or "",
+    resources:
+        gpu=config["gpus_per_run"],
     log:
         f"{OUT}/logs/analysis/layer_responses.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze responses --runs {params.runs} --out {OUT}/analysis "
+        "resnet-bench analyze responses --device {params.device} --runs {params.runs} --out {OUT}/analysis "
         "$([ -n '{params.max_images}' ] && echo --max-images {params.max_images}) > {log} 2>&1"
 
 
@@ -36,15 +39,18 @@ rule gradient_flow:
          for f in O.analysis_outputs(OUT, "gradient_flow")],
     params:
         runs=lambda wc: analysis_dirs("gradient_flow"),
+        device=config["device"],
         models=lambda wc: sorted({r.model for r in G.analysis_runs(config, "gradient_flow")}),
         batch=lambda wc: config["analysis"]["gradient_flow"].get("batch_size", 128),
         data=lambda wc: G.prepared_path(RESULTS, G.analysis_runs(config, "gradient_flow")[0].dataset),
+    resources:
+        gpu=config["gpus_per_run"],
     log:
         f"{OUT}/logs/analysis/gradient_flow.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze gradients --runs {params.runs} --models {params.models} "
+        "resnet-bench analyze gradients --device {params.device} --runs {params.runs} --models {params.models} "
         "--batch-size {params.batch} --prepared {params.data} --out {OUT}/analysis > {log} 2>&1"
 
 
@@ -56,13 +62,16 @@ rule identity_path:
          for f in O.analysis_outputs(OUT, "identity_path")],
     params:
         runs=lambda wc: analysis_dirs("identity_path"),
+        device=config["device"],
         max_images=lambda wc: config["analysis"]["identity_path"].get("max_images", 0) or "",
+    resources:
+        gpu=config["gpus_per_run"],
     log:
         f"{OUT}/logs/analysis/identity_path.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze identity --runs {params.runs} --out {OUT}/analysis "
+        "resnet-bench analyze identity --device {params.device} --runs {params.runs} --out {OUT}/analysis "
         "$([ -n '{params.max_images}' ] && echo --max-images {params.max_images}) > {log} 2>&1"
 
 
