@@ -96,7 +96,8 @@ class Recipe:
         if self.warmup == "v1" and not warmup_done:
             return self.warmup_lr
         drops = sum(1 for m in self.milestones if iteration >= m)
-        return self.lr * self.lr_decay**drops
+        # round away binary noise (0.1 * 0.1 = 0.010000000000000002) so logs read as the recipe
+        return float(f"{self.lr * self.lr_decay**drops:.12g}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
