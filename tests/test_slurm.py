@@ -1,10 +1,11 @@
 """Against a real Slurm (CI: .ci/slurm/start.sh, stop.sh): GPU gres assignment and how
-`scancel --signal=TERM` reaches a job's Python process (see .ci/slurm/README.md)."""
+`scancel --signal=TERM` reaches a job's Python process (see .ci/slurm/README.md).  The pipeline
+on Slurm is tests/test_pipeline_slurm.py.  Without a cluster these tests skip with the reason;
+with RESNET_BENCH_REQUIRE_SLURM=1 (set by CI) they fail instead."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,30 +14,18 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_helpers import require_slurm, slurm_gpu_count  # noqa: E402
+
 pytestmark = pytest.mark.slurm
 PY = sys.executable
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
 
 
-def _cluster_state() -> str | None:
-    """Why the cluster cannot be used, or None when it is up."""
-    if shutil.which("sinfo") is None:
-        return "sinfo not on PATH (start a local cluster with .ci/slurm/start.sh)"
-    try:
-        r = subprocess.run(["sinfo", "-h", "-o", "%T %G"], capture_output=True, text=True, timeout=15)
-    except subprocess.TimeoutExpired:
-        return "Slurm cluster not up: sinfo timed out"
-    states = r.stdout.split()
-    if r.returncode != 0 or not any(s.rstrip("*~#").startswith(("idle", "mixed", "allocated"))
-                                    for s in states[0::2]):
-        first = (r.stderr.strip() or r.stdout.strip() or "no nodes").splitlines()[0]
-        return f"Slurm cluster not up ({first}); start it with .ci/slurm/start.sh"
-    return None
-
-
-_WHY = _cluster_state()
-if _WHY is not None:
-    pytest.skip(_WHY, allow_module_level=True)
+@pytest.fixture(autouse=True)
+def _cluster_up():
+    """Skipped with the reason when no cluster is up; failed under RESNET_BENCH_REQUIRE_SLURM=1."""
+    require_slurm()
 
 
 @pytest.fixture
@@ -78,14 +67,8 @@ def _wait_file(path: Path, timeout: float = 40) -> None:
         time.sleep(0.1)
 
 
-def _gpu_count() -> int:
-    r = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=15)
-    counts = [int(g.split(":")[-1].split("(")[0]) for g in r.stdout.split() if g.startswith("gpu")]
-    return max(counts, default=0)
-
-
 def test_two_concurrent_gpu_jobs_get_distinct_devices(sbatch, tmp_path):
-    if _gpu_count() < 2:
+    if slurm_gpu_count() < 2:
         pytest.skip("the cluster's node has fewer than 2 GPUs (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
     # Each job reports its device, then waits until both have started: this proves they ran
     # at the same time (the barrier times out otherwise) while holding their GPUs.

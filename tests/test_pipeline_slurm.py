@@ -1,0 +1,244 @@
+"""The pipeline on a real Slurm (CI: .ci/slurm/start.sh with 2 fake GPUs), through the workflow
+profile profiles/slurm-ci: the default config shrunk to 2 models x 2 seeds, with two of the
+trainings interrupted while they run --
+
+* `scancel --signal=TERM <job>` (what a site sends before a time limit or preemption): the
+  trainer checkpoints and exits 75, snakemake inside the allocation sees the rule fail and, by
+  the rule's `retries`, runs it again as a new job step of the *same* Slurm job;
+* plain `scancel <job>` (preemption by cancel, node drain): the job ends CANCELLED after the
+  trainer checkpointed within KillWait, and the submitting snakemake resubmits it (a *new* Slurm
+  job, attempt 2).
+
+Both retries must resume from the checkpoint and end bit-identical (CPU) to an uninterrupted run.
+One pipeline run (a few minutes on 2 shared cores) feeds all tests of this module.  Without a
+cluster they skip with the reason; under RESNET_BENCH_REQUIRE_SLURM=1 they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_helpers import (  # noqa: E402
+    processes_mentioning, require_slurm, run_dir, slurm_gpu_count, snakemake_env,
+    tiny_default_config, workflow_copy,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+MODELS = ["plain-basic-8", "v1-basic-8"]
+SEEDS = [0, 1]
+ITERATIONS = 120
+CHECKPOINT_EVERY = 10
+# run -> how it is interrupted once its first checkpoint is on disk
+INTERRUPT = {("v1-basic-8", 0): ["scancel", "--signal=TERM"], ("plain-basic-8", 1): ["scancel"]}
+FINAL_KEYS = ("final_train_loss", "final_train_error_pct", "final_test_loss",
+              "final_test_error_pct", "iterations", "status")
+
+
+@dataclass
+class Interruption:
+    job_id: str
+    at: float
+    command: list[str]
+
+
+@dataclass
+class SlurmPipeline:
+    wd: Path
+    cfg: dict
+    result: subprocess.CompletedProcess
+    seconds: float
+    interrupted: dict = field(default_factory=dict)  # (model, seed) -> Interruption
+    jobs: dict = field(default_factory=dict)  # job id -> squeue record of this pipeline's jobs
+
+    def run(self, model: str, seed: int) -> Path:
+        return run_dir(self.wd, self.cfg, model, seed)
+
+    def summary(self, model: str, seed: int) -> dict:
+        return json.loads((self.run(model, seed) / "summary.json").read_text())
+
+    def provenance(self, model: str, seed: int) -> dict:
+        return json.loads((self.run(model, seed) / "provenance.json").read_text())
+
+    def log_tail(self) -> str:
+        return (self.result.stdout + self.result.stderr)[-4000:]
+
+
+def _squeue(*args: str) -> list[dict]:
+    fields = ["id", "name", "comment", "state", "start", "end"]
+    r = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%k|%T|%S|%e", *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [dict(zip(fields, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
+
+
+def _interrupter(pipe: SlurmPipeline, stop: threading.Event) -> None:
+    """Interrupt each run of INTERRUPT once, as soon as its first checkpoint exists (mid-run:
+    the run has ITERATIONS / CHECKPOINT_EVERY checkpoints to go)."""
+    pending = dict(INTERRUPT)
+    while pending and not stop.is_set():
+        for key, command in list(pending.items()):
+            rd = pipe.run(*key)
+            if not (rd / "checkpoint.pt").exists():
+                continue
+            try:
+                job_id = json.loads((rd / "provenance.json").read_text())["slurm_job_id"]
+            except (OSError, ValueError, KeyError):
+                continue
+            subprocess.run([*command, job_id], check=True, timeout=30)
+            pipe.interrupted[key] = Interruption(job_id, time.time(), command)
+            del pending[key]
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> SlurmPipeline:
+    require_slurm()
+    if slurm_gpu_count() < 2:
+        pytest.skip("the cluster's node has fewer than 2 GPUs (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
+    wd = workflow_copy(tmp_path_factory.mktemp("slurm") / "wf")
+    cfg = tiny_default_config(MODELS, SEEDS, ITERATIONS, CHECKPOINT_EVERY)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci"]
+    pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
+    stop = threading.Event()
+    watcher = threading.Thread(target=_interrupter, args=(pipe, stop), daemon=True)
+    watcher.start()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # snakemake scancels its jobs
+        out, err = proc.communicate(timeout=120)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    pipe.seconds = time.monotonic() - t0
+    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    # Every Slurm job this pipeline submitted carries its run id as the job name (the plugin's
+    # --job-name); the slurm logs (kept by the profile) name the job ids.
+    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    names = {j["name"] for j in _squeue("-j", ",".join(logged))} if logged else set()
+    for name in names:
+        pipe.jobs.update({j["id"]: j for j in _squeue("--name", name)})
+    yield pipe
+    if names:  # leave nothing behind, whatever happened
+        subprocess.run(["scancel", "--name", ",".join(names)], capture_output=True, timeout=30)
+
+
+def test_pipeline_finishes_on_slurm(pipeline):
+    assert pipeline.result.returncode == 0, pipeline.log_tail()
+    print(f"pipeline on slurm: {pipeline.seconds:.0f} s, jobs: "
+          + ", ".join(f"{j['id']} {j['comment']} {j['state']}" for j in pipeline.jobs.values()))
+    assert set(pipeline.interrupted) == set(INTERRUPT), "an interruption was never sent"
+    for model in MODELS:
+        for seed in SEEDS:
+            assert pipeline.summary(model, seed)["status"] == "completed"
+
+
+def test_every_training_ran_as_its_own_slurm_job(pipeline):
+    job_ids = {}
+    for model in MODELS:
+        for seed in SEEDS:
+            prov = pipeline.provenance(model, seed)
+            job_id = prov["slurm_job_id"]
+            assert job_id, f"{model} seed {seed} did not run under Slurm"
+            job = pipeline.jobs[job_id]
+            assert job["comment"] == f"rule_train_wildcards_synthetic_quick_{model}_{seed}", job
+            assert job["state"] == "COMPLETED"
+            log = next((pipeline.wd / ".snakemake" / "slurm_logs" / "rule_train").rglob(f"{job_id}.log"))
+            assert f"model={model},seed={seed}" in log.read_text()
+            job_ids[(model, seed)] = job_id
+    assert len(set(job_ids.values())) == len(job_ids), job_ids
+
+
+def test_concurrent_trainings_got_distinct_gpus_from_slurm(pipeline):
+    """Slurm's gres set CUDA_VISIBLE_DEVICES per job; the trainer recorded it (gpu_claim, source
+    'slurm') even on CPU. Jobs whose allocations overlapped in time must have different GPUs."""
+    runs = []
+    for model in MODELS:
+        for seed in SEEDS:
+            prov = pipeline.provenance(model, seed)
+            claim = prov["gpu_claim"]
+            assert claim["source"] == "slurm" and claim["gpu"] in ("0", "1"), claim
+            job = pipeline.jobs[prov["slurm_job_id"]]
+            start, end = (datetime.fromisoformat(job[k]) for k in ("start", "end"))
+            runs.append((model, seed, claim["gpu"], start, end))
+    overlapping = 0
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            if a[3] < b[4] and b[3] < a[4]:
+                overlapping += 1
+                assert a[2] != b[2], f"{a[:3]} and {b[:3]} ran at the same time on one GPU"
+    assert overlapping, f"no two trainings ran at the same time: {runs}"
+
+
+def test_tables_and_figures_ran_locally(pipeline):
+    """The tables/figures rules are localrules: only data preparation and training are submitted."""
+    out = pipeline.wd / pipeline.cfg["results"] / pipeline.cfg["experiment"]
+    assert (out / "tables" / "summary.csv").is_file()
+    pngs = list((out / "figures").rglob("*.png"))
+    assert pngs, "no figure was drawn"
+    submitted = {j["comment"].split("_wildcards")[0] for j in pipeline.jobs.values()}
+    assert submitted == {"rule_prepare_data", "rule_train"}, submitted
+
+
+@pytest.mark.parametrize("key", list(INTERRUPT), ids=["scancel-signal-TERM", "scancel"])
+def test_interrupted_training_resumed_to_the_uninterrupted_result(pipeline, key, tmp_path):
+    model, seed = key
+    hit = pipeline.interrupted[key]
+    prov, summary = pipeline.provenance(model, seed), pipeline.summary(model, seed)
+    assert summary["resumed"] >= 1, summary
+    resumed_at = prov["resumes"][0]["at_iteration"]
+    assert CHECKPOINT_EVERY <= resumed_at < ITERATIONS, prov["resumes"]
+    killed = pipeline.jobs[hit.job_id]
+    if hit.command == ["scancel"]:
+        # The job was cancelled; the submitting snakemake retried it as a new Slurm job.
+        assert killed["state"] == "CANCELLED", killed
+        assert prov["slurm_job_id"] != hit.job_id
+        assert pipeline.jobs[prov["slurm_job_id"]]["comment"] == killed["comment"]
+    else:
+        # Only the job step got SIGTERM; snakemake inside the allocation retried the rule as a
+        # new step of the same job, which then completed.
+        assert prov["slurm_job_id"] == hit.job_id and killed["state"] == "COMPLETED", killed
+    # The same run, uninterrupted, outside Slurm: identical numbers (CPU, one thread).
+    from resnet_bench.pipeline import grid as G
+    ref = tmp_path / "ref"
+    wd = pipeline.wd
+    r = subprocess.run(
+        ["resnet-bench", "train", "--model", model, "--dataset", "synthetic",
+         "--prepared", str(wd / pipeline.cfg["results"] / "data" / "synthetic.pt"),
+         "--seed", str(seed), "--device", "cpu", "--recipe-json", G.recipe_json(pipeline.cfg, "quick"),
+         "--threads", "1", "--no-progress", "--out", str(ref)],
+        env=snakemake_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    expected = json.loads((ref / "summary.json").read_text())
+    assert expected["resumed"] == 0
+    assert {k: summary[k] for k in FINAL_KEYS} == {k: expected[k] for k in FINAL_KEYS}
+    run = pipeline.run(model, seed)
+    assert (run / "train_log.csv").read_bytes() == (ref / "train_log.csv").read_bytes()
+    assert (run / "eval_log.csv").read_bytes() == (ref / "eval_log.csv").read_bytes()
+
+
+def test_nothing_left_running(pipeline):
+    active = [j for j in pipeline.jobs.values() if j["state"] not in ("COMPLETED", "CANCELLED")]
+    assert not active, active
+    names = {j["name"] for j in pipeline.jobs.values()}
+    for name in names:
+        left = _squeue("--name", name, "-t", "PENDING,RUNNING,SUSPENDED,COMPLETING,CONFIGURING")
+        assert not left, left
+    assert not processes_mentioning(str(pipeline.wd)), processes_mentioning(str(pipeline.wd))
