@@ -2,9 +2,10 @@
 gpu=2` with two fake GPUs (RESNET_BENCH_GPU_IDS=0,1).  Snakemake only counts the gpu resource;
 each trainer claims a device itself (resnet_bench/gpu.py, one flock per GPU).  While the pipeline
 runs, a sampler reads /proc/locks (who holds which GPU's lock file, every 20 ms) and one
-training (the first to checkpoint) is SIGKILLed mid-run.  Shown end to end: two trainings run at once on different GPUs,
-never two on one GPU, the killed one's GPU is free at once for the next job (no job ever waited
-for a slot), and its retry resumes from the checkpoint.  tests/test_gpu.py covers the lock layer."""
+training (the first to checkpoint) is SIGKILLed mid-run.  Shown end to end: two trainings run at
+once on different GPUs, never two on one GPU, the killed one's GPU is free again at once (no job
+ever waited for a slot, both GPUs busy again afterwards), and its retry resumes from the
+checkpoint.  tests/test_gpu.py covers the lock layer."""
 
 from __future__ import annotations
 
