@@ -500,6 +500,10 @@ def measure_once(name: str, path: str, dataset, args, device, note) -> _Raw:
     return _Raw(first_s, ms, images, mem.mib, mem.method)
 
 
+def _ips(raw: _Raw) -> float:
+    return raw.images / (sum(raw.ms) / 1e3)
+
+
 def summarize(name: str, path: str, raws: list[_Raw], args) -> PathResult:
     """Pool the timed iterations of all rounds of one path."""
     from resnet_bench.models import model_cost
@@ -555,10 +559,6 @@ def _provenance(device) -> dict[str, Any]:
     code = provenance.code_revision()
     hw = provenance.device_description(device)
     sw = provenance.software_versions()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
     import torch
     return {
         "device": str(device), "device_name": hw["device_name"],
@@ -569,20 +569,29 @@ def _provenance(device) -> dict[str, Any]:
         "git_commit": code["git_commit"], "git_dirty": code["git_dirty"],
         "package_version": code["package_version"],
         "host": socket.gethostname(), "platform": platform.platform(),
-        "load_avg_1m_at_end": round(load, 2), "finished": provenance.now(),
+        "load_avg_1m_at_start": _load_avg(), "started": provenance.now(),
     }
+
+
+def _load_avg() -> float | None:
+    """1-minute load average: how busy the machine was (other processes skew CPU timings)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 CSV_COLUMNS = [
     "model", "path", "images_per_s", "ms_per_iter", "ms_per_iter_median", "ms_per_iter_min",
     "ms_per_iter_max", "tflops_per_s", "ratio_vs_baseline", "ratio_vs_baseline_median",
+    "ratio_per_round", "ratio_median_of_rounds",
     "peak_mem_mib", "peak_mem_method", "first_iter_s", "compile_time_s", "projected_64k_h",
     "params", "macs", "batch_size", "iters", "warmup_iters", "rounds", "timed_iters_total",
     "precision", "compile", "compile_mode", "channels_last", "sgd", "data_path", "num_workers",
     "dataset", "train_size", "seed",
     "device", "device_name", "cpu_name", "cpu_count", "torch_threads", "torch", "torchvision",
     "python", "cuda", "cudnn", "git_commit", "git_dirty", "package_version", "host", "platform",
-    "load_avg_1m_at_end", "finished",
+    "load_avg_1m_at_start", "load_avg_1m_at_end", "started", "finished",
 ]
 
 
@@ -622,6 +631,10 @@ def _print_model(results: list[PathResult], batch: int) -> None:
         if r.ratio_vs_baseline is not None and r.path == "project":
             print(f"  ratio project/baseline: {r.ratio_vs_baseline:.2f}x images/s "
                   f"({r.settings['ratio_vs_baseline_median']:.2f}x on median ms/iter)")
+            rounds = r.settings["ratio_per_round"].split(";")
+            if len(rounds) > 1:
+                print(f"  per-round ratios (adjacent project/baseline pairs): {', '.join(rounds)}; "
+                      f"median {r.settings['ratio_median_of_rounds']:.2f}x")
 
 
 def run_timing(args: argparse.Namespace, device) -> int:
@@ -641,12 +654,9 @@ def run_timing(args: argparse.Namespace, device) -> int:
     note(f"device {device} ({prov['device_name']}), torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads; {args.warmup_iters} warm-up + {args.iters} timed "
          f"iterations per path")
-    if device.type == "cpu":
-        try:
-            note(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores before timing "
-                 "(other processes skew both paths)")
-        except OSError:
-            pass
+    if device.type == "cpu" and prov["load_avg_1m_at_start"] is not None:
+        note(f"load average {prov['load_avg_1m_at_start']:.2f} on {os.cpu_count()} cores before "
+             "timing (other processes skew both paths)")
     args.num_classes, args.in_channels = dataset.num_classes, dataset.in_channels
     args.image_size = dataset.image_size
     all_results: list[PathResult] = []
@@ -667,9 +677,16 @@ def run_timing(args: argparse.Namespace, device) -> int:
         results = [summarize(name, path, raws[path], args) for path in paths]
         if args.baseline:
             base = results[1]
+            # Round k of the project path ran just before round k of the baseline: under a
+            # changing load these adjacent pairs are the fairest comparisons available.
+            per_round = [_ips(p) / _ips(b) for p, b in zip(raws["project"], raws["baseline"])]
             for r in results:
+                own = r.path == "project"
                 r.ratio_vs_baseline = r.images_per_s / base.images_per_s
                 r.settings["ratio_vs_baseline_median"] = base.ms_per_iter_median / r.ms_per_iter_median
+                r.settings["ratio_per_round"] = ";".join(
+                    f"{x:.4f}" if own else "1" for x in per_round)
+                r.settings["ratio_median_of_rounds"] = statistics.median(per_round) if own else 1.0
         _print_model(results, args.batch_size)
         all_results.extend(results)
 
@@ -682,7 +699,8 @@ def run_timing(args: argparse.Namespace, device) -> int:
         print("baseline = torchvision Dataset of PIL images + RandomCrop(pad 4)/RandomHorizontalFlip/"
               f"ToTensor/Normalize in DataLoader(num_workers={args.baseline_workers}, shuffle=True), "
               "fp32, eager, NCHW; same model, images, batch size, optimizer.")
-    prov["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    from resnet_bench.train.provenance import now
+    prov.update(load_avg_1m_at_end=_load_avg(), finished=now())
     if args.csv:
         rows = []
         for r in all_results:

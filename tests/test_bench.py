@@ -57,11 +57,16 @@ def test_cli_end_to_end_writes_both_paths_and_ratio(tiny_run):
     ratio = float(project["ratio_vs_baseline"])
     assert ratio == pytest.approx(float(project["images_per_s"]) / float(baseline["images_per_s"]))
     assert float(baseline["ratio_vs_baseline"]) == pytest.approx(1.0)
+    # one round: the per-round ratio is the ratio
+    assert float(project["ratio_per_round"]) == pytest.approx(ratio, abs=1e-4)
+    assert float(project["ratio_median_of_rounds"]) == pytest.approx(ratio)
     assert "ratio project/baseline" in stdout
     # provenance travels with every row
     for r in rows:
-        for key in ("device_name", "torch", "torch_threads", "git_commit", "cpu_count", "finished"):
+        for key in ("device_name", "torch", "torch_threads", "git_commit", "cpu_count", "started",
+                    "finished", "load_avg_1m_at_start", "load_avg_1m_at_end"):
             assert key in r
+        assert r["started"] <= r["finished"]
         assert r["torch_threads"] == "1" and r["batch_size"] == "32" and r["iters"] == "3"
     assert project["num_workers"] == "0" and baseline["num_workers"] == "1"
     assert project["precision"] == baseline["precision"] == "fp32"

@@ -140,7 +140,7 @@ def _run_ids(dirs: list[Path]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # one run
 
-def _read_json(path: Path) -> dict:
+def read_record_json(path: Path) -> dict:
     if not path.exists():
         raise RecordError(f"{path}: missing")
     try:
@@ -178,7 +178,7 @@ def _string(path: Path, key: str, value, *, allow_empty: bool = False) -> str:
 
 
 def _read_summary(path: Path) -> dict:
-    s = _read_json(path)
+    s = read_record_json(path)
     missing = [k for k in SUMMARY_KEYS if k not in s]
     if missing:
         raise RecordError(f"{path}: missing key(s) {', '.join(missing)}")
@@ -305,8 +305,8 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     """One run directory -> (row of the runs table, its tidy curves)."""
     d = Path(run_dir)
     summary = _read_summary(d / "summary.json")
-    config = _read_json(d / "config.json")
-    _read_json(d / "provenance.json")  # must exist and parse; its content is not tabulated
+    config = read_record_json(d / "config.json")
+    read_record_json(d / "provenance.json")  # must exist and parse; its content is not tabulated
     if config.get("model") != summary["model"]:
         raise RecordError(f"{d / 'config.json'}: model {config.get('model')!r} differs from "
                           f"{summary['model']!r} in summary.json")

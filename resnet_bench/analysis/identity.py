@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from resnet_bench.analysis.responses import sort_table
-from resnet_bench.analysis.trained import TrainedRun, iter_trained
+from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "unit", "name", "stage", "position", "input_norm", "shortcut_norm", "residual_norm",
@@ -66,18 +66,7 @@ def unit_ratios(model: nn.Module, batches: Iterable[torch.Tensor | tuple]) -> pd
         return pre_hook
 
     hooks = [unit.register_forward_pre_hook(make_hook(acc)) for (_, unit), acc in zip(units, sums)]
-    was_training = model.training
-    model.eval()
-    n = 0
-    try:
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(x)
-            n += len(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    n = held_out_pass(model, batches, hooks)
     if n == 0:
         raise ValueError("no held-out images to compute unit ratios on")
     rows = []

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_bench.analysis.trained import TrainedRun, iter_trained
+from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "layer", "name", "channels", "std", "std_all", "rank", "n_images"]
@@ -87,18 +87,7 @@ def response_stds(model: nn.Module, batches: Iterable[torch.Tensor | tuple]) -> 
     moments = [ChannelMoments() for _ in layers]
     hooks = [module.register_forward_hook(lambda m, i, out, acc=acc: acc.add(out))
              for (_, module), acc in zip(layers, moments)]
-    was_training = model.training
-    model.eval()
-    n_images = 0
-    try:
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(x)
-            n_images += len(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    n_images = held_out_pass(model, batches, hooks)
     if n_images == 0:
         raise ValueError("no held-out images to compute layer responses on")
     df = pd.DataFrame({

@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from resnet_bench.analysis.aggregate import read_record_json
+
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -80,16 +82,24 @@ def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     return find_run_dirs(list(paths))
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing")
+def held_out_pass(model: nn.Module, batches, hooks: list) -> int:
+    """Run `model` in eval mode over `batches` (x or (x, y)) while `hooks` (handles of hooks the
+    caller registered) collect what they need; remove the hooks and restore the mode after.
+    Returns the number of images seen."""
+    was_training = model.training
+    model.eval()
+    n = 0
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+        with torch.no_grad():
+            for batch in batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                model(x)
+                n += len(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return n
 
 
 _DATASETS: dict[tuple, Any] = {}
@@ -131,8 +141,8 @@ def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
     from resnet_bench.models import build_model, parse_model_name
 
     d = Path(run_dir)
-    config = _read_json(d / CONFIG_FILE)
-    summary = _read_json(d / SUMMARY_FILE) if (d / SUMMARY_FILE).exists() else {}
+    config = read_record_json(d / CONFIG_FILE)
+    summary = read_record_json(d / SUMMARY_FILE) if (d / SUMMARY_FILE).exists() else {}
     if "model" not in config:
         raise ValueError(f"{d / CONFIG_FILE}: no 'model' key")
     spec = parse_model_name(config["model"])

@@ -40,6 +40,11 @@ def runtime_min(model: str, recipe: Recipe, device: str, settings: dict[str, Any
 
 
 def mem_mb(model: str, recipe: Recipe, settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
+    """Host memory: the dataset and framework, plus the activations when training on CPU.
+
+    A retry asks for more, never less: a job killed for host memory must not be resubmitted
+    with a smaller request (GPU memory is handled in-process by activation checkpointing).
+    """
     s = {**DEFAULTS, **(settings or {})}
     spec = parse_model_name(model)
     # ~5 stored activations of a 16x32x32 fp32 map per layer and image (anchors.md §2).
@@ -47,6 +52,6 @@ def mem_mb(model: str, recipe: Recipe, settings: dict[str, Any] | None = None, a
     act = spec.depth * recipe.batch_size * per_image_layer
     if recipe.precision == "bf16":
         act //= 2
-    if recipe.activation_checkpointing or attempt > 1:
+    if recipe.activation_checkpointing:
         act //= 8
-    return int(s["base_mem_mb"] + act / 2**20)
+    return int((s["base_mem_mb"] + act / 2**20) * (1 + 0.5 * (attempt - 1)))

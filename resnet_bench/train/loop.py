@@ -214,7 +214,9 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         old = read_json(out / PROVENANCE) if (out / PROVENANCE).exists() else {}
         prov["first_started"] = old.get("first_started", old.get("started"))
         prov["resumes"] = old.get("resumes", []) + [{"at_iteration": start, "time": prov["started"],
-                                                      "host": prov["host"]}]
+                                                      "host": prov["host"],
+                                                      "slurm_job_id": prov["slurm_job_id"]}]
+        prov["first_slurm_job_id"] = old.get("first_slurm_job_id", old.get("slurm_job_id"))
     else:
         prov["first_started"] = prov["started"]
     write_json(out / PROVENANCE, prov)

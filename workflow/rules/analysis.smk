@@ -2,14 +2,6 @@
 # Each analysis named under `analysis:` in the config reads the runs it names from the grid.
 
 
-def analysis_dirs(key):
-    return [r.path(RESULTS, EXP) for r in G.analysis_runs(config, key)]
-
-
-def analysis_inputs(key):
-    return [f"{d}/summary.json" for d in analysis_dirs(key)]
-
-
 rule layer_responses:
     input:
         lambda wc: analysis_inputs("layer_responses"),
@@ -18,6 +10,7 @@ rule layer_responses:
          for f in O.analysis_outputs(OUT, "layer_responses")],
     params:
         runs=lambda wc: analysis_dirs("layer_responses"),
+        out=lambda wc, output: os.path.dirname(output[0]),
         device=config["device"],
         max_images=lambda wc: config["analysis"]["layer_responses"].get("max_images", 0) or "",
     resources:
@@ -27,7 +20,7 @@ rule layer_responses:
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze responses --device {params.device} --runs {params.runs} --out {OUT}/analysis "
+        "resnet-bench analyze responses --device {params.device} --runs {params.runs} --out {params.out} "
         "$([ -n '{params.max_images}' ] && echo --max-images {params.max_images}) > {log} 2>&1"
 
 
@@ -39,6 +32,7 @@ rule gradient_flow:
          for f in O.analysis_outputs(OUT, "gradient_flow")],
     params:
         runs=lambda wc: analysis_dirs("gradient_flow"),
+        out=lambda wc, output: os.path.dirname(output[0]),
         device=config["device"],
         models=lambda wc: sorted({r.model for r in G.analysis_runs(config, "gradient_flow")}),
         batch=lambda wc: config["analysis"]["gradient_flow"].get("batch_size", 128),
@@ -51,7 +45,7 @@ rule gradient_flow:
         "../../environment.yml"
     shell:
         "resnet-bench analyze gradients --device {params.device} --runs {params.runs} --models {params.models} "
-        "--batch-size {params.batch} --prepared {params.data} --out {OUT}/analysis > {log} 2>&1"
+        "--batch-size {params.batch} --prepared {params.data} --out {params.out} > {log} 2>&1"
 
 
 rule identity_path:
@@ -62,6 +56,7 @@ rule identity_path:
          for f in O.analysis_outputs(OUT, "identity_path")],
     params:
         runs=lambda wc: analysis_dirs("identity_path"),
+        out=lambda wc, output: os.path.dirname(output[0]),
         device=config["device"],
         max_images=lambda wc: config["analysis"]["identity_path"].get("max_images", 0) or "",
     resources:
@@ -71,7 +66,7 @@ rule identity_path:
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze identity --device {params.device} --runs {params.runs} --out {OUT}/analysis "
+        "resnet-bench analyze identity --device {params.device} --runs {params.runs} --out {params.out} "
         "$([ -n '{params.max_images}' ] && echo --max-images {params.max_images}) > {log} 2>&1"
 
 
@@ -83,9 +78,10 @@ rule depth_challenge:
          for f in O.analysis_outputs(OUT, "depth_challenge")],
     params:
         runs=lambda wc: analysis_dirs("depth_challenge"),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{OUT}/logs/analysis/depth_challenge.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench analyze depth --runs {params.runs} --out {OUT}/analysis > {log} 2>&1"
+        "resnet-bench analyze depth --runs {params.runs} --out {params.out} > {log} 2>&1"

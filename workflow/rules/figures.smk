@@ -19,8 +19,8 @@ rule figures:
             for ext in O.FIGURE_FORMATS
         ],
     params:
-        tables=f"{OUT}/tables",
-        out=lambda wc: f"{OUT}/figures/{wc.dataset}/{wc.recipe}",
+        tables=lambda wc, input: os.path.dirname(input[0]),
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{OUT}/logs/figures/{{dataset}}/{{recipe}}.log",
     conda:

@@ -11,7 +11,7 @@ rule tables:
         ],
     params:
         runs=RUN_DIRS,
-        out=f"{OUT}/tables",
+        out=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{OUT}/logs/tables.log",
     conda:
