@@ -295,10 +295,9 @@ def _backend_flags(device, precision: str | None):
     saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
              torch.backends.cudnn.allow_tf32)
     try:
-        if precision is not None:  # exactly what resnet_bench/train/loop.py sets
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
-            torch.backends.cudnn.allow_tf32 = precision != "fp32"
+        if precision is not None:  # exactly what the trainer sets
+            from resnet_bench.train.loop import configure_backends
+            configure_backends(device, precision)
         else:  # a typical script: cudnn.benchmark = True, everything else torch's defaults
             torch.backends.cudnn.benchmark = True
         yield
@@ -337,25 +336,25 @@ def _build(name: str, num_classes: int, in_channels: int, seed: int, device):
 
 def _sgd(model, recipe, fused: bool = False):
     import torch
-    # The paper's optimizer, constructed exactly as resnet_bench/train/loop.py does (fused=True
-    # only with --fused-sgd, a lever the trainer does not expose yet).
-    extra = {"fused": True} if fused else {}
+    # The trainer's optimizer; fused=True only with --fused-sgd, a lever the trainer does not
+    # expose yet.
+    if not fused:
+        from resnet_bench.train.loop import make_optimizer
+        return make_optimizer(model, recipe)
     return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                           weight_decay=recipe.weight_decay, **extra)
+                           weight_decay=recipe.weight_decay, fused=True)
 
 
 def time_project(name: str, dataset, args, device, note) -> tuple[float, list[float], int]:
     """The trainer's iteration: DeviceLoader.batch + the step of resnet_bench/train/loop.py.
 
-    loop.py's step is inline in `train()`, so the same components are called here in the same
-    order (lr from the recipe's schedule, autocast forward, fp32 cross-entropy, zero_grad,
-    backward, SGD step, per-step loss/error kept on the device and drained every SYNC_EVERY
-    iterations on accelerators, every iteration on CPU).
+    The same calls as `train()`: lr from the recipe's schedule, `forward_backward` (autocast
+    forward, fp32 cross-entropy, zero_grad, backward), SGD step, per-step loss/error kept on the
+    device and drained every SYNC_EVERY iterations on accelerators, every iteration on CPU.
     """
     import torch
-    import torch.nn.functional as F
     from resnet_bench.data import DeviceLoader
-    from resnet_bench.train.loop import SYNC_EVERY, _autocast
+    from resnet_bench.train.loop import SYNC_EVERY, forward_backward
     from resnet_bench.train.recipe import Recipe
 
     recipe = Recipe(batch_size=args.batch_size, precision=args.precision, compile=args.compile,
@@ -381,11 +380,7 @@ def time_project(name: str, dataset, args, device, note) -> tuple[float, list[fl
         for group in optimizer.param_groups:
             group["lr"] = lr
         xb, yb = loader.batch(it)
-        with _autocast(device, recipe.precision):
-            logits = step_model(xb)
-        loss = F.cross_entropy(logits.float(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        logits, loss = forward_backward(step_model, optimizer, xb, yb, device, recipe.precision)
         optimizer.step()
         pending.append((loss.detach(), (logits.argmax(1) != yb).sum()))
         if (it + 1) % sync_every == 0:
@@ -442,7 +437,6 @@ def baseline_loader(dataset, batch_size: int, workers: int, pin_memory: bool, se
 
 def time_baseline(name: str, dataset, args, device, note) -> tuple[float, list[float], int]:
     """fp32, eager, default memory format, DataLoader with per-image CPU transforms."""
-    import torch
     import torch.nn as nn
     from resnet_bench.train.recipe import Recipe
 
@@ -690,8 +684,8 @@ def run_timing(args: argparse.Namespace, device) -> int:
         _print_model(results, args.batch_size)
         all_results.extend(results)
 
-    print(f"\nTFLOP/s = images/s x MACs/image x 2 FLOP/MAC x 3 (forward + backward ~ 3 forward "
-          f"passes); these 16-64-channel nets are memory-bound, so it is far below peak.")
+    print("\nTFLOP/s = images/s x MACs/image x 2 FLOP/MAC x 3 (forward + backward ~ 3 forward "
+          "passes); these 16-64-channel nets are memory-bound, so it is far below peak.")
     print(f"peak memory: {all_results[0].peak_mem_method}.")
     print(f"64k iters = the paper's schedule ({PAPER_ITERATIONS} iterations) x mean ms/iter; "
           "evaluation, checkpointing and compilation excluded.")

@@ -91,6 +91,32 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+# The pieces of one training iteration, shared with `resnet-bench bench` so that what is timed
+# is exactly what trains.
+def configure_backends(device: torch.device, precision: str) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        # TF32 only when reduced precision was asked for: fp32 runs stay fp32.
+        torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+        torch.backends.cudnn.allow_tf32 = precision != "fp32"
+
+
+def make_optimizer(model: torch.nn.Module, recipe) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
+
+
+def forward_backward(step_model, optimizer, xb, yb, device: torch.device, precision: str):
+    """Forward under autocast, fp32 cross-entropy, fresh gradients; returns (logits, loss).
+    The optimizer step is left to the caller (the trainer logs gradient norms before it)."""
+    with _autocast(device, precision):
+        logits = step_model(xb)
+    loss = F.cross_entropy(logits.float(), yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return logits, loss
+
+
 @torch.no_grad()
 def evaluate(model, loader, x, y, device, precision: str, batch_size: int) -> tuple[float, float]:
     """Mean loss and error (%) over a whole held-out set, in order, without augmentation."""
@@ -149,10 +175,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
 
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = recipe.precision != "fp32"
-        torch.backends.cudnn.allow_tf32 = recipe.precision != "fp32"
+    configure_backends(device, recipe.precision)
 
     # --- data -----------------------------------------------------------------------------
     dataset = load_data(config)
@@ -181,8 +204,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         model.to(memory_format=torch.channels_last)
     if recipe.activation_checkpointing:
         model.set_activation_checkpointing(True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(model, recipe)
     step_model = torch.compile(model) if recipe.compile else model
 
     # --- records: start fresh or resume ---------------------------------------------------------
@@ -296,11 +318,8 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
             xb, yb = loader.batch(it)
             t0 = time.perf_counter()
             try:
-                with _autocast(device, recipe.precision):
-                    logits = step_model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                logits, loss = forward_backward(step_model, optimizer, xb, yb, device,
+                                                recipe.precision)
             except torch.OutOfMemoryError:
                 # Nothing was updated yet: retry this very iteration with activation
                 # checkpointing (slower, far less memory), and record that it happened.
