@@ -198,3 +198,15 @@ def test_report_holds_every_figure(finished_pipeline):
     import zipfile
     names = zipfile.ZipFile(finished_pipeline / "report.zip").namelist()
     assert sum(n.endswith(".png") for n in names) >= 6
+
+
+def test_cluster_resources_grow_with_depth_and_on_retry():
+    from resnet_bench.pipeline import resources as R
+    from resnet_bench.train.recipe import Recipe
+    paper = Recipe()
+    r20, r110, r1202 = (R.runtime_min(f"v1-basic-{d}", paper, "gpu") for d in (20, 110, 1202))
+    assert r20 < r110 < r1202
+    # ResNet-1202 has ~70x the MACs of ResNet-20: the estimate scales with them
+    assert r1202 / r110 == pytest.approx(2829.2 / 252.89, rel=0.05)
+    m110 = R.mem_mb("v1-basic-110", paper)
+    assert R.mem_mb("v1-basic-1202", paper) > m110 < R.mem_mb("v1-basic-110", paper, attempt=2)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from resnet_bench.models import ModelSpec, parse_model_name
+from resnet_bench.models import parse_model_name
 from resnet_bench.train.recipe import Recipe
 
 
@@ -101,23 +101,12 @@ def validate(config: dict[str, Any]) -> list[Run]:
     return runs
 
 
-def spec_of(run: Run) -> ModelSpec:
-    return parse_model_name(run.model)
-
-
-def datasets_used(runs: Iterable[Run]) -> list[str]:
-    return sorted({r.dataset for r in runs})
-
-
 def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:
     return [r.path(results, experiment) for r in runs]
 
 
 def prepared_path(results: str, dataset: str) -> str:
     return str(Path(results) / "data" / f"{dataset}.pt")
-
-
-ANALYSES = ("layer_responses", "gradient_flow", "identity_path", "depth_challenge")
 
 
 def analysis_runs(config: dict[str, Any], key: str) -> list[Run]:

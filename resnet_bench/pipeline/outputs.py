@@ -26,18 +26,18 @@ def figure_files(out: str, runs) -> list[str]:
             for fig in FIGURES for ext in FIGURE_FORMATS]
 
 
-# analysis key -> (`resnet-bench analyze` subcommand, output stems)
+# analysis key (config) -> output stems of its `resnet-bench analyze` subcommand
 ANALYSES = {
-    "layer_responses": ("responses", ["layer_responses"]),
-    "gradient_flow": ("gradients", ["gradient_flow"]),
-    "identity_path": ("identity", ["identity_path", "identity_path_maps"]),
-    "depth_challenge": ("depth", ["depth_challenge"]),
+    "layer_responses": ["layer_responses"],
+    "gradient_flow": ["gradient_flow"],
+    "identity_path": ["identity_path", "identity_path_maps"],
+    "depth_challenge": ["depth_challenge"],
 }
 ANALYSIS_FORMATS = ("csv", "png", "pdf")
 
 
 def analysis_outputs(out: str, key: str) -> list[str]:
-    return [f"{out}/analysis/{stem}.{ext}" for stem in ANALYSES[key][1] for ext in ANALYSIS_FORMATS]
+    return [f"{out}/analysis/{stem}.{ext}" for stem in ANALYSES[key] for ext in ANALYSIS_FORMATS]
 
 
 def analysis_files(out: str, config: dict[str, Any]) -> list[str]:
