@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from resnet_bench.analysis.aggregate import read_record_json
+from resnet_bench.train.loop import load_run_data, split_training_set
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -107,28 +108,21 @@ _DATASETS: dict[tuple, Any] = {}
 
 def _load_dataset(config: dict, prepared: str | None):
     """The run's dataset (cached per process: several runs usually share one)."""
-    from resnet_bench import data
     source = prepared or config.get("prepared")
     options = config.get("data_options") or {}
     key = (("prepared", str(source)) if source else
            ("kind", config.get("dataset"), config.get("data_dir"), json.dumps(options, sort_keys=True)))
     if key not in _DATASETS:
-        if source:
-            _DATASETS[key] = data.load_prepared(source)
-        else:
-            _DATASETS[key] = data.load_dataset(config["dataset"], config.get("data_dir"), **options)
+        _DATASETS[key] = load_run_data(config.get("dataset"), config.get("data_dir"), source, options)
     return _DATASETS[key]
 
 
 def make_loader(dataset, recipe: dict, seed: int, device: torch.device):
     """A DeviceLoader holding the normalisation statistics the run trained and evaluated with."""
     from resnet_bench import data
-    train_x, train_y = dataset.train_x, dataset.train_y
-    val_split = int(recipe.get("val_split", 0) or 0)
-    if val_split:
-        # the trainer normalises with the statistics of what is left after its hold-out, which is
-        # one fixed split (seed 0) for every run (resnet_bench/train/loop.py)
-        train_x, train_y, _, _ = data.validation_split(train_x, train_y, val_split, seed=0)
+    # the statistics of exactly the images the run trained on (after its hold-out)
+    train_x, train_y, _ = split_training_set(dataset.train_x, dataset.train_y,
+                                             int(recipe.get("val_split", 0) or 0))
     return data.DeviceLoader(train_x, train_y, batch_size=1, seed=seed, device=device,
                              augment=False, normalize=recipe.get("normalize", "pixel"))
 

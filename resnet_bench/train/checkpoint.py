@@ -51,20 +51,9 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load(path: Path, identity: str) -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint; the caller compares its `identity` with the run's."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated file cannot happen (atomic writes) but a foreign one can
         raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__})") from None
-    if ckpt.get("identity") != identity:
-        raise ValueError(f"{path}: checkpoint belongs to a different run config "
-                         f"({ckpt.get('identity')} != {identity}); delete it or use another --out")
-    return ckpt
-
-
-def peek_identity(path: Path) -> str | None:
-    """The run identity a checkpoint belongs to (None if unreadable)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False).get("identity")
-    except Exception:
-        return None

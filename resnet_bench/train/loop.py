@@ -54,13 +54,23 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def load_data(config: RunConfig):
+def load_run_data(dataset: str, data_dir: str | None = None, prepared: str | None = None,
+                  data_options: dict | None = None):
+    """A run's dataset: its prepared file when it has one, else loaded by kind."""
     from resnet_bench import data
-    if config.prepared:
-        dataset = data.load_prepared(config.prepared)
-    else:
-        dataset = data.load_dataset(config.dataset, config.data_dir, **config.data_options)
-    return dataset
+    if prepared:
+        return data.load_prepared(prepared)
+    return data.load_dataset(dataset, data_dir, **(data_options or {}))
+
+
+def split_training_set(train_x, train_y, val_split: int):
+    """(train_x, train_y, val or None): what a run trains and normalises on, and its hold-out.
+    One fixed hold-out (seed 0) for every run and seed, as the paper's single 45k/5k split."""
+    if not val_split:
+        return train_x, train_y, None
+    from resnet_bench.data import validation_split
+    train_x, train_y, val_x, val_y = validation_split(train_x, train_y, val_split, seed=0)
+    return train_x, train_y, (val_x, val_y)
 
 
 class _SigtermFlag:
@@ -151,7 +161,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     `stop_after` ends the process's work after that many total iterations as if preempted
     (used by tests to interrupt a run at a known point).
     """
-    from resnet_bench.data import DeviceLoader, validation_split
+    from resnet_bench.data import DeviceLoader
     from resnet_bench.models import build_model, model_cost
 
     out = Path(out_dir)
@@ -160,7 +170,8 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     identity = config.identity_hash()
 
     # A finished run is a result: never redo it, but never silently reuse a different one.
-    stale = _stale_identity(out, identity)
+    ckpt = checkpoint.load(out / CHECKPOINT) if (out / CHECKPOINT).exists() else None
+    stale = _stale_identity(out, identity, ckpt)
     if stale is not None:
         if not replace_stale:
             raise ValueError(f"{out}: holds records of a different run config (identity {stale} != "
@@ -168,6 +179,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         for name in (SUMMARY, CHECKPOINT, CONFIG, PROVENANCE, TRAIN_LOG, EVAL_LOG, GRAD_LOG,
                      FINAL_WEIGHTS):
             (out / name).unlink(missing_ok=True)
+        ckpt = None
     if (out / SUMMARY).exists():
         summary = read_json(out / SUMMARY)
         if summary.get("status") in FINISHED_STATUSES:
@@ -178,13 +190,8 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     configure_backends(device, recipe.precision)
 
     # --- data -----------------------------------------------------------------------------
-    dataset = load_data(config)
-    train_x, train_y = dataset.train_x, dataset.train_y
-    val = None
-    if recipe.val_split:
-        # One fixed hold-out for every run and seed, as the paper's single 45k/5k split.
-        train_x, train_y, val_x, val_y = validation_split(train_x, train_y, recipe.val_split, seed=0)
-        val = (val_x, val_y)
+    dataset = load_run_data(config.dataset, config.data_dir, config.prepared, config.data_options)
+    train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y, recipe.val_split)
     loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
                           seed=config.seed, augment=recipe.augment, normalize=recipe.normalize,
                           channels_last=recipe.channels_last)
@@ -223,8 +230,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         from resnet_bench.gpu import provenance as gpu_provenance
         prov["gpu_claim"] = gpu_provenance(gpu_claim)
     prov["dataset"] = {"name": dataset.name, "label": dataset.label, "meta": dataset.meta}
-    if (out / CHECKPOINT).exists():
-        ckpt = checkpoint.load(out / CHECKPOINT, identity)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         checkpoint.set_rng_states(ckpt["rng"])
@@ -427,18 +433,13 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     return Outcome(summary, 0)
 
 
-def _stale_identity(out: Path, identity: str) -> str | None:
-    """The identity of records in `out` that belong to another config, if any."""
-    for name in (SUMMARY, CONFIG):
-        if (out / name).exists():
-            found = read_json(out / name).get("identity")
-            if found != identity:
-                return str(found)
-    if (out / CHECKPOINT).exists():
-        found = checkpoint.peek_identity(out / CHECKPOINT)
-        if found != identity:
-            return str(found)
-    return None
+def _stale_identity(out: Path, identity: str, ckpt: dict | None) -> str | None:
+    """The identity of records in `out` (or of its checkpoint) that belong to another config."""
+    found = [read_json(out / name).get("identity") for name in (SUMMARY, CONFIG)
+             if (out / name).exists()]
+    if ckpt is not None:
+        found.append(ckpt.get("identity"))
+    return next((str(f) for f in found if f != identity), None)
 
 
 def _spec_fields(name: str) -> dict[str, Any]:

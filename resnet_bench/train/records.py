@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 TRAIN_LOG = "train_log.csv"
 EVAL_LOG = "eval_log.csv"
@@ -109,18 +109,3 @@ class CsvLog:
         lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in kept]
         atomic_write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         return kept
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / SUMMARY
-    return read_json(path) if path.exists() else None
-
-
-def is_finished(run_dir: Path) -> bool:
-    summary = read_summary(run_dir)
-    return summary is not None and summary.get("status") in FINISHED_STATUSES
-
-
-def mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
