@@ -1,4 +1,4 @@
-"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison)."""
+"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison, claims)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def run(args: argparse.Namespace) -> int:
     tables = build_tables(runset, reference)
     write_tables(tables, args.out)
     runs = tables["runs"]
+    verdicts = tables["claims"]["verdict"].value_counts()
     print(f"aggregated {len(runs)} run(s) "
           f"({int((runs['status'] == 'diverged').sum())} diverged), "
           f"{len(tables['summary'])} group(s), {len(tables['paper_comparison'])} paper "
-          f"comparison row(s) -> {args.out}")
+          f"comparison row(s), {len(tables['claims'])} claim row(s) ("
+          + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("shown", "not shown", "not testable"))
+          + f") -> {args.out}")
     return 0

@@ -1,4 +1,4 @@
-"""The aggregate tables (curves, runs, summary, paper_comparison), written as CSV and Markdown.
+"""The aggregate tables (curves, runs, summary, paper_comparison, claims), as CSV and Markdown.
 
 All numbers come from the final-iteration records (`summary.json`), never a best epoch.
 Statistics over seeds: n = runs in the group; mean, std (sample std, ddof=1; empty for one
@@ -17,13 +17,15 @@ import pandas as pd
 from resnet_bench.analysis.aggregate import (
     CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, RunSet, sort_runs,
 )
+from resnet_bench.analysis import claims
 from resnet_bench.analysis.paper import COMPARISON_COLUMNS, compare
 
-TABLES = ("curves", "runs", "summary", "paper_comparison")
+TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
 STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
-                  "recipe", "status", "split", "device", "path")
+                  "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
+                  "paper_lower", "paper_higher", "reason")
 
 SUMMARY_COLUMNS = GROUP_KEYS + ["model", "dataset_label", "n", "n_completed", "n_diverged"] + [
     f"{q}_{s}" for q in ("test_error", "train_error") for s in STATS
@@ -36,6 +38,7 @@ TITLES = {
     "runs": "Runs (final-iteration values)",
     "summary": "Summary over seeds",
     "paper_comparison": "Reproduced vs published",
+    "claims": "Claims of the papers, tested on this grid",
 }
 NOTES = {
     "summary": "std is the sample std (ddof=1). min = best of n. Statistics skip runs without a "
@@ -103,6 +106,7 @@ def build_tables(runset: RunSet, reference: pd.DataFrame | None = None) -> dict[
         "runs": runset.runs,
         "summary": summarize(runset.runs),
         "paper_comparison": compare(runset.runs, reference),
+        "claims": claims.claims_table(runset.runs, reference),
     }
 
 
@@ -132,6 +136,8 @@ def curves_digest(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(name: str, df: pd.DataFrame) -> str:
+    if name == "claims":    # sections per dataset/recipe and the decision rule
+        return claims.to_markdown(df)
     body = curves_digest(df) if name == "curves" else df
     text = body.map(_fmt).to_markdown(index=False) if len(body) else "_(no rows)_"
     parts = [f"# {TITLES.get(name, name)}", ""]
@@ -154,7 +160,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
 
 
 EXPECTED_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
-                    "paper_comparison": COMPARISON_COLUMNS}
+                    "paper_comparison": COMPARISON_COLUMNS, "claims": claims.CLAIM_COLUMNS}
 
 
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
@@ -171,7 +177,7 @@ def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
     for col in STRING_COLUMNS:
         if col in df.columns:
-            df[col] = df[col].fillna("").astype(str)
+            df[col] = df[col].astype(object).fillna("").astype(str)
     return df
 
 

@@ -16,6 +16,11 @@ def table_files(out: str) -> list[str]:
     return [f"{out}/tables/{t}.{ext}" for t in TABLES for ext in TABLE_FORMATS]
 
 
+def table_caption(path: str) -> str:
+    """Report caption (workflow/report/<name>.rst) of a table file: claims has its own."""
+    return "claims" if path.rsplit("/", 1)[-1].startswith("claims.") else "tables"
+
+
 def figure_targets(runs) -> list[tuple[str, str]]:
     """(dataset, recipe) pairs of the grid: each gets its own set of figures."""
     return sorted({(r.dataset, r.recipe) for r in runs})

@@ -1,4 +1,5 @@
-# Run records -> pandas tables (CSV + Markdown), side by side with the papers' numbers.
+# Run records -> pandas tables (CSV + Markdown), side by side with the papers' numbers, and the
+# papers' claims tested on the grid (claims.csv has its own caption: the decision rule).
 
 
 rule tables:
@@ -6,7 +7,9 @@ rule tables:
         SUMMARIES,
     output:
         [
-            report(f, category="Tables", caption="../report/tables.rst") if f.endswith(".csv") else f
+            report(f, category="Tables", caption=f"../report/{O.table_caption(f)}.rst")
+            if f.endswith(".csv")
+            else f
             for f in TABLE_FILES
         ],
     params:
