@@ -225,3 +225,78 @@ def test_smoothing_window_is_one_epoch(epoch):
     smoothed = figures.smooth(train, "error_pct")
     assert smoothed.iloc[-1] == pytest.approx(np.mean(np.arange(73, 81)))   # last 8 rows
     assert smoothed.iloc[0] == 1.0                                          # partial window
+
+
+# --- V1 Fig. 6 in one figure; the V2 ablation figures -------------------------------------------
+
+def test_v1_fig6_is_the_three_panels_stacked(quick):
+    three = pd.read_csv(quick["out"] / "v1_fig6.csv")
+    assert list(three.columns) == figures.CURVE_FIGURE_COLUMNS
+    assert list(dict.fromkeys(three["panel"])) == ["left", "middle", "right"]
+    for panel in ("left", "middle", "right"):
+        single = pd.read_csv(quick["out"] / f"v1_fig6_{panel}.csv").drop(columns="panel")
+        mine = three[three["panel"] == panel].drop(columns="panel").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, single)
+
+
+def test_v2_ablation_figures_are_placeholders_without_variants(quick):
+    for name in ("v2_fig3", "v2_fig6"):
+        assert quick["rendered"][name].empty
+        assert (quick["out"] / f"{name}.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def ablations(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablations")
+    runs = root / "runs"
+    for seed in (0, 1):
+        for variant in ("", "exgate-b-6", "optC", "bnafter"):
+            write_run(runs, depth=110, variant=variant, seed=seed)
+        write_run(runs, family="v2", depth=110, seed=seed)
+        write_run(runs, family="v2", block="bottleneck", depth=164, seed=seed)
+        write_run(runs, family="v2", block="bottleneck", depth=164, variant="reluonly", seed=seed)
+    write_run(runs, depth=20, seed=0)                 # in no ablation
+    tables = _tables(runs, root / "tables")
+    return figures.render_all(tables, root / "fig", ["v2_fig3", "v2_fig6"])
+
+
+def test_v2_fig3_draws_table1_variants_against_the_identity_shortcut(ablations):
+    df = ablations["v2_fig3"]
+    assert set(df["model"]) == {"v1-basic-110", "v1-basic-110-exgate-b-6", "v1-basic-110-optC"}
+    assert set(df["series"]) == {"train_loss", "test_error"}
+    assert set(df["panel"]) == {"ResNet-110 basic"}
+    assert df.groupby("model")["seed"].nunique().eq(2).all()
+    labels = df.drop_duplicates("model").set_index("model")["label"]
+    assert labels["v1-basic-110"] == "original"
+    assert labels["v1-basic-110-optC"] == "1x1 conv shortcut (optC)"
+
+
+def test_v2_fig6_draws_table2_units_one_row_per_block_and_depth(ablations):
+    df = ablations["v2_fig6"]
+    by_panel = df.groupby("panel")["model"].apply(set).to_dict()
+    assert by_panel == {
+        "ResNet-110 basic": {"v2-basic-110", "v1-basic-110", "v1-basic-110-bnafter"},
+        # no original unit at 164 in this grid: pre-activation vs ReLU-only only
+        "ResNet-164 bottleneck": {"v2-bottleneck-164", "v2-bottleneck-164-reluonly"},
+    }
+    labels = df.drop_duplicates("model").set_index("model")["label"]
+    assert labels["v2-basic-110"] == "full pre-activation"
+    assert labels["v1-basic-110-bnafter"] == "BN after addition"
+
+
+def test_pipeline_draws_the_ablation_figures_only_for_grids_with_their_variants():
+    from resnet_bench.pipeline import outputs
+    from resnet_bench.pipeline.grid import Run
+
+    def names(*models):
+        return outputs.figure_names([Run("cifar10", "r", m, 0) for m in models])
+
+    base = ["plain-basic-20", "v1-basic-20", "v2-basic-20"]
+    assert "v2_fig3" not in names(*base) and "v2_fig6" not in names(*base)
+    assert "v1_fig6" in names(*base)
+    with_t1 = names(*base, "v1-basic-110", "v1-basic-110-scgate-b0")
+    assert "v2_fig3" in with_t1 and "v2_fig6" not in with_t1
+    assert "v2_fig6" in names(*base, "v2-basic-110-reluonly")
+    files = outputs.figure_files("out", [Run("cifar10", "r", "v1-basic-20", 0)])
+    assert "out/figures/cifar10/r/v1_fig6.png" in files
+    assert not any("v2_fig3" in f for f in files)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from resnet_bench.analysis.claims import CLAIMS, PAIRINGS
 from resnet_bench.analysis.tables import TABLES
-from resnet_bench.plots.figures import FIGURES
+from resnet_bench.models import parse_model_name
+from resnet_bench.plots.figures import FIGURE_CLAIMS, FIGURES
 
 TABLE_FORMATS = ("csv", "md")
 FIGURE_FORMATS = ("png", "pdf", "csv")  # the csv is the data behind the figure
@@ -26,9 +28,18 @@ def figure_targets(runs) -> list[tuple[str, str]]:
     return sorted({(r.dataset, r.recipe) for r in runs})
 
 
+def figure_names(runs) -> list[str]:
+    """The figures this grid draws: every figure, except a V2 ablation figure (Fig. 3, Fig. 6)
+    when the grid has none of the variants its claim pairs (the claims table decides)."""
+    specs = {s.name: s for s in (parse_model_name(r.model) for r in runs)}
+    by_id = {c.id: c for c in CLAIMS}
+    return [fig for fig in FIGURES if fig not in FIGURE_CLAIMS
+            or not isinstance(PAIRINGS[by_id[FIGURE_CLAIMS[fig]].pairing](specs), str)]
+
+
 def figure_files(out: str, runs) -> list[str]:
     return [f"{out}/figures/{ds}/{recipe}/{fig}.{ext}" for ds, recipe in figure_targets(runs)
-            for fig in FIGURES for ext in FIGURE_FORMATS]
+            for fig in figure_names(runs) for ext in FIGURE_FORMATS]
 
 
 # analysis key (config) -> output stems of its `resnet-bench analyze` subcommand

@@ -10,7 +10,10 @@ over one epoch of iterations (iterations per epoch from the log's epoch column),
 `step` iterations: the last logged point in each bin [k*step, (k+1)*step), with
 `step` = ceil(longest run / MAX_POINTS), so seeds share x values and each run keeps its last point.
 Test curves are the eval_log points, unsmoothed. Only default-variant nets (a model name with no
-variant suffix) enter these figures.
+variant suffix) enter the V1 figures, V2 Fig. 1 and the degradation figure. The V2 ablation
+figures (Fig. 3: Table 1 shortcuts; Fig. 6: Table 2 units) draw the models that the claims table
+pairs for those tables (`FIGURE_CLAIMS`), so which net is a Table 1/2 variant is decided in one
+place (resnet_bench.analysis.claims), from the tables.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resnet_bench.analysis.aggregate import is_default_variant, sort_runs
+from resnet_bench.analysis.aggregate import base_name, is_default_variant, sort_runs
+from resnet_bench.analysis.claims import CLAIM_COLUMNS
 from resnet_bench.analysis.tables import read_table
 from resnet_bench.plots import style
 
@@ -49,6 +53,7 @@ class PlotData:
     dataset: str
     dataset_label: str
     recipe: str
+    claims: pd.DataFrame | None = None   # claims table rows of this dataset and recipe
 
     @property
     def caption(self) -> str:
@@ -90,8 +95,15 @@ def select(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str | None = None,
 
 
 def load_plot_data(tables_dir, dataset: str | None = None, recipe: str | None = None) -> PlotData:
-    return select(read_table(tables_dir, "runs"), read_table(tables_dir, "curves"),
+    data = select(read_table(tables_dir, "runs"), read_table(tables_dir, "curves"),
                   dataset, recipe)
+    try:
+        claims = read_table(tables_dir, "claims")
+    except FileNotFoundError:   # tables written before the claims table existed
+        claims = pd.DataFrame(columns=CLAIM_COLUMNS)
+    data.claims = claims[(claims["dataset"] == data.dataset)
+                         & (claims["recipe"] == data.recipe)].reset_index(drop=True)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,45 +219,86 @@ def _title(text: str, data: PlotData) -> str:
 # ---------------------------------------------------------------------------------------------
 # the figures
 
-def _depth_sweep(data: PlotData, out_dir, name: str, title: str, runs: pd.DataFrame,
-                 empty: str) -> pd.DataFrame:
-    """One panel: training error dashed, test error bold, one colour per depth."""
-    df = curve_data(data, runs, ["train_error", "test_error"], net_label)
-    if df.empty:
-        return style.placeholder(out_dir, name, _title(title, data), empty, CURVE_FIGURE_COLUMNS)
-    fig, axes = style.figure()
-    ax = axes[0, 0]
+def _sweep_runs(data: PlotData, which: str) -> pd.DataFrame:
+    """The runs of one V1 Fig. 6 panel: left (plain), middle (ResNets), right (two deepest)."""
+    if which == "left":
+        return default_runs(data.runs, ["plain"])
+    runs = default_runs(data.runs, ["v1"], ["basic"])
+    if which == "right":
+        runs = runs[runs["depth"].isin(sorted(runs["depth"].unique())[-2:])]
+    return runs
+
+
+# panel -> (single-panel figure name, title, what is missing when empty)
+FIG6_PANELS = {
+    "left": ("v1_fig6_left", "V1 Fig. 6 (left): plain networks", "no plain-net runs"),
+    "middle": ("v1_fig6_middle", "V1 Fig. 6 (middle): ResNets", "no v1 basic (option A) runs"),
+    "right": ("v1_fig6_right", "V1 Fig. 6 (right): the deepest ResNets",
+              "no v1 basic (option A) runs"),
+}
+
+
+def _draw_sweep(ax, data: PlotData, df: pd.DataFrame) -> None:
+    """Training error dashed, test error bold, one colour per depth."""
     order, palette = _labels_in_order(df), _depth_colors(df)
     _draw_curves(ax, df, palette, order)
     _legend(ax, palette, order, ["train_error", "test_error"])
     _finish(ax, data, "error (%)")
-    ax.set_title(_title(title, data))
+
+
+def _depth_sweep(data: PlotData, out_dir, which: str) -> pd.DataFrame:
+    name, title, empty = FIG6_PANELS[which]
+    df = curve_data(data, _sweep_runs(data, which), ["train_error", "test_error"], net_label)
+    if df.empty:
+        return style.placeholder(out_dir, name, _title(title, data), empty, CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure()
+    _draw_sweep(axes[0, 0], data, df)
+    axes[0, 0].set_title(_title(title, data))
     style.save(fig, out_dir, name, df)
     return df
 
 
 def v1_fig6_left(data: PlotData, out_dir) -> pd.DataFrame:
     """V1 Fig. 6 left: plain nets at every depth in the data."""
-    runs = default_runs(data.runs, ["plain"])
-    return _depth_sweep(data, out_dir, "v1_fig6_left", "V1 Fig. 6 (left): plain networks", runs,
-                        "no plain-net runs")
+    return _depth_sweep(data, out_dir, "left")
 
 
 def v1_fig6_middle(data: PlotData, out_dir) -> pd.DataFrame:
     """V1 Fig. 6 middle: original ResNets (basic, option A) at every depth in the data."""
-    runs = default_runs(data.runs, ["v1"], ["basic"])
-    return _depth_sweep(data, out_dir, "v1_fig6_middle", "V1 Fig. 6 (middle): ResNets", runs,
-                        "no v1 basic (option A) runs")
+    return _depth_sweep(data, out_dir, "middle")
 
 
 def v1_fig6_right(data: PlotData, out_dir) -> pd.DataFrame:
     """V1 Fig. 6 right: the two deepest original ResNets (110 vs 1202 in the paper)."""
-    runs = default_runs(data.runs, ["v1"], ["basic"])
-    deepest = sorted(runs["depth"].unique())[-2:]
-    runs = runs[runs["depth"].isin(deepest)]
-    return _depth_sweep(data, out_dir, "v1_fig6_right",
-                        "V1 Fig. 6 (right): the deepest ResNets", runs,
-                        "no v1 basic (option A) runs")
+    return _depth_sweep(data, out_dir, "right")
+
+
+def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 6 as the paper draws it: plain | ResNet | the two deepest ResNets, one figure.
+
+    Its CSV is the three single-panel CSVs stacked, `panel` naming each (left/middle/right).
+    """
+    name, title = "v1_fig6", "V1 Fig. 6: plain | ResNet | the deepest ResNets"
+    frames = {which: curve_data(data, _sweep_runs(data, which), ["train_error", "test_error"],
+                                net_label).assign(panel=which) for which in FIG6_PANELS}
+    if all(f.empty for f in frames.values()):
+        return style.placeholder(out_dir, name, _title(title, data),
+                                 "no plain or v1 basic (option A) runs", CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure(ncols=3, sharey=True)
+    for ax, (which, df) in zip(axes[0], frames.items()):
+        panel_title = FIG6_PANELS[which][1].split(": ", 1)[1]
+        if df.empty:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, FIG6_PANELS[which][2], ha="center", va="center",
+                    transform=ax.transAxes)
+        else:
+            _draw_sweep(ax, data, df)
+        ax.set_title(panel_title)
+    fig.suptitle(_title(title, data), fontsize=9)
+    df = pd.concat([f for f in frames.values() if not f.empty],
+                   ignore_index=True)[CURVE_FIGURE_COLUMNS]
+    style.save(fig, out_dir, name, df)
+    return df
 
 
 def v1_fig1(data: PlotData, out_dir) -> pd.DataFrame:
@@ -377,12 +430,86 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     return df
 
 
+# V2 ablation figure -> the claim (resnet_bench.analysis.claims.CLAIMS) whose pairs it draws
+FIGURE_CLAIMS = {"v2_fig3": "v2-table1-shortcuts", "v2_fig6": "v2-table2-units"}
+SHORTCUT_NAMES = {"scale": "constant scaling", "exgate": "exclusive gating",
+                  "scgate": "shortcut-only gating", "optC": "1x1 conv shortcut",
+                  "dropsc": "dropout shortcut"}
+UNIT_NAMES = {"bnafter": "BN after addition", "relubefore": "ReLU before addition",
+              "reluonly": "ReLU-only pre-activation"}
+
+
+def _claim_models(data: PlotData, figure: str) -> set[str]:
+    claims = data.claims if data.claims is not None else pd.DataFrame(columns=CLAIM_COLUMNS)
+    rows = claims[claims["claim"] == FIGURE_CLAIMS[figure]]
+    return {m for m in pd.concat([rows["lower_model"], rows["higher_model"]]) if m}
+
+
+def _ablation_label(run) -> str:
+    v = str(run["variant"])
+    if run["model"] == base_name(run["family"], run["block"], run["depth"]):
+        return "original" if run["family"] == "v1" else "full pre-activation"
+    if v in UNIT_NAMES:
+        return UNIT_NAMES[v]
+    return f"{SHORTCUT_NAMES.get(v.split('-')[0], v)} ({v})"
+
+
+def _ablation(data: PlotData, out_dir, figure: str, title: str, empty: str) -> pd.DataFrame:
+    """Training loss | test error against iterations, one line per unit variant; one row of
+    panels per (block, depth) that has variants. The original unit (V2's baseline) in black."""
+    runs = sort_runs(data.runs[data.runs["model"].isin(_claim_models(data, figure))])
+    frames, rows = [], []
+    for (block, depth), g in runs.groupby(["block", "depth"], sort=True):
+        row = f"ResNet-{int(depth)} {block}"
+        df = curve_data(data, g, ["train_loss", "test_error"], _ablation_label)
+        if not df.empty:
+            frames.append(df.assign(panel=row))
+            rows.append(row)
+    if not frames:
+        return style.placeholder(out_dir, figure, _title(title, data), empty,
+                                 CURVE_FIGURE_COLUMNS)
+    df = pd.concat(frames, ignore_index=True)[CURVE_FIGURE_COLUMNS]
+    fig, axes = style.figure(ncols=2, nrows=len(rows))
+    order = list(dict.fromkeys(df.sort_values(["family", "variant"])["label"]))
+    order = [lab for lab in order if lab == "original"] + [lab for lab in order
+                                                          if lab != "original"]
+    colors = iter(sns.color_palette("tab10", n_colors=max(len(order), 1)))
+    palette = {lab: ("0.0" if lab == "original" else next(colors)) for lab in order}
+    for axrow, row in zip(axes, rows):
+        part = df[df["panel"] == row]
+        labels = [lab for lab in order if lab in set(part["label"])]
+        for ax, (series, what) in zip(axrow, (("train_loss", "training loss"),
+                                              ("test_error", "test error (%)"))):
+            _draw_curves(ax, part[part["series"] == series], palette, labels)
+            _finish(ax, data, what)
+            ax.set_title(f"{row}: {what.split(' (')[0]}")
+        _legend(axrow[1], palette, labels, [])
+    fig.suptitle(_title(title, data), fontsize=9)
+    style.save(fig, out_dir, figure, df)
+    return df
+
+
+def v2_fig3(data: PlotData, out_dir) -> pd.DataFrame:
+    """V2 Fig. 3: the Table 1 shortcut variants against the identity shortcut."""
+    return _ablation(data, out_dir, "v2_fig3", "V2 Fig. 3: shortcuts (Table 1)",
+                     "no V2 Table 1 shortcut variant in the tables")
+
+
+def v2_fig6(data: PlotData, out_dir) -> pd.DataFrame:
+    """V2 Fig. 6: the Table 2 units (BN/ReLU placement) against full pre-activation."""
+    return _ablation(data, out_dir, "v2_fig6", "V2 Fig. 6: BN and ReLU placement (Table 2)",
+                     "no V2 Table 2 unit variant in the tables")
+
+
 FIGURES = {
     "v1_fig1": v1_fig1,
+    "v1_fig6": v1_fig6,
     "v1_fig6_left": v1_fig6_left,
     "v1_fig6_middle": v1_fig6_middle,
     "v1_fig6_right": v1_fig6_right,
     "v2_fig1": v2_fig1,
+    "v2_fig3": v2_fig3,
+    "v2_fig6": v2_fig6,
     "degradation": degradation,
 }
 

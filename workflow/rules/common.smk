@@ -21,6 +21,7 @@ OUT = f"{RESULTS}/{EXP}"
 RUN_DIRS = G.run_dirs(RUNS, RESULTS, EXP)
 SUMMARIES = [f"{d}/summary.json" for d in RUN_DIRS]
 TABLE_FILES = O.table_files(OUT)
+FIGURE_NAMES = O.figure_names(RUNS)  # V2 Fig. 3 / Fig. 6 only when the grid has their variants
 FIGURE_FILES = O.figure_files(OUT, RUNS)
 ANALYSIS_FILES = O.analysis_files(OUT, config)
 
