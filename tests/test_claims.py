@@ -201,3 +201,14 @@ def test_aggregate_writes_claims_csv_and_md(tmp_path, capsys):
     assert md.startswith("# Claims of the papers")
     assert "Welch's t-test" in md and "Synthetic, recipe `quick`" in md
     assert "| v1-degradation " in md and "**shown**" in md
+
+
+def test_no_spread_on_either_side_is_decided_without_a_t_statistic():
+    # two stalled nets at chance level: t is 0/0; equal values cannot show "below"
+    stalled = claims_table(runs_table({"plain-basic-20": [90.0, 90.0],
+                                       "plain-basic-56": [90.0, 90.0]}))
+    r = one(stalled, "v1-degradation")
+    assert r["verdict"] == "not shown" and "no spread on either side" in r["reason"]
+    apart = claims_table(runs_table({"plain-basic-20": [40.0, 40.0],
+                                     "plain-basic-56": [90.0, 90.0]}))
+    assert one(apart, "v1-degradation")["verdict"] == "shown"

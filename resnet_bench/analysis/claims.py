@@ -11,7 +11,8 @@ each side, a one-sided Welch's t-test (`scipy.stats.ttest_ind(lower, higher, equ
 alternative="less")`) at alpha = 0.05: p < alpha is "shown", otherwise "not shown". Welch's, not
 Student's, because the two sides are separate sets of seeds whose spreads differ (a stalled deep
 net varies little, a shallow one more); one-sided because each claim has a direction. With
-n < 2 on a side there is no spread to test against: "not testable". Diverged runs are failures
+n < 2 on a side there is no spread to test against: "not testable" (no spread on either side
+with n >= 2: shown when every run is below). Diverged runs are failures
 of their side: left out of mean ± std, counted in `*_n_diverged`; the side claimed lower
 diverging more often than the other is "not shown"; the side claimed higher failing in >= 2
 runs with < 2 completed runs, against >= 2 completed runs of the other side, is "shown".
@@ -23,6 +24,7 @@ the figure stage imports this module's columns through `tables.read_table` and s
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -274,13 +276,19 @@ def decide(lower: dict, higher: dict, lower_model: str, higher_model: str):
                 f"{lower['n_diverged']}/{lower['n_runs']} runs, {higher_model} "
                 f"{higher['n_diverged']}/{higher['n_runs']}", nan, nan)
     if lower["n"] >= MIN_N and higher["n"] >= MIN_N:
-        res = stats.ttest_ind(lower["values"], higher["values"], equal_var=False,
-                              alternative="less")
-        t, p = float(res.statistic), float(res.pvalue)
         note = (f"; {higher['n_diverged']}/{higher['n_runs']} runs of {higher_model} diverged "
                 f"(left out)" if higher["n_diverged"] else "")
-        if math.isnan(p):
-            return NOT_SHOWN, "no spread on either side and equal means" + note, t, p
+        if lower["std"] == 0 and higher["std"] == 0:
+            # t is undefined (0/0 or ±inf); e.g. two nets stalled at chance level
+            if lower["mean"] < higher["mean"]:
+                return SHOWN, "no spread on either side; every run below every run" + note, \
+                    nan, nan
+            return NOT_SHOWN, "no spread on either side; not below" + note, nan, nan
+        with warnings.catch_warnings():   # near-identical values: scipy warns, p stays valid
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = stats.ttest_ind(lower["values"], higher["values"], equal_var=False,
+                                  alternative="less")
+        t, p = float(res.statistic), float(res.pvalue)
         if p < ALPHA:
             return SHOWN, f"Welch p = {p:.3g} < {ALPHA}" + note, t, p
         wrong = "; the difference is in the opposite direction" \
@@ -330,9 +338,10 @@ def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
         specs = {}
         for model in dict.fromkeys(g["model"]):
             try:
-                specs[parse_model_name(model).name] = parse_model_name(model)
+                spec = parse_model_name(model)
             except ModelNameError:
                 continue    # a name this version does not know cannot take part in a claim
+            specs[spec.name] = spec
         for claim in claims:
             pairs = PAIRINGS[claim.pairing](specs)
             if isinstance(pairs, str):
