@@ -212,3 +212,13 @@ def test_no_spread_on_either_side_is_decided_without_a_t_statistic():
     apart = claims_table(runs_table({"plain-basic-20": [40.0, 40.0],
                                      "plain-basic-56": [90.0, 90.0]}))
     assert one(apart, "v1-degradation")["verdict"] == "shown"
+
+
+def test_claims_are_pipeline_table_outputs_with_their_own_caption():
+    from resnet_bench.pipeline import outputs
+    files = outputs.table_files("out")
+    assert {"out/tables/claims.csv", "out/tables/claims.md"} <= set(files)
+    assert outputs.table_caption("out/tables/claims.csv") == "claims"
+    assert outputs.table_caption("out/tables/runs.csv") == "tables"
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    assert "Welch" in (report / "claims.rst").read_text()
