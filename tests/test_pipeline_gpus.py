@@ -176,3 +176,27 @@ def test_a_crashed_training_frees_its_gpu(local_run):
     both = [held for _, held in after if len(held) == 2]
     assert both, "two GPUs were never in use at once after the crash"
     assert all(held[killed["gpu"]] != killed["pid"] for held in both)
+
+
+def test_runs_per_gpu_shares_one_gpu_between_trainings(tmp_path):
+    """`runs_per_gpu: 2` with one fake GPU and --resources gpu=2: both trainings claim GPU 0,
+    on its two slots, at the same time, and neither waited for a slot."""
+    wd = workflow_copy(tmp_path / "wf")
+    cfg = tiny_default_config(["v1-basic-8"], [0, 1], 60, 30)
+    cfg["runs_per_gpu"] = 2
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = snakemake_env(RESNET_BENCH_GPU_IDS="0", RESNET_BENCH_GPU_LOCK_DIR=str(tmp_path / "locks"),
+                        RESNET_BENCH_GPU_WAIT_S="5")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/local",
+                          "--cores", "2", "--resources", "gpu=2", "--until", "train"],
+                         cwd=wd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    provs = [json.loads((run_dir(wd, cfg, "v1-basic-8", s) / "provenance.json").read_text())
+             for s in (0, 1)]
+    claims = [p["gpu_claim"] for p in provs]
+    assert [c["gpu"] for c in claims] == ["0", "0"] and sorted(c["slot"] for c in claims) == [0, 1]
+    assert all(c["source"] == "lock" and c["waited_s"] < 1.0 for c in claims), claims
+    # Both held their slot at once: each started before the other finished.
+    from datetime import datetime
+    t = [(datetime.fromisoformat(p["started"]), datetime.fromisoformat(p["finished"])) for p in provs]
+    assert t[0][0] < t[1][1] and t[1][0] < t[0][1], t

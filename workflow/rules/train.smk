@@ -25,6 +25,8 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
+        # runs_per_gpu: each GPU offers that many slots to the trainers' claims (resnet_bench/gpu.py).
+        f"RESNET_BENCH_GPU_SLOTS={config.get('runs_per_gpu', 1)} "
         "resnet-bench train --model {wildcards.model} --dataset {wildcards.dataset} "
         "--prepared {input.data} --seed {wildcards.seed} --device {params.device} "
         "--recipe-json {params.recipe:q} --threads {threads} --no-progress --replace-stale "
