@@ -91,3 +91,43 @@ def test_bundled_runs_make_tables_and_figures(check, tmp_path):
                              "--figure", "degradation"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "f" / "degradation.png").stat().st_size > 0
+
+
+def test_study_plan_takes_the_largest_fraction_that_fits():
+    from resnet_bench.gpucheck import plan
+    from resnet_bench.pipeline.grid import Run
+    runs = [Run("d", "short", m, s) for m in ("plain-basic-20", "v1-basic-56") for s in (0, 1)]
+    recipe = {"iterations": 16000, "milestones": [8000, 12000], "batch_size": 128,
+              "eval_every": 1000, "checkpoint_every": 1000, "train_window": 100}
+    ips = {20: 40000.0, 56: 16000.0}
+    full_s = 30 + 1.3 * 2 * 16000 * 128 * (1 / 40000 + 1 / 16000)
+    chosen, rec, f, est = plan(runs, recipe, full_s + 1, ips, None, None)
+    assert (len(chosen), f, rec["iterations"]) == (4, 1.0, 16000) and abs(est - full_s) < 1e-6
+    chosen, rec, f, est = plan(runs, recipe, (full_s - 30) / 2 - 1 + 30, ips, None, None)
+    assert len(chosen) == 2 and {r.seed for r in chosen} == {0} and f == 0.5
+    assert rec["iterations"] == 8000 and rec["milestones"] == [4000, 6000]
+    assert rec["eval_every"] == rec["checkpoint_every"] == 500 and est <= (full_s - 30) / 2 + 29
+    chosen, rec, f, _ = plan(runs, recipe, 1, ips, None, None)  # nothing fits: the smallest step
+    assert f == 0.03125 and rec["iterations"] == 500 and len(chosen) == 2
+
+
+def test_study_stops_cleanly_at_its_deadline(tmp_path):
+    """Runs that cannot finish get SIGTERM before the deadline: exit 75, checkpoint and logs kept."""
+    rb = [sys.executable, "-m", "resnet_bench.cli"]
+    subprocess.run(rb + ["data", "prepare", "--dataset", "synthetic", "--train-size", "256",
+                         "--test-size", "50", "--out", str(tmp_path / "d.pt")], check=True,
+                   capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "resnet_bench.gpucheck", "study", "--config",
+                        str(REPO / "config" / "degradation.yaml"), "--prepared", str(tmp_path / "d.pt"),
+                        "--dataset", "synthetic", "--results", str(tmp_path / "res"), "--device", "cpu",
+                        "--depth", "8", "--seeds", "0", "--iterations", "1000000", "--batch-size", "8",
+                        "--budget-s", "35", "--grace-s", "5"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    study = json.loads((tmp_path / "res" / "degradation" / "study.json").read_text())
+    assert study["wall_s"] <= 35 + 5
+    for x in study["results"]:
+        assert x["stopped_at_deadline"] and x["exit_status"] == 75 and x["status"] == "preempted"
+        run = Path(x["dir"])
+        assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists()
+        assert len((run / "train_log.csv").read_text().splitlines()) > 1
