@@ -34,7 +34,8 @@ SAFETY = 1.3
 
 # ----------------------------------------------------------------------------- throughput
 
-def _worker(rank, model, device, batch, warmup, channels_last, precision, ready, go, results, threads):
+def _worker(rank, models, device, batch, warmup, channels_last, precision, ready, go, results, threads):
+    """One training process: per model, warm up, report ready, train through the common window."""
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -49,69 +50,75 @@ def _worker(rank, model, device, batch, warmup, channels_last, precision, ready,
     x = torch.randint(0, 256, (max(batch * 8, 1024), 3, 32, 32), dtype=torch.uint8, generator=g)
     loader = DeviceLoader(x, torch.randint(0, 10, (len(x),), generator=g), batch_size=batch,
                           device=dev, seed=rank, channels_last=channels_last)
-    torch.manual_seed(rank)
-    net = build_model(model, num_classes=10, in_channels=3).to(dev)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    opt = make_optimizer(net, Recipe())
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for i in range(warmup):
-        forward_backward(net, opt, *loader.batch(i), dev, precision)
-        opt.step()
-    sync()
-    ready.put(rank)
-    start_at, stop_at = go.get()
-    while time.time() < start_at:
-        time.sleep(0.001)
-    i = 0
-    t0 = time.perf_counter()
-    while time.time() < stop_at:
-        forward_backward(net, opt, *loader.batch(warmup + i), dev, precision)
-        opt.step()
-        i += 1
-        if i % 5 == 0 or dev.type == "cpu":
-            sync()  # bound the queue so the window ends close to stop_at
-    sync()
-    results.put((rank, i, time.perf_counter() - t0))
+    for model in models:
+        torch.manual_seed(rank)
+        net = build_model(model, num_classes=10, in_channels=3).to(dev)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        opt = make_optimizer(net, Recipe())
+        for i in range(warmup):
+            forward_backward(net, opt, *loader.batch(i), dev, precision)
+            opt.step()
+        sync()
+        ready.put(rank)
+        start_at, stop_at = go.get()
+        while time.time() < start_at:
+            time.sleep(0.001)
+        i = 0
+        t0 = time.perf_counter()
+        while time.time() < stop_at:
+            forward_backward(net, opt, *loader.batch(warmup + i), dev, precision)
+            opt.step()
+            i += 1
+            if i % 5 == 0 or dev.type == "cpu":
+                sync()  # bound the queue so the window ends close to stop_at
+        sync()
+        results.put((rank, i, time.perf_counter() - t0))
+        del net, opt
 
 
 def throughput(args) -> int:
-    """Aggregate images/s of N concurrent training processes on one device over a common window."""
+    """Aggregate images/s of N concurrent training processes on one device over a common window.
+
+    One set of N processes per N times every model in turn (a process start costs seconds)."""
     ctx = mp.get_context("spawn")
     rows = []
-    for model in args.model:
-        for n in args.procs:
-            ready, go, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
-            ps = [ctx.Process(target=_worker, args=(r, model, args.device, args.batch_size,
-                                                    args.warmup_iters, args.channels_last,
-                                                    args.precision, ready, go, results,
-                                                    args.threads))
-                  for r in range(n)]
-            for p in ps:
-                p.start()
+    for n in args.procs:
+        ready, results = ctx.Queue(), ctx.Queue()
+        gos = [ctx.Queue() for _ in range(n)]
+        ps = [ctx.Process(target=_worker, args=(r, args.model, args.device, args.batch_size,
+                                                args.warmup_iters, args.channels_last,
+                                                args.precision, ready, gos[r], results,
+                                                args.threads), daemon=True)
+              for r in range(n)]
+        for p in ps:
+            p.start()
+        for model in args.model:
             for _ in range(n):
                 ready.get(timeout=args.ready_timeout)
             start_at = time.time() + 0.5
-            for _ in range(n):
-                go.put((start_at, start_at + args.window_s))
+            for q in gos:
+                q.put((start_at, start_at + args.window_s))
             got = [results.get(timeout=args.window_s + args.ready_timeout) for _ in range(n)]
-            for p in ps:
-                p.join()
             iters = [g[1] for g in got]
             secs = max(g[2] for g in got)
             ips = sum(iters) * args.batch_size / secs
-            rows.append({"model": model, "processes": n, "images_per_s_total": round(ips, 1),
-                         "images_per_s_per_process": round(ips / n, 1),
-                         "iters_min": min(iters), "iters_max": max(iters),
-                         "window_s": round(secs, 3), "batch_size": args.batch_size,
-                         "precision": args.precision, "channels_last": args.channels_last,
-                         "device": args.device})
-            base = next(r for r in rows if r["model"] == model)
-            rows[-1]["speedup_vs_first"] = round(ips / base["images_per_s_total"], 3)
+            row = {"model": model, "processes": n, "images_per_s_total": round(ips, 1),
+                   "images_per_s_per_process": round(ips / n, 1),
+                   "iters_min": min(iters), "iters_max": max(iters),
+                   "window_s": round(secs, 3), "batch_size": args.batch_size,
+                   "precision": args.precision, "channels_last": args.channels_last,
+                   "device": args.device}
+            base = next((r for r in rows if r["model"] == model), row)
+            row["speedup_vs_first"] = round(ips / base["images_per_s_total"], 3)
+            rows.append(row)
             print(f"[throughput] {model} x{n}: {ips:.0f} images/s in all "
-                  f"({rows[-1]['speedup_vs_first']:.2f}x of x{base['processes']})", flush=True)
+                  f"({row['speedup_vs_first']:.2f}x of x{base['processes']})", flush=True)
             if args.csv:  # after every point: a timeout keeps what was measured
                 _write_rows(args.csv, rows)
+        for p in ps:
+            p.join()
     return 0
 
 
