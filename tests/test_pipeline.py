@@ -113,16 +113,11 @@ def test_unknown_model_in_the_grid_fails_with_the_valid_choices(tmp_path):
 
 @pytest.fixture(scope="module")
 def finished_pipeline(tmp_path_factory) -> Path:
-    """The default config's grid (plain/V1/V2 x 2 depths x 2 seeds, every table and figure)
-    with the training budget cut so that the suite stays within CI's time."""
+    """The default pipeline exactly as `snakemake --cores 2` runs it (config/config.yaml: plain/V1/V2
+    x 8/32 layers x 2 seeds, every table, figure and analysis). It is not cut down, so that the
+    science test below checks what a new user sees."""
     wd = workdir_copy(tmp_path_factory.mktemp("e2e"))
-    small = load_config("config.yaml")
-    small["datasets"]["synthetic"]["options"].update(train_size=512, test_size=256)
-    small["recipes"]["quick"].update(iterations=12, milestones=[6, 9], batch_size=32, eval_every=6,
-                                     eval_batch_size=256, checkpoint_every=6, train_window=4,
-                                     grad_norm_every=6)
-    (wd / "small.yaml").write_text(yaml.safe_dump(small))
-    res = smk(wd, "--configfile", "small.yaml")
+    res = smk(wd, timeout=1800)
     assert res.returncode == 0, res.stderr[-5000:]
     return wd
 
@@ -166,11 +161,11 @@ def test_tables_match_the_run_records(finished_pipeline):
 def test_figures_show_exactly_the_runs_of_their_panel(finished_pipeline):
     figs = finished_pipeline / "results" / "quick" / "figures" / "synthetic" / "quick"
     left = pd.read_csv(figs / "v1_fig6_left.csv")
-    assert set(left["model"]) == {"plain-basic-8", "plain-basic-14"}
+    assert set(left["model"]) == {"plain-basic-8", "plain-basic-32"}
     middle = pd.read_csv(figs / "v1_fig6_middle.csv")
-    assert set(middle["model"]) == {"v1-basic-8", "v1-basic-14"}
+    assert set(middle["model"]) == {"v1-basic-8", "v1-basic-32"}
     v2 = pd.read_csv(figs / "v2_fig1.csv")
-    assert set(v2["model"]) == {"v1-basic-14", "v2-basic-14"}
+    assert set(v2["model"]) == {"v1-basic-32", "v2-basic-32"}
     degradation = pd.read_csv(figs / "degradation.csv")
     runs = pd.read_csv(finished_pipeline / "results" / "quick" / "tables" / "runs.csv")
     test_points = degradation[degradation["series"].str.contains("test")]
@@ -180,11 +175,35 @@ def test_figures_show_exactly_the_runs_of_their_panel(finished_pipeline):
 
 
 @pytest.mark.slow
+def test_default_run_shows_the_degradation_and_its_residual_cure(finished_pipeline):
+    """A science regression test: V1's message on the default run's records (final training error,
+    mean of 2 seeds). The margins are far inside what the default run shows (at the commit that
+    set them: plain 8 -> 32 layers 19.2 -> 86.4 %, V1 29.9 -> 34.6 %, V2 32.3 -> 10.4 %; largest
+    seed std 9.2 points), so seeds do not flake it, but a change that breaks the phenomenon does."""
+    out = finished_pipeline / "results" / "quick" / "tables"
+    runs = pd.read_csv(out / "runs.csv")
+    assert (runs["status"] == "completed").all()
+    err = runs.groupby(["family", "depth"])["final_train_error_pct"].agg(["mean", "std", "count"])
+    assert (err["count"] == 2).all()
+    mean, std = err["mean"], err["std"]
+    plain_rise = mean["plain", 32] - mean["plain", 8]
+    # the deepest plain net is worse than the shallowest, by more than the seeds' spread
+    assert plain_rise > 30 and plain_rise > 2 * (std["plain", 32] + std["plain", 8])
+    for family in ("v1", "v2"):
+        assert mean["plain", 32] - mean[family, 32] > 25, family  # the cure at equal depth
+        assert mean[family, 32] - mean[family, 8] < plain_rise - 30, family  # depth hurts less
+    # the pipeline's own verdict agrees
+    claims = pd.read_csv(out / "claims.csv")
+    degradation = claims[(claims["claim"] == "v1-degradation") & (claims["metric"] == "train_error")]
+    assert degradation["verdict"].tolist() == ["shown"]
+
+
+@pytest.mark.slow
 def test_restyling_rerenders_figures_without_retraining(finished_pipeline):
     wd = finished_pipeline
-    again = smk(wd, "-n", "--configfile", "small.yaml", timeout=300)
+    again = smk(wd, "-n", timeout=300)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-    res = smk(wd, "-n", "--quiet", "rules", "--configfile", "small.yaml", "--forcerun", "figures",
+    res = smk(wd, "-n", "--quiet", "rules", "--forcerun", "figures",
               timeout=300)
     assert res.returncode == 0
     jobs = {line.split()[0] for line in res.stdout.splitlines()[1:] if line.strip()}
@@ -193,7 +212,7 @@ def test_restyling_rerenders_figures_without_retraining(finished_pipeline):
 
 @pytest.mark.slow
 def test_report_holds_every_figure(finished_pipeline):
-    res = smk(finished_pipeline, "--configfile", "small.yaml", "--report", "report.zip", timeout=300)
+    res = smk(finished_pipeline, "--report", "report.zip", timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     import zipfile
     names = zipfile.ZipFile(finished_pipeline / "report.zip").namelist()
