@@ -241,7 +241,9 @@ def study(args) -> int:
         fh = open(log, "w")
         procs.append((r, run_dir, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh))
     stop_at = deadline - args.grace_s
-    while any(p.poll() is None for _, _, p, _ in procs) and time.time() < stop_at:
+    asked = []  # a SIGTERM to the study (its step's timeout) stops the runs the same way
+    signal.signal(signal.SIGTERM, lambda *_: asked.append(1))
+    while any(p.poll() is None for _, _, p, _ in procs) and time.time() < stop_at and not asked:
         time.sleep(0.5)
     stopped = [p for _, _, p, _ in procs if p.poll() is None]
     for p in stopped:

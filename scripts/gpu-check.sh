@@ -205,7 +205,7 @@ if [[ "$(cat "$WORK/prepare.rc" 2>/dev/null)" != 0 ]]; then
     note "data prepare failed or timed out: no study"
 else
     STUDY=(--config config/degradation.yaml --prepared "$PREP" --dataset "$DSNAME" --results "$WORK/results"
-           --deadline $((DEADLINE - RESERVE)) --throughput-csv "$B/throughput.csv")
+           --deadline $((DEADLINE - RESERVE - 5)) --throughput-csv "$B/throughput.csv")
     if [[ $MODE == cpu ]]; then
         STUDY+=(--device cpu --depth 8 --seeds 0 --iterations 4 --batch-size 16 --grace-s 5)
     else
