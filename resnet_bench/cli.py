@@ -19,8 +19,24 @@ SUBCOMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the culprit and a pointer to --help), status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the cause: 'PATH: Read-only file system'."""
+    cause = exc.strerror or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return " ".join(str(exc).split()) or cause
+    return f"{' -> '.join(map(str, paths))}: {cause}"
+
+
 def build_parser(load: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet-bench", description=__doc__)
+    parser = _Parser(prog="resnet-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -38,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        # Bad input (config, data, arguments): one line naming the problem, non-zero exit.
-        print(f"resnet-bench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        # Bad input (config, data, arguments): one line naming the problem, status 2.
+        message = " ".join(str(exc).split())
+    except OSError as exc:
+        # Exists / not a directory / read-only / no space / permission: the path and the cause.
+        message = describe_os_error(exc)
+    print(f"resnet-bench {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

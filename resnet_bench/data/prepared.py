@@ -10,6 +10,7 @@ checked on load (about 0.3 s for CIFAR), so a damaged cache is an error, not sil
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import time
@@ -61,10 +62,24 @@ def save_prepared(ds: ImageDataset, out_path: str | Path, *, extra: dict | None 
     blob = {"format": FORMAT, "version": VERSION, **tensors, "classes": list(ds.classes),
             "name": ds.name, "label": ds.label, "meta": meta,
             "tensor_sha256": tensor_digest(tensors)}
+    # Leftovers of a prepare killed mid-write (another pid's temp name) are swept first.
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    # Serialised in memory first: a write error (full disk, read-only) is then an OSError naming
+    # the path, which torch.save to a path would turn into a RuntimeError.
+    buf = io.BytesIO()
+    torch.save(blob, buf)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        torch.save(blob, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out)
+    except OSError as exc:
+        if exc.filename is None:  # a write error (full disk): name the file
+            raise OSError(exc.errno, exc.strerror, str(out)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return out

@@ -36,4 +36,6 @@ def load_dataset(kind: str, root: str | Path | None = None, **options) -> ImageD
     if unknown := sorted(set(options) - set(valid)):
         raise DatasetError(kind, f"unknown option(s) {', '.join(unknown)}; "
                                  f"valid: {', '.join(valid)}")
+    from resnet_bench.validation import check_dataset_options
+    check_dataset_options(kind, options)  # types and ranges, the trainer's and pipeline's rules
     return LOADERS[kind](root, **options)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from resnet_bench import validation as V
 from resnet_bench.models import parse_model_name
 from resnet_bench.train.recipe import Recipe
 
@@ -77,28 +78,86 @@ def expand(config: dict[str, Any]) -> list[Run]:
 
 
 def recipe_of(config: dict[str, Any], name: str) -> Recipe:
-    values = dict(config["recipes"][name])
-    values.setdefault("name", name)
+    values = config["recipes"][name]
+    if isinstance(values, dict):
+        values = {"name": name, **values}
     try:
-        return Recipe.from_dict(values)
+        return Recipe.from_dict(values, where=f"recipes.{name}")
     except ValueError as exc:
-        raise GridError(f"recipes.{name}: {exc}") from None
+        raise GridError(str(exc)) from None
 
 
 def recipe_json(config: dict[str, Any], name: str) -> str:
     return json.dumps(recipe_of(config, name).to_dict(), sort_keys=True)
 
 
+def check_schema(config: Any, schema_path: str | Path) -> None:
+    """The config against workflow/schemas/config.schema.yaml, refused in one line naming the key,
+    the value and what the schema allows (Snakemake's own report spans a dozen lines)."""
+    import jsonschema
+    import yaml
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    rule, expected = error.validator, error.validator_value
+    if rule == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in known)
+        raise GridError(f"config key {key}: unknown key(s) {', '.join(map(str, extra))}; "
+                        f"valid keys: {', '.join(known)}")
+    if rule == "required":
+        raise GridError(f"config key {key}: {error.message}")
+    allowed = {"type": lambda v: f"a value of type {v}",
+               "enum": lambda v: "one of " + ", ".join(map(str, v)),
+               "minimum": lambda v: f">= {v}", "maximum": lambda v: f"<= {v}",
+               "exclusiveMinimum": lambda v: f"> {v}", "exclusiveMaximum": lambda v: f"< {v}",
+               "pattern": lambda v: f"a string matching {v}",
+               "minItems": lambda v: f"at least {v} item(s)",
+               "minProperties": lambda v: f"at least {v} entry(ies)"}
+    describe = allowed.get(rule)
+    allowed = describe(expected) if describe else error.message
+    raise V.refuse(key, error.instance, allowed, where="config key ")
+
+
 def validate(config: dict[str, Any]) -> list[Run]:
-    """Everything Snakemake's schema cannot check: names exist, recipes are trainable."""
+    """Everything Snakemake's schema cannot check, with the trainer's own rules
+    (resnet_bench.validation): recipes are trainable, dataset options are valid, names exist,
+    and every recipe's batch and hold-out fit the datasets it trains on (where the size is
+    known before loading: synthetic sets by their options, CIFAR by its fixed 50k)."""
     for name in config.get("recipes", {}):
         recipe_of(config, name)
+    for name, spec in config.get("datasets", {}).items():
+        try:
+            V.check_dataset_options(spec.get("kind"), spec.get("options", {}),
+                                    where=f"datasets.{name}.options.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
+    for ds, rname in sorted({(r.dataset, r.recipe) for r in runs}):
+        spec = config["datasets"][ds]
+        n_train = V.known_train_size(spec["kind"], spec.get("options", {}))
+        if n_train is not None:
+            try:
+                V.check_fits(recipe_of(config, rname), n_train, ds, where=f"recipes.{rname}.")
+            except ValueError as exc:
+                raise GridError(str(exc)) from None
     for key in config.get("analysis", {}):
         analysis_runs(config, key)
     return runs
+
+
+def check_results_dir(results: str) -> None:
+    """`results` (and every folder above it) must be a directory or not yet exist: Snakemake
+    would otherwise fail deep in its file inventory with a traceback."""
+    path = Path(results)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise GridError(f"config key results: {results!r}: {p} exists and is not a directory")
 
 
 def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:

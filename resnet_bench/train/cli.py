@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 from pathlib import Path
@@ -74,6 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe-file", help="YAML/JSON mapping of recipe keys; flags override it")
     parser.add_argument("--recipe-json", help="JSON mapping of recipe keys (as the pipeline passes it)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--discard-checkpoint", action="store_true",
+                        help="delete the checkpoint in --out (e.g. an unreadable one) and start the "
+                             "run over")
     parser.add_argument("--replace-stale", action="store_true",
                         help="if --out holds records of a different config, delete them and start over "
                              "(the pipeline uses this after a config change)")
@@ -82,26 +86,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_recipe_flags(parser)
 
 
+def _mapping(loaded, source: str) -> dict:
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{source}: got a {type(loaded).__name__}; allowed: a mapping of recipe "
+                         f"keys (see resnet-bench train --help)")
+    return loaded
+
+
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     values: dict = {}
     if args.recipe_file:
         path = Path(args.recipe_file)
         if not path.is_file():
-            raise FileNotFoundError(f"recipe file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a recipe file must hold a mapping of recipe keys")
-        values.update(loaded)
+            raise FileNotFoundError(errno.ENOENT, "recipe file not found (or not a file)", str(path))
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ValueError(f"{path}: not valid YAML/JSON ({getattr(exc, 'problem', None) or exc}"
+                             f"{at})") from None
+        values.update(_mapping({} if loaded is None else loaded, str(path)))
     if args.recipe_json:
         try:
             loaded = json.loads(args.recipe_json)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--recipe-json is not valid JSON: {exc.msg}") from None
-        values.update(loaded)
+        values.update(_mapping(loaded, "--recipe-json"))
     for field in dataclasses.fields(Recipe):
         value = getattr(args, field.name)
         if value is not None:
-            values[field.name] = value
+            values[field.name] = tuple(value) if field.name == "milestones" else value
     return Recipe.from_dict(values)
 
 
@@ -110,27 +125,35 @@ def parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--data-option expects KEY=VALUE, got {pair!r}")
-        options[key] = yaml.safe_load(value)  # numbers and booleans as such
+            raise ValueError(f"--data-option: got {pair!r}; allowed: KEY=VALUE")
+        try:
+            options[key] = yaml.safe_load(value)  # numbers and booleans as such
+        except yaml.YAMLError:
+            raise ValueError(f"data option {key}: got {value!r}; allowed: a number, true/false "
+                             "or a string") from None
     return options
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet_bench.gpu import claim_for_this_process
-    # Before CUDA is touched: take a free GPU slot when several trainings share a machine.
-    claim = claim_for_this_process()
+    from resnet_bench.validation import check_threads
+    # Every value is checked (resnet_bench.validation: the rules the pipeline checks too)
+    # before a GPU slot is claimed, any data is loaded or any file is written.
     config = RunConfig(model=args.model, dataset=args.dataset, seed=args.seed,
                        recipe=recipe_from_args(args), data_dir=args.data_dir,
                        data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
-    from resnet_bench.models import parse_model_name
-    parse_model_name(config.model)  # fail fast, before loading any data
-    if args.threads:
+    threads = None if args.threads is None else check_threads(args.threads)
+    from resnet_bench.gpu import claim_for_this_process
+    # Before CUDA is touched: take a free GPU slot when several trainings share a machine.
+    claim = claim_for_this_process()
+    from resnet_bench.train.loop import check_out_dir, pick_device, train
+    pick_device(config.device)  # an absent CUDA device: one line, before any data is loaded
+    check_out_dir(Path(args.out))
+    if threads is not None:
         import torch
-        torch.set_num_threads(args.threads)
-    from resnet_bench.train.loop import train
+        torch.set_num_threads(threads)
     outcome = train(config, args.out, progress=args.progress, replace_stale=args.replace_stale,
-                    gpu_claim=claim)
+                    gpu_claim=claim, discard_checkpoint=args.discard_checkpoint)
     s = outcome.summary
     if s["status"] == "completed":
         print(f"{config.model} seed {config.seed}: final train error {s['final_train_error_pct']:.2f}%, "

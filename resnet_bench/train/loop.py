@@ -8,7 +8,10 @@ run killed at any moment and started again ends where an uninterrupted one would
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,7 +27,9 @@ from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import (CHECKPOINT, CONFIG, EVAL_COLUMNS, EVAL_LOG,
                                         FINAL_WEIGHTS, FINISHED_STATUSES, GRAD_COLUMNS, GRAD_LOG,
                                         PROVENANCE, SUMMARY, TRAIN_COLUMNS, TRAIN_LOG, CsvLog,
-                                        read_json, write_json)
+                                        atomic_write_bytes, read_json, sweep_temp_files,
+                                        write_json)
+from resnet_bench.validation import check_dataset, check_device
 
 # Exit status of a run stopped by SIGTERM after writing its checkpoint (EX_TEMPFAIL):
 # the scheduler should run the same command again, which resumes.
@@ -48,10 +53,7 @@ class Outcome:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
+    return torch.device(check_device(name))  # unknown or absent devices: one line, not torch's
 
 
 def load_run_data(dataset: str, data_dir: str | None = None, prepared: str | None = None,
@@ -155,8 +157,11 @@ def _grad_norm_rows(model, iteration: int) -> list[tuple]:
 
 
 def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
-          stop_after: int | None = None, replace_stale: bool = False, gpu_claim=None) -> Outcome:
+          stop_after: int | None = None, replace_stale: bool = False, gpu_claim=None,
+          discard_checkpoint: bool = False) -> Outcome:
     """Train (or resume, or return the finished record of) one run in `out_dir`.
+
+    `discard_checkpoint` deletes the run's checkpoint (e.g. an unreadable one) and starts over.
 
     `stop_after` ends the process's work after that many total iterations as if preempted
     (used by tests to interrupt a run at a known point).
@@ -165,32 +170,36 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     from resnet_bench.models import build_model, model_cost
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out)  # a file, a file above it, read-only: refused before anything is read
     recipe = config.recipe
     identity = config.identity_hash()
+    device = pick_device(config.device)
+    if out.is_dir():
+        sweep_temp_files(out)  # left by a run killed inside an atomic write
 
     # A finished run is a result: never redo it, but never silently reuse a different one.
-    ckpt = checkpoint.load(out / CHECKPOINT) if (out / CHECKPOINT).exists() else None
+    ckpt = _read_checkpoint(out / CHECKPOINT, discard_checkpoint)
     stale = _stale_identity(out, identity, ckpt)
-    if stale is not None:
-        if not replace_stale:
-            raise ValueError(f"{out}: holds records of a different run config (identity {stale} != "
-                             f"{identity}); use another --out or --replace-stale")
-        for name in (SUMMARY, CHECKPOINT, CONFIG, PROVENANCE, TRAIN_LOG, EVAL_LOG, GRAD_LOG,
-                     FINAL_WEIGHTS):
-            (out / name).unlink(missing_ok=True)
-        ckpt = None
-    if (out / SUMMARY).exists():
+    if stale is not None and not replace_stale:
+        raise ValueError(f"{out}: holds records of a different run config (identity {stale} != "
+                         f"{identity}); use another --out or --replace-stale")
+    if stale is None and (out / SUMMARY).exists():
         summary = read_json(out / SUMMARY)
         if summary.get("status") in FINISHED_STATUSES:
             return Outcome(summary, 0)
 
-    device = pick_device(config.device)
     torch.manual_seed(config.seed)
     configure_backends(device, recipe.precision)
 
-    # --- data -----------------------------------------------------------------------------
+    # --- data: checked before any record is written or replaced -------------------------------
     dataset = load_run_data(config.dataset, config.data_dir, config.prepared, config.data_options)
+    check_dataset(dataset, recipe, config.dataset)
+    if stale is not None:
+        for name in (SUMMARY, CHECKPOINT, CONFIG, PROVENANCE, TRAIN_LOG, EVAL_LOG, GRAD_LOG,
+                     FINAL_WEIGHTS):
+            (out / name).unlink(missing_ok=True)
+        ckpt = None
+    out.mkdir(parents=True, exist_ok=True)
     train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y, recipe.val_split)
     loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
                           seed=config.seed, augment=recipe.augment, normalize=recipe.normalize,
@@ -424,13 +433,45 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         "resumed": state["resumed"],
         "device": prov["hardware"]["device_name"],
     }
-    torch.save(model.state_dict(), out / (FINAL_WEIGHTS + ".tmp"))
-    (out / (FINAL_WEIGHTS + ".tmp")).replace(out / FINAL_WEIGHTS)
+    # Serialised in memory, then written atomically: a full disk raises OSError (torch.save to a
+    # path would raise a RuntimeError) and leaves no half-written model.pt.
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(out / FINAL_WEIGHTS, buf.getvalue())
     prov["finished"] = provenance.now()
     write_json(out / PROVENANCE, prov)
     write_json(out / SUMMARY, summary)  # last: its presence means the run is finished
     (out / CHECKPOINT).unlink(missing_ok=True)
     return Outcome(summary, 0)
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse a run directory that cannot be one, naming the path and the cause."""
+    if out.exists():
+        if not out.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", str(out))
+        ancestor = out
+    else:
+        ancestor = next(p for p in out.parents if p.exists() or p == p.parent)
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is not a directory", str(out))
+    if os.statvfs(ancestor).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(ancestor))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(ancestor))
+
+
+def _read_checkpoint(path: Path, discard: bool) -> dict | None:
+    if discard:
+        path.unlink(missing_ok=True)
+        return None
+    if not path.exists():
+        return None
+    try:
+        return checkpoint.load(path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; to discard it and start this run over, run the same command "
+                         f"with --discard-checkpoint (or delete {path})") from None
 
 
 def _stale_identity(out: Path, identity: str, ckpt: dict | None) -> str | None:

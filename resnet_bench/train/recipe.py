@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-WARMUPS = ("none", "v1", "v2")
-NORMALIZATIONS = ("pixel", "channel")
-PRECISIONS = ("fp32", "bf16")
+from resnet_bench.validation import (NORMALIZATIONS, PRECISIONS, RECIPE_KEYS, WARMUPS,
+                                     ConfigError, check_dataset_options, check_model,
+                                     check_recipe_mapping, check_recipe_value, check_seed, refuse)
+
+__all__ = ["NORMALIZATIONS", "PRECISIONS", "WARMUPS", "Recipe", "RecipeError", "RunConfig"]
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe value that cannot be trained with."""
 
 
@@ -51,37 +53,17 @@ class Recipe:
     name: str = "paper"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         self.validate()
 
     def validate(self) -> None:
-        def bad(msg: str) -> None:
-            raise RecipeError(f"invalid recipe: {msg}")
-
-        for key in ("iterations", "batch_size", "eval_every", "eval_batch_size",
-                    "checkpoint_every", "train_window"):
-            if int(getattr(self, key)) < 1:
-                bad(f"{key} must be >= 1, got {getattr(self, key)!r}")
-        if self.grad_norm_every < 0:
-            bad(f"grad_norm_every must be >= 0, got {self.grad_norm_every}")
-        if self.warmup_iters < 0:
-            bad(f"warmup_iters must be >= 0, got {self.warmup_iters}")
-        if list(self.milestones) != sorted(self.milestones):
-            bad(f"milestones must be increasing, got {list(self.milestones)}")
-        if any(m < 1 for m in self.milestones):
-            bad(f"milestones must be >= 1, got {list(self.milestones)}")
-        if self.lr <= 0 or self.warmup_lr <= 0:
-            bad("lr and warmup_lr must be > 0")
-        if not 0 <= self.momentum < 1:
-            bad(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            bad(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.val_split < 0:
-            bad(f"val_split must be >= 0, got {self.val_split}")
-        for key, allowed in (("warmup", WARMUPS), ("normalize", NORMALIZATIONS),
-                             ("precision", PRECISIONS)):
-            if getattr(self, key) not in allowed:
-                bad(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        """Check every knob with the shared rules (resnet_bench.validation); a checked value
+        replaces the given one only where they are equal (20.0 -> 20, a list of milestones ->
+        a tuple), so nothing is ever rounded or coerced."""
+        try:
+            for f in dataclasses.fields(self):
+                object.__setattr__(self, f.name, check_recipe_value(f.name, getattr(self, f.name)))
+        except ConfigError as exc:
+            raise RecipeError(str(exc)) from None
 
     # The schedule is an explicit function of the iteration (not a stateful scheduler), so
     # warm-up can never be clobbered by a scheduler step and resume needs no scheduler state.
@@ -105,13 +87,11 @@ class Recipe:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise RecipeError(f"invalid recipe: unknown key(s) {', '.join(unknown)}; "
-                              f"valid keys: {', '.join(sorted(known))}")
-        return cls(**d)
+    def from_dict(cls, d: Any, where: str = "recipe") -> "Recipe":
+        try:
+            return cls(**check_recipe_mapping(d, where))
+        except ConfigError as exc:
+            raise RecipeError(str(exc)) from None
 
     def scientific_hash(self) -> str:
         """Hash of the knobs that change what is trained (not speed-only knobs or cadences)."""
@@ -121,6 +101,11 @@ class Recipe:
                            "name"):
             d.pop(speed_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# The validation layer's rules and the dataclass must name the same knobs.
+if {f.name for f in dataclasses.fields(Recipe)} != RECIPE_KEYS:
+    raise ImportError("resnet_bench.validation.RECIPE_KEYS is out of step with Recipe's fields")
 
 
 @dataclass(frozen=True)
@@ -135,6 +120,15 @@ class RunConfig:
     data_options: dict[str, Any] = field(default_factory=dict)  # e.g. n_train for synthetic
     prepared: str | None = None      # a file written by `resnet-bench data prepare`
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Checked, not rewritten: the values as given make the run's identity.
+        check_model(self.model)
+        check_seed(self.seed)
+        if not isinstance(self.recipe, Recipe):
+            raise refuse("recipe", self.recipe, "a Recipe")
+        if self.prepared is None:  # a prepared file is checked when it is read
+            check_dataset_options(self.dataset, self.data_options)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

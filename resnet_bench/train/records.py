@@ -24,6 +24,8 @@ EVAL_COLUMNS = ("iteration", "split", "loss", "error_pct")
 GRAD_COLUMNS = ("iteration", "layer", "name", "grad_norm", "weight_norm")
 
 FINISHED_STATUSES = ("completed", "diverged")
+RECORD_FILES = (TRAIN_LOG, EVAL_LOG, GRAD_LOG, SUMMARY, CONFIG, PROVENANCE, CHECKPOINT,
+                FINAL_WEIGHTS)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -37,9 +39,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write error: name the file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def temp_files(run_dir: Path) -> list[Path]:
+    """Temp files of atomic writes of a run's records (`.{name}.XXXXXXXX`, and the `model.pt.tmp`
+    of older versions): only a process killed inside a write leaves one behind."""
+    run_dir = Path(run_dir)
+    found = [p for name in RECORD_FILES for p in run_dir.glob(f".{name}.*")]
+    legacy = run_dir / f"{FINAL_WEIGHTS}.tmp"
+    return sorted(found + ([legacy] if legacy.exists() else []))
+
+
+def sweep_temp_files(run_dir: Path) -> list[Path]:
+    """Remove leftover temp files; one trainer owns a run directory, so none is in use."""
+    swept = temp_files(run_dir)
+    for p in swept:
+        p.unlink(missing_ok=True)
+    return swept
 
 
 def _json_default(o: Any) -> Any:
@@ -93,10 +114,15 @@ class CsvLog:
     def flush(self) -> None:
         if not self.pending:
             return
-        with open(self.path, "a", newline="") as f:
-            f.write("".join(",".join(_fmt(v) for v in row) + "\n" for row in self.pending))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="") as f:
+                f.write("".join(",".join(_fmt(v) for v in row) + "\n" for row in self.pending))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.filename is None:  # a write error (full disk): name the file
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+            raise
         self.pending.clear()
 
     def rows(self) -> list[dict[str, str]]:
@@ -105,7 +131,10 @@ class CsvLog:
 
     def truncate_after(self, iteration: int) -> list[dict[str, str]]:
         """Drop rows logged after `iteration` (written after the checkpoint a resume starts from)."""
-        kept = [r for r in self.rows() if int(r["iteration"]) <= iteration]
+        # A row cut short by a full disk has missing fields (and is after the checkpoint): drop it.
+        kept = [r for r in self.rows()
+                if all(r.get(c) not in (None, "") for c in self.columns)
+                and r["iteration"].isdigit() and int(r["iteration"]) <= iteration]
         lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in kept]
         atomic_write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         return kept

@@ -9,9 +9,13 @@ from resnet_bench.pipeline import grid as G
 from resnet_bench.pipeline import resources as R
 from resnet_bench.pipeline import outputs as O
 
-validate(config, schema="../schemas/config.schema.yaml")
+# One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
+# resnet_bench.validation), before any job starts or any file is written.
 try:
+    G.check_schema(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate(config, schema="../schemas/config.schema.yaml")  # fills in the schema's defaults
     RUNS = G.validate(config)
+    G.check_results_dir(config["results"])
 except ValueError as exc:
     raise WorkflowError(f"config: {exc}") from None
 

@@ -8,7 +8,9 @@ rule prepare_data:
         args=lambda wc: O.prepare_args(config["datasets"][wc.dataset]),
     log:
         f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
-    threads: workflow.cores
+    # A fixed count, not workflow.cores: Snakemake caps it at --cores, and `snakemake --unlock`
+    # or `--report` (run without --cores) would otherwise fail asking for a core count.
+    threads: 4
     conda:
         "../../environment.yml"
     shell:
