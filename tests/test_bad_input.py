@@ -172,3 +172,39 @@ def test_pipeline_refuses_results_that_is_a_file(tmp_path):
 def test_case_table_covers_every_class():
     classes = [c[0] for c in CLI_CASES] + [c[0] for c in PIPELINE_CASES] + ["fs"] * 4 + ["data"]
     assert len(classes) >= 60 and {"nonsense", "coercion", "unknown", "sizes"} <= set(classes)
+
+
+# --- SIGKILL at seeded random moments: the rerun ends byte-identical, with no litter -------------
+
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+KILL_POINTS = 20 if os.environ.get("RESNET_BENCH_KILL_CAMPAIGN") == "1" else 3
+TRAIN = [sys.executable, "-m", "resnet_bench.cli", *BASE[:-1], "--iterations", "12",
+         "--checkpoint-every", "2", "--eval-every", "5", "--grad-norm-every", "3", "--no-progress"]
+RECORDS = ("train_log.csv", "eval_log.csv", "grad_norms.csv", "model.pt")
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_reruns_byte_identical(tmp_path):
+    t0 = time.time()
+    ref = subprocess.run([*TRAIN, "--out", str(tmp_path / "ref")], capture_output=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    span = time.time() - t0
+    rng = random.Random(12)
+    for k in range(KILL_POINTS):
+        out = tmp_path / f"k{k}"
+        proc = subprocess.Popen([*TRAIN, "--out", str(out)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * span)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        again = subprocess.run([*TRAIN, "--out", str(out)], capture_output=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        for name in RECORDS:
+            assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), (k, name)
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
