@@ -1,0 +1,132 @@
+"""The README's commands, as written: each is run by a test here or elsewhere, or the table below
+says why it cannot run on a CPU-only CI machine. The claims block is the pipeline's, not prose."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_helpers import processes_mentioning, run_dir, snakemake_env, tiny_default_config, workflow_copy
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+# Every command the README shows -> the test that runs it as written, or why none can here.
+COVERAGE = {
+    "bash quickstart.sh pipeline": "the default pipeline: tests/test_pipeline.py::finished_pipeline "
+                                   "runs `snakemake --cores 2` on it (quickstart adds set-up only)",
+    "bash quickstart.sh test": "CI itself (.ci/run)",
+    "snakemake --cores all": "test_recovery_commands_work_as_written_after_a_sigkill",
+    "snakemake --cores 2": "tests/test_pipeline.py::finished_pipeline",
+    "snakemake --unlock": "test_recovery_commands_work_as_written_after_a_sigkill",
+    "snakemake --report report.zip": "test_recovery_commands_work_as_written_after_a_sigkill",
+    "snakemake --report": "test_recovery_commands_work_as_written_after_a_sigkill",
+    "snakemake --cores all --resources gpu=": "no GPU in CI; the DAG of every preset is dry-run by "
+                                              "tests/test_pipeline.py, GPU slots by test_pipeline_gpus.py",
+    "snakemake --workflow-profile profiles/slurm": "the full preset needs GPUs; the profile runs on "
+                                                   "CI's real Slurm in tests/test_pipeline_slurm.py",
+    "resnet-bench train --model v1-basic-56 --dataset cifar10": "needs the CIFAR-10 download (no "
+                                                                "network in CI)",
+    "resnet-bench train --model v2-bottleneck-1001 --dataset cifar10": "needs CIFAR-10 and hours "
+                                                                       "of a GPU",
+    "resnet-bench train --help": "test_cli_commands_run_as_written",
+    "resnet-bench models": "test_cli_commands_run_as_written",
+    "resnet-bench bench": "tests/test_bench.py runs the benchmark (the README's 20-iteration "
+                          "ResNet-56 timing takes minutes on 2 cores)",
+    "resnet-bench data prepare|info": "tests/test_data.py",
+    "python scripts/readme_claims.py": "test_claims_block_is_the_published_claims_csv",
+    "conda env create -f environment.yml": "no conda in CI (the channels were checked against "
+                                           "anaconda.org; see environment.yml)",
+}
+
+
+def readme_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        block = block.replace("\\\n", " ")
+        found += [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    found += re.findall(r"`((?:snakemake|bash|python|resnet-bench|conda) [^`]*)`", text)
+    return sorted(set(found))
+
+
+def test_every_readme_command_is_run_by_a_test_or_says_why_not():
+    commands = readme_commands()
+    assert len(commands) >= 10, commands  # the extraction itself works
+    uncovered = [c for c in commands if not any(c.startswith(k) for k in COVERAGE)]
+    assert not uncovered, f"README commands with no test and no reason: {uncovered}"
+
+
+def test_claims_block_is_the_published_claims_csv(tmp_path):
+    script = REPO / "scripts" / "readme_claims.py"
+    res = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    # ...and the check can fail: a hand-typed verdict in a copy of the README is caught.
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text(encoding="utf-8").replace("**shown**", "**not shown**", 1))
+    res = subprocess.run([sys.executable, script, "--check", "--readme", readme],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "readme_claims.py" in res.stderr
+
+
+def test_cli_commands_run_as_written():
+    for cmd, expect in (("resnet-bench models", "plain-basic-20"),
+                        ("resnet-bench models --csv", "v1-basic-56"),
+                        ("resnet-bench train --help", "--model")):
+        res = subprocess.run(cmd.split(), capture_output=True, text=True, env=snakemake_env(),
+                             timeout=120)
+        assert res.returncode == 0 and expect in res.stdout, (cmd, res.stderr[-2000:])
+
+
+def _run(wd: Path, cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd.split(), cwd=wd, env=snakemake_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_recovery_commands_work_as_written_after_a_sigkill(tmp_path):
+    """The README: a killed pipeline is finished by running the same command again, after
+    `snakemake --unlock` when Snakemake reports the stale lock; `snakemake --report report.zip`
+    then bundles it. All three exactly as written (no --cores added), on a small grid that is the
+    copy's config/config.yaml."""
+    wd = workflow_copy(tmp_path / "wf")
+    cfg = tiny_default_config(["v1-basic-8"], [0], iterations=240, checkpoint_every=20)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = run_dir(wd, cfg, "v1-basic-8", 0)
+
+    proc = subprocess.Popen("snakemake --cores all".split(), cwd=wd, env=snakemake_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the kill"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its trainer, like a power loss
+    proc.wait()
+    time.sleep(0.5)
+    assert not processes_mentioning(str(wd)), "a process of the killed pipeline survived"
+    assert not (run / "summary.json").exists()
+
+    again = _run(wd, "snakemake --cores all")
+    assert again.returncode != 0 and "--unlock" in again.stdout + again.stderr  # the stale lock
+    unlock = _run(wd, "snakemake --unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    done = _run(wd, "snakemake --cores all")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = yaml.safe_load((run / "summary.json").read_text())  # JSON is YAML
+    assert summary["status"] == "completed" and summary["resumed"] >= 1  # from the checkpoint
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+    report = _run(wd, "snakemake --report report.zip")
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert (wd / "report.zip").stat().st_size > 10_000
+    shutil.rmtree(wd / "results", ignore_errors=True)
