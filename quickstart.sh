@@ -31,10 +31,28 @@ setup() {
     export PATH="$PWD/$VENV/bin:$PATH"
 }
 
+check_config() {
+    if [[ ! -f $1 ]]; then
+        echo "quickstart: error: config file $1 does not exist (presets: $(cd config && echo *.yaml))" >&2
+        exit 2
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
     pipeline)
+        # Snakemake reads --configfile before the workflow loads, so a typo there ends in its own
+        # traceback; catch it first, in one line. (Both options take one or more files.)
+        in_configfiles=0
+        for arg in "$@"; do
+            case "$arg" in
+                --configfile=*|--configfiles=*) check_config "${arg#*=}" ;;
+                --configfile|--configfiles) in_configfiles=1 ;;
+                -*) in_configfiles=0 ;;
+                *) [[ $in_configfiles == 1 ]] && check_config "$arg" ;;
+            esac
+        done
         setup
         exec snakemake --cores all "$@"
         ;;

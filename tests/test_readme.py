@@ -130,3 +130,14 @@ def test_recovery_commands_work_as_written_after_a_sigkill(tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     assert (wd / "report.zip").stat().st_size > 10_000
     shutil.rmtree(wd / "results", ignore_errors=True)
+
+
+def test_quickstart_names_a_missing_configfile_in_one_line():
+    # Snakemake itself reads --configfile before the workflow loads and prints a traceback.
+    for args in (["--configfile", "config/typo.yaml"], ["--configfile=config/typo.yaml"],
+                 ["--configfiles", "config/config.yaml", "config/typo.yaml"]):
+        r = subprocess.run(["bash", "quickstart.sh", "pipeline", *args], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (args, r.stderr)
+        assert "config/typo.yaml does not exist" in lines[0] and "v1_cpu.yaml" in lines[0]
