@@ -224,7 +224,7 @@ def test_parse_defaults_canonical_spellings_and_any_depth():
         ("v1-bottleneck-57", r"depth 57 is not 9n\+2 .*valid: 11, 20, 29"),
         ("v1-basic-111-1layer", r"depth 111 is not 3n\+2"),
         ("v1-basic-2", r"depth 2 is not 6n\+2"),
-        ("resnet56", r"is not \{family\}-\{block\}-\{depth\}"),
+        ("resnet38", r"is not \{family\}-\{block\}-\{depth\}"),  # resnet56 is an alias
     ],
 )
 def test_invalid_names_give_one_line_listing_valid_choices(name, pattern):

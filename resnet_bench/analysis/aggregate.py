@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name
+
 STATUSES = ("completed", "diverged")
-FAMILIES = ("plain", "v1", "v2")
-BLOCKS = ("basic", "bottleneck")
+BLOCKS = tuple(BLOCK_ORDER)
 SPLITS = ("test", "val")
 
 ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
@@ -56,9 +57,6 @@ RUN_COLUMNS = ID_COLUMNS + [
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
 ]
 
-FAMILY_ORDER = {f: i for i, f in enumerate(FAMILIES)}
-BLOCK_ORDER = {b: i for i, b in enumerate(BLOCKS)}
-
 
 class RecordError(ValueError):
     """A run record that is missing or does not follow the documented format."""
@@ -68,11 +66,6 @@ class RecordError(ValueError):
 class RunSet:
     runs: pd.DataFrame     # one row per run, RUN_COLUMNS
     curves: pd.DataFrame   # tidy curves, CURVE_COLUMNS; split is train, test or val
-
-
-def base_name(family: str, block: str, depth: int) -> str:
-    """The model name of the default variant (architecture.md name grammar)."""
-    return f"{family}-{block}-{int(depth)}"
 
 
 def is_default_variant(runs: pd.DataFrame) -> pd.Series:

@@ -234,18 +234,13 @@ def _paper_text(p) -> str:
 
 def paper_number(prows: pd.DataFrame, claim: Claim, metric: str, spec, ref_dataset: str) -> str:
     """The paper's number for one side of a claim ("" where the paper gives none)."""
-    from resnet_bench.analysis.paper import canonical_variant as paper_variant
     quantity = PAPER_QUANTITY.get(metric)
     if quantity is None or prows.empty:
         return ""
-    key = paper_variant(spec.name, spec.family, spec.block, spec.depth, spec.variant)
     best = None
     for _, p in prows.iterrows():
-        a = p["arch"]
         if (p["table"] not in claim.ref_tables or p["quantity"] != quantity
-                or p["ref_dataset"] != ref_dataset or a.block != spec.block
-                or a.depth != spec.depth or key not in a.variants
-                or (a.family is not None and a.family != spec.family)):
+                or p["ref_dataset"] != ref_dataset or p["suite_model"] != spec.name):
             continue
         rank = _STAT_PREFERENCE.index(p["statistic"])
         if best is None or rank < best[0]:

@@ -22,7 +22,6 @@ from typing import Iterable
 import pandas as pd
 
 from resnet_bench.analysis.responses import sort_table
-from resnet_bench.analysis.trained import model_label
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed", "dataset",
            "recipe", "k", "window", "train_loss", "train_error_pct", "status", "diverged"]
@@ -63,7 +62,7 @@ def depth_challenge(runs: Iterable[str | os.PathLike], *, k: int | None = None, 
         err = float(part["error_pct"].mean()) if reached and len(part) else math.nan
         failed = not math.isfinite(loss)
         spec = parse_model_name(run["model"])
-        rows.append({"run_id": run["run_id"], "model": run["model"], "label": model_label(spec),
+        rows.append({"run_id": run["run_id"], "model": run["model"], "label": spec.label,
                      "family": run["family"], "block": run["block"], "depth": int(run["depth"]),
                      "variant": spec.variant, "seed": int(run["seed"]),
                      "dataset": run["dataset"], "recipe": run["recipe"], "k": k,

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_bench.analysis.responses import FAMILY_ORDER
-from resnet_bench.analysis.trained import find_runs, model_label, run_ids
+from resnet_bench.analysis.trained import find_runs, run_ids
+from resnet_bench.models.spec import FAMILY_ORDER
 
 COLUMNS = ["source", "run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "iteration", "quantity", "layer", "name", "position", "grad_norm", "weight_norm"]
@@ -100,7 +100,7 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, train_
 def _spec_columns(name: str) -> dict:
     from resnet_bench.models import parse_model_name
     spec = parse_model_name(name)
-    return {"model": spec.name, "label": model_label(spec), "family": spec.family,
+    return {"model": spec.name, "label": spec.label, "family": spec.family,
             "block": spec.block, "depth": spec.depth, "variant": spec.variant}
 
 

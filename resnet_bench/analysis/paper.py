@@ -1,20 +1,10 @@
 """Published CIFAR numbers (package data `reference/paper_reference.csv`) next to ours.
 
 Which paper rows are used: CIFAR rows whose metric is a final train/test error
-(`test_error*_pct`, `train_error_pct`, `test_or_train_error_pct`), whose depth is a number and
-whose model is one of the papers' own nets (not an external baseline). Each such row is mapped to
-an architecture key `(family, block, depth, variant)`:
-
-* block: bottleneck for depths 164 and 1001 (the papers' bottleneck nets), basic otherwise;
-* family/variant from the row's model and variant text: "original"/"baseline"/"option A" is the
-  default `v1` unit, "full pre-activation"/"pre-act" the default `v2` unit, plain rows `plain`;
-  the V2 ablations become the canonical variant keys in `PAPER_VARIANTS` (matched for any family,
-  because the papers draw them as edits of one unit), "(1layer skip)" the key `1layer` (family
-  kept: Table 3 has it for both units).
-
-A run's variant is canonicalised by `canonical_variant` (`resnet_bench.models.spec` spellings:
-bnafter, relubefore, reluonly, 1layer, optC, dropsc, scale-s<l>[-f<m>], exgate-b<b>, scgate-b<b>);
-a run whose model name has no variant suffix is the default unit whatever its `variant` says.
+(`test_error*_pct`, `train_error_pct`, `test_or_train_error_pct`) and whose `suite_model` column
+names the suite's networks (canonical model names, `|`-separated where one published number
+stands for several, e.g. V2 Table 1's "b_g = 0 to -5"; empty for external baselines and
+ImageNet nets). The comparison is a join of our runs and these rows on the canonical model name.
 
 Statistic of a paper row, from its `metric` and `n_runs` columns:
 
@@ -39,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from importlib import resources
 
 import pandas as pd
@@ -47,32 +36,9 @@ import pandas as pd
 PAPER_ITERATIONS = 64_000
 PAPER_BATCH = 128
 FAIL_THRESHOLD_PCT = 20.0   # V2 Table 1: "fail" = test error above 20%
-BOTTLENECK_DEPTHS = (164, 1001)
 
 STAT_OF_REPRODUCED = {"best": "min", "median": "median", "mean": "mean", "single": "mean"}
 
-# canonical variant key -> phrase in the CSV's variant column (matched for any family)
-PAPER_VARIANTS = [
-    ("bn-after-add", "bn after addition"),
-    ("relu-before-add", "relu before addition"),
-    ("relu-only-preact", "relu-only pre-activation"),
-    ("const-0-1", "shortcut x 0; f x 1"),
-    ("const-0.5-0.5", "shortcut x 0.5; f x 0.5"),
-    ("const-0.5-1", "shortcut x 0.5; f x 1"),
-    ("conv-shortcut", "1x1 conv shortcut"),
-    ("dropout-shortcut", "dropout shortcut"),
-]
-# our variant spellings (resnet_bench.models.spec; lower-case, '-'/'_'/' ' removed) -> key
-VARIANT_ALIASES = {
-    "bnafter": "bn-after-add", "bnafteradd": "bn-after-add", "bnafteraddition": "bn-after-add",
-    "relubefore": "relu-before-add", "relubeforeadd": "relu-before-add",
-    "reluonly": "relu-only-preact", "reluonlypreact": "relu-only-preact",
-    "1layer": "1layer",
-    "optc": "conv-shortcut",            # 1x1 projection at every unit = Table 1 "1x1 conv"
-    "dropsc": "dropout-shortcut", "dropscp0.5": "dropout-shortcut",
-}
-_GATE = re.compile(r"^(ex|sc)gate-?b-?(\d+)$")              # exgate-b-6, scgate-b0
-_SCALE = re.compile(r"^scale-s([\d.]+)(?:-f([\d.]+))?$")   # scale-s0.5-f0.5, scale-s0 (F x 1)
 _ERROR_METRIC = re.compile(r"^(test|train|test_or_train)_error(_[a-z0-9_]+)?_pct$")
 
 COMPARISON_COLUMNS = [
@@ -84,14 +50,6 @@ COMPARISON_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class PaperArch:
-    family: str | None      # None: any family
-    block: str
-    depth: int
-    variants: frozenset     # canonical variant keys; "" = the default unit
-
-
 def load_reference(path=None) -> pd.DataFrame:
     """The packaged paper_reference.csv (or `path`), all columns as strings except std."""
     if path is None:
@@ -100,66 +58,11 @@ def load_reference(path=None) -> pd.DataFrame:
             df = pd.read_csv(p, dtype=str)
     else:
         df = pd.read_csv(path, dtype=str)
+    if "suite_model" not in df.columns:
+        raise ValueError(f"paper reference {path}: no suite_model column (the canonical model "
+                         "names each published row stands for)")
     df["std"] = pd.to_numeric(df["std"], errors="coerce")
     return df
-
-
-# ---------------------------------------------------------------------------------------------
-# mapping
-
-def canonical_variant(model: str, family: str, block: str, depth: int, variant: str) -> str:
-    """Canonical variant key of one of our runs ("" = default unit)."""
-    if model == f"{family}-{block}-{int(depth)}":
-        return ""
-    v = re.sub(r"[_\s]+", "-", str(variant).strip().lower())
-    m = _GATE.match(v)
-    if m:
-        b = int(m.group(2))
-        return f"{m.group(1)}gate-b{-b if b else 0}"
-    m = _SCALE.match(v)
-    if m:
-        return f"const-{float(m.group(1)):g}-{float(m.group(2) or 1):g}"
-    return VARIANT_ALIASES.get(v.replace("-", ""), v)
-
-
-def _gate_keys(prefix: str, text: str) -> frozenset:
-    m = re.search(r"b_g\s*=\s*(-?\d+)(?:\s*to\s*(-?\d+))?", text)
-    if not m:
-        return frozenset()
-    lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) else m.group(1))
-    step = -1 if hi < lo else 1
-    return frozenset(f"{prefix}-b{b}" for b in range(lo, hi + step, step))
-
-
-def paper_arch(row) -> PaperArch | None:
-    """Our architecture key for one paper row, or None if it is not one of our nets."""
-    try:
-        depth = int(str(row["depth"]).strip())
-    except ValueError:
-        return None
-    model = str(row["model"]).lower()
-    text = "" if pd.isna(row["variant"]) else str(row["variant"]).lower()
-    if "external baseline" in text:
-        return None
-    block = "bottleneck" if depth in BOTTLENECK_DEPTHS else "basic"
-    if model.startswith("plain"):
-        return PaperArch("plain", block, depth, frozenset({""}))
-    if not model.startswith("resnet"):
-        return None
-    preact = "full pre-activation" in text or text.startswith("pre-act")
-    unit_family = "v2" if preact else "v1"
-    if "1layer" in model.replace(" ", ""):
-        return PaperArch(unit_family, block, depth, frozenset({"1layer"}))
-    if "exclusive gating" in text:
-        return PaperArch(None, block, depth, _gate_keys("exgate", text))
-    if "shortcut-only gating" in text:
-        return PaperArch(None, block, depth, _gate_keys("scgate", text))
-    for key, phrase in PAPER_VARIANTS:
-        if phrase in text:
-            return PaperArch(None, block, depth, frozenset({key}))
-    if preact or re.search(r"original|baseline|option a|^$", text):
-        return PaperArch(unit_family, block, depth, frozenset({""}))
-    return None
 
 
 def paper_statistic(metric: str, n_runs) -> str:
@@ -199,8 +102,14 @@ def _paper_dataset(text: str) -> str | None:
     return None
 
 
+def suite_models(text) -> list[str]:
+    """The canonical model names in one `suite_model` cell ([] where empty)."""
+    return [] if pd.isna(text) else [n for n in str(text).split("|") if n]
+
+
 def paper_rows(reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The comparable paper rows with parsed arch, statistic, value, n and dataset."""
+    """The comparable paper rows with statistic, value, n and dataset: one row per (paper row,
+    suite model it names), in the reference's order; `suite_model` is the join key."""
     ref = load_reference() if reference is None else reference
     rows = []
     for _, r in ref.iterrows():
@@ -208,21 +117,21 @@ def paper_rows(reference: pd.DataFrame | None = None) -> pd.DataFrame:
         if not _ERROR_METRIC.match(metric) or "convergence" in metric:
             continue
         dataset = _paper_dataset(r["dataset"])
-        arch = paper_arch(r)
         value = _paper_value(r["value"])
-        if dataset is None or arch is None or value is None:
+        if dataset is None or value is None:
             continue
         short = "V1" if str(r["paper"]).startswith("ResNetV1") else "V2"
-        rows.append({
-            "paper": short, "table": r["table_or_figure"], "paper_model": r["model"],
-            "paper_variant": r["variant"], "paper_dataset": r["dataset"],
-            "ref_dataset": dataset, "arch": arch,
-            "quantity": "train" if metric.startswith("train") else "test",
-            "statistic": paper_statistic(metric, r["n_runs"]),
-            "relation": value[0], "paper_value": value[1], "paper_std": r["std"],
-            "paper_n": _paper_n(metric, r["n_runs"]), "paper_text": r["value"],
-            "paper_batch": 64 if "batch 64" in str(r["variant"]).lower() else PAPER_BATCH,
-        })
+        for model in suite_models(r["suite_model"]):
+            rows.append({
+                "paper": short, "table": r["table_or_figure"], "paper_model": r["model"],
+                "paper_variant": r["variant"], "paper_dataset": r["dataset"],
+                "ref_dataset": dataset, "suite_model": model,
+                "quantity": "train" if metric.startswith("train") else "test",
+                "statistic": paper_statistic(metric, r["n_runs"]),
+                "relation": value[0], "paper_value": value[1], "paper_std": r["std"],
+                "paper_n": _paper_n(metric, r["n_runs"]), "paper_text": r["value"],
+                "paper_batch": 64 if "batch 64" in str(r["variant"]).lower() else PAPER_BATCH,
+            })
     return pd.DataFrame(rows)
 
 
@@ -264,15 +173,10 @@ def compare(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
     keys = ["family", "block", "depth", "variant", "dataset", "recipe"]
     for key, g in runs.groupby(keys, sort=False, dropna=False):
         first = g.iloc[0]
-        vkey = canonical_variant(first["model"], first["family"], first["block"],
-                                 first["depth"], first["variant"])
         ref_ds, same_data, data_note = data_identity(first["dataset"], first["dataset_label"])
-        for _, p in prow.iterrows():
-            a = p["arch"]
-            if (p["ref_dataset"] != ref_ds or a.block != first["block"]
-                    or a.depth != int(first["depth"]) or vkey not in a.variants
-                    or (a.family is not None and a.family != first["family"])):
-                continue
+        model = _canonical_name(first["model"])
+        joined = prow[(prow["suite_model"] == model) & (prow["ref_dataset"] == ref_ds)]
+        for _, p in joined.iterrows():
             col = "final_test_error_pct" if p["quantity"] == "test" else "final_train_error_pct"
             values = g[col].dropna()
             how = STAT_OF_REPRODUCED[p["statistic"]]
@@ -289,9 +193,8 @@ def compare(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
                     and len(values) != p["paper_n"]:
                 notes.append(f"{p['statistic']} of {len(values)} vs paper's of "
                              f"{int(p['paper_n'])}")
-            if p["paper"] == "V2" and p["statistic"] == "median" and a.family == "v1" \
-                    and a.depth == 110 and p["paper_value"] == 6.61 \
-                    and a.variants == frozenset({""}):
+            if p["paper"] == "V2" and p["statistic"] == "median" \
+                    and p["suite_model"] == "v1-basic-110" and p["paper_value"] == 6.61:
                 notes.append("V2's 6.61 may be V1's mean reused rather than a median")
             out.append({
                 "paper": p["paper"], "table": p["table"], "paper_model": p["paper_model"],
@@ -309,6 +212,16 @@ def compare(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
                 "note": "; ".join(notes),
             })
     return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
+
+
+def _canonical_name(model: str) -> str:
+    """A run's model name as the reference spells it (records written by an older version may
+    carry a non-canonical spelling); a name this version cannot parse meets no paper row."""
+    from resnet_bench.models.spec import ModelNameError, parse_model_name
+    try:
+        return parse_model_name(model).name
+    except ModelNameError:
+        return ""
 
 
 def _within(p, repro: float, diff: float):

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.models.spec import FAMILY_ORDER
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "layer", "name", "channels", "std", "std_all", "rank", "n_images"]
@@ -128,9 +129,6 @@ def layer_responses(runs: Iterable[TrainedRun | str | os.PathLike], *, max_image
         from resnet_bench.plots.inside import plot_layer_responses
         plot_layer_responses(table, out_dir, name)
     return table
-
-
-FAMILY_ORDER = {"plain": 0, "v1": 1, "v2": 2}
 
 
 def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:

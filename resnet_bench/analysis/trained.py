@@ -47,25 +47,13 @@ class TrainedRun:
         """The columns that say which run a table row belongs to."""
         return {"run_id": self.run_id, "model": self.model_name, "family": self.spec.family,
                 "block": self.spec.block, "depth": self.spec.depth, "variant": self.spec.variant,
-                "seed": self.seed, "label": model_label(self.spec)}
+                "seed": self.seed, "label": self.spec.label}
 
     def heldout_batches(self, batch_size: int = 500, max_images: int | None = None
                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The first `max_images` test images (all if None), normalised, in batches."""
         n = len(self.test_y) if max_images is None else min(int(max_images), len(self.test_y))
         return self.loader.eval_batches(self.test_x[:n], self.test_y[:n], int(batch_size))
-
-
-def model_label(spec) -> str:
-    """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
-    from resnet_bench.models.spec import default_variant
-    base = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}[spec.family]
-    label = f"{base}-{spec.depth}"
-    if spec.block == "bottleneck" and spec.depth not in (164, 1001):
-        label += " (bottleneck)"
-    if spec.variant != default_variant(spec.family, spec.block):
-        label += f" {spec.variant}"
-    return label
 
 
 def run_ids(dirs: list[Path]) -> list[str]:

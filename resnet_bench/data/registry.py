@@ -18,18 +18,26 @@ LOADERS: dict[str, Callable[..., ImageDataset]] = {
     "folder": load_folder,
 }
 KINDS = tuple(LOADERS)
+# Other names for a kind (torchvision's), resolved here so a run records the kind's own name.
+KIND_ALIASES = {"imagefolder": "folder"}
 _OPTION_SOURCES = {"synthetic": load_synthetic, "cifar10": load_cifar, "cifar100": load_cifar,
                    "folder": load_folder}
 
 
+def canonical_kind(kind: str) -> str:
+    """`imagefolder` -> `folder`; any other name as it is."""
+    return KIND_ALIASES.get(kind, kind)
+
+
 def options_for(kind: str) -> list[str]:
     """Keyword options a kind accepts (for error messages and the CLI)."""
-    sig = inspect.signature(_OPTION_SOURCES[kind])
+    sig = inspect.signature(_OPTION_SOURCES[canonical_kind(kind)])
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def load_dataset(kind: str, root: str | Path | None = None, **options) -> ImageDataset:
-    """Load a dataset of `kind` (synthetic, cifar10, cifar100, folder) from `root`."""
+    """Load a dataset of `kind` (synthetic, cifar10, cifar100, folder or imagefolder) from `root`."""
+    kind = canonical_kind(kind)
     if kind not in LOADERS:
         raise DatasetError(kind, f"unknown dataset kind; valid kinds: {', '.join(KINDS)}")
     valid = options_for(kind)

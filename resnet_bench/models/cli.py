@@ -1,4 +1,5 @@
-"""`resnet-bench models`: list the registered networks (or the named ones) with params and MACs."""
+"""`resnet-bench models`: list the registered networks (or the named ones) with params and MACs;
+`--aliases`: the short names accepted for the papers' networks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from .cost import model_costs
 from .registry import list_models, model_source
-from .spec import BLOCKS, FAMILIES, parse_model_name
+from .spec import ALIASES, BLOCKS, FAMILIES, parse_model_name
 
 COLUMNS = ("name", "family", "block", "depth", "variant", "params", "macs", "source")
 
@@ -21,6 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", choices=sorted({b for bs in BLOCKS.values() for b in bs}), help="only this block")
     parser.add_argument("--depth", type=int, help="only this depth")
     parser.add_argument("--num-classes", type=int, default=10, help="FC width for the counts (default 10)")
+    parser.add_argument("--aliases", action="store_true",
+                        help="list the aliases (resnet56, plain20, preact_resnet164, ...) and the names they stand for")
 
 
 def _rows(args: argparse.Namespace) -> list[dict]:
@@ -38,6 +41,11 @@ def _rows(args: argparse.Namespace) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.aliases:
+        width = max(map(len, ALIASES))
+        for alias, name in ALIASES.items():
+            print(f"{alias:<{width}}  {name}")
+        return 0
     rows = _rows(args)
     if args.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")

@@ -2,7 +2,7 @@
 
 MACs come from torch's own FLOP counter (`FlopCounterMode`, MACs = FLOPs / 2) over one inference
 forward pass. It counts convolutions and the FC layer; BN, ReLU, additions, gates' sigmoids and
-pooling are not counted, which is the convention of anchors.md Sec. 2. The forward pass runs on the
+pooling are not counted, the usual convention for published FLOP counts. The forward pass runs on the
 'meta' device: shapes only, no activation memory, no arithmetic.
 
 Results are cached in memory and in a JSON file (`$RESNET_BENCH_CACHE`, default
@@ -32,11 +32,11 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure_cost(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
+def measure_cost(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
     """(params, MACs per image), computed now on the meta device."""
     # Built on the CPU and then moved: building under `torch.device("meta")` is ~3x slower, since
     # that mode intercepts every torch call made while the modules are constructed.
-    model = build_model(name, num_classes=num_classes, in_channels=in_channels).eval().to("meta")
+    model = build_model(spec, num_classes=num_classes, in_channels=in_channels).eval().to("meta")
     x = torch.empty(1, in_channels, IMAGE_SIZE, IMAGE_SIZE, device="meta")
     params = count_params(model)
     # The counter gives BN no FLOPs, but on 'meta' BN runs through slow Python decompositions:
@@ -92,12 +92,10 @@ def _save_disk(entries: dict[str, list[int]]) -> None:
 _memory: dict[str, tuple[int, int]] = {}
 
 
-def model_costs(names: list[str | ModelSpec], num_classes: int = 10, in_channels: int = 3) -> dict[str, tuple[int, int]]:
+def model_costs(specs: list[ModelSpec | str], num_classes: int = 10, in_channels: int = 3) -> dict[str, tuple[int, int]]:
     """Cost of several networks, computing (and caching) only the missing ones."""
-    keys = {}
-    for n in names:
-        spec = n if isinstance(n, ModelSpec) else parse_model_name(n)
-        keys[spec.name] = f"{spec.name}|{num_classes}|{in_channels}"
+    by_name = {spec.name: spec for spec in map(parse_model_name, specs)}
+    keys = {name: f"{name}|{num_classes}|{in_channels}" for name in by_name}
     missing = [k for k in keys.values() if k not in _memory]
     if missing:
         disk = _load_disk()
@@ -107,13 +105,13 @@ def model_costs(names: list[str | ModelSpec], num_classes: int = 10, in_channels
         todo = [name for name, k in keys.items() if k not in _memory]
         if todo:
             for name in todo:
-                _memory[keys[name]] = measure_cost(name, num_classes, in_channels)
+                _memory[keys[name]] = measure_cost(by_name[name], num_classes, in_channels)
             disk = _load_disk()  # re-read: another process may have added entries meanwhile
             disk.update({k: list(v) for k, v in _memory.items()})
             _save_disk(disk)
     return {name: _memory[k] for name, k in keys.items()}
 
 
-def model_cost(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
+def model_cost(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
     """(params, MACs per 32x32 image) of a network; cached."""
-    return next(iter(model_costs([name], num_classes, in_channels).values()))
+    return next(iter(model_costs([spec], num_classes, in_channels).values()))

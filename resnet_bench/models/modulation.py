@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .spec import Modulation
+
 
 class Unmodulated(nn.Module):
     """The original unit: shortcut x 1, F x 1."""
@@ -89,27 +91,14 @@ class ShortcutDropout(nn.Module):
         return self.dropout(shortcut), residual
 
 
-def make_modulation(variant: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """The modulation a canonical variant name asks for (`Unmodulated` for all non-Table-1 variants)."""
-    kind, _, rest = variant.partition("-")
-    if kind == "scale":  # scale-s<l>[-f<m>]
-        parts = dict((p[0], float(p[1:])) for p in _split_numbers(rest))
-        return ConstantScaling(parts["s"], parts.get("f", 1.0))
-    if kind == "exgate":
-        return ExclusiveGating(in_channels, out_channels, stride, float(rest[1:]))
-    if kind == "scgate":
-        return ShortcutOnlyGating(in_channels, out_channels, stride, float(rest[1:]))
-    if kind == "dropsc":
-        return ShortcutDropout(float(rest[1:]) if rest else 0.5)
+def make_modulation(modulation: Modulation, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The module for a spec's `modulation` (`Unmodulated` for all non-Table-1 variants)."""
+    if modulation.kind == "scale":  # scale-s<l>[-f<m>]
+        return ConstantScaling(modulation.shortcut, modulation.residual)
+    if modulation.kind == "exgate":
+        return ExclusiveGating(in_channels, out_channels, stride, modulation.gate_bias)
+    if modulation.kind == "scgate":
+        return ShortcutOnlyGating(in_channels, out_channels, stride, modulation.gate_bias)
+    if modulation.kind == "dropsc":
+        return ShortcutDropout(modulation.dropout)
     return Unmodulated()
-
-
-def _split_numbers(text: str) -> list[str]:
-    """'s0.5-f-1' -> ['s0.5', 'f-1']: split on '-' only where a letter key follows."""
-    out: list[str] = []
-    for piece in text.split("-"):
-        if piece and piece[0].isalpha():
-            out.append(piece)
-        else:  # a minus sign belonging to the previous key's number
-            out[-1] += "-" + piece
-    return out

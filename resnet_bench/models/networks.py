@@ -35,24 +35,28 @@ STAGE_WIDTHS = (16, 32, 64)  # inner width of each stage; a bottleneck unit outp
 BOTTLENECK_EXPANSION = 4
 
 
+UNIT_CLASSES: dict[str, type[Unit]] = {
+    "plain": PlainUnit,
+    "original": OriginalUnit,
+    "bn-after-addition": BNAfterAdditionUnit,
+    "relu-before-addition": ReLUBeforeAdditionUnit,
+    "full-preact": PreActUnit,
+    "relu-only-preact": ReLUOnlyPreActUnit,
+}
+
+
 def unit_class(spec: ModelSpec) -> type[Unit]:
-    if spec.family == "plain":
-        return PlainUnit
-    if spec.family == "v1":
-        return {"bnafter": BNAfterAdditionUnit, "relubefore": ReLUBeforeAdditionUnit}.get(spec.variant, OriginalUnit)
-    return ReLUOnlyPreActUnit if spec.variant == "reluonly" else PreActUnit
+    return UNIT_CLASSES[spec.unit]
 
 
 def _make_unit(spec: ModelSpec, in_channels: int, out_channels: int, stride: int, first: bool) -> Unit:
     cls = unit_class(spec)
-    shape = "1layer" if spec.variant == "1layer" else spec.block
-    plan = layer_plan(shape, in_channels, out_channels, stride)
+    plan = layer_plan(spec.unit_shape, in_channels, out_channels, stride)
     if cls is PlainUnit:
         return PlainUnit(plan)
-    option = spec.variant if spec.variant in ("optA", "optB", "optC") else ("optA" if spec.block == "basic" else "optB")
     # A projection is a weight layer, so it gets the BN that the unit's other weight layers get.
-    shortcut = make_shortcut(option, in_channels, out_channels, stride, bn=cls is not PreActUnit)
-    modulation = make_modulation(spec.variant, in_channels, out_channels, stride)
+    shortcut = make_shortcut(spec.shortcut, in_channels, out_channels, stride, bn=cls is not PreActUnit)
+    modulation = make_modulation(spec.modulation, in_channels, out_channels, stride)
     if cls in (PreActUnit, ReLUOnlyPreActUnit):
         return cls(plan, shortcut, modulation, first=first)
     return cls(plan, shortcut, modulation)

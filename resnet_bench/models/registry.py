@@ -1,11 +1,15 @@
-"""The named networks of both papers' CIFAR experiments, and `build_model`."""
+"""The named networks of both papers' CIFAR experiments, and `build_model`.
+
+Torch is imported only by `build_model`, so the registry can be listed without it."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from .networks import CifarResNet
 from .spec import ModelSpec, parse_model_name
+
+if TYPE_CHECKING:
+    from .networks import CifarResNet
 
 V1_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
@@ -60,11 +64,10 @@ def list_models() -> list[ModelSpec]:
 
 def model_source(spec_or_name: ModelSpec | str) -> str:
     """Where the papers use this network ('' for a valid but unnamed one)."""
-    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else parse_model_name(spec_or_name)
-    return REGISTRY.get(spec.name, "")
+    return REGISTRY.get(parse_model_name(spec_or_name).name, "")
 
 
-def build_model(name: str | ModelSpec, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+def build_model(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
     """A freshly initialised network; any valid name works, not only the registered ones."""
-    spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
-    return CifarResNet(spec, num_classes=num_classes, in_channels=in_channels)
+    from .networks import CifarResNet
+    return CifarResNet(parse_model_name(spec), num_classes=num_classes, in_channels=in_channels)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spec import SHORTCUT_OPTIONS
+
 
 class IdentityShortcut(nn.Module):
     parametric = False
@@ -22,7 +24,7 @@ class IdentityShortcut(nn.Module):
 class ZeroPadShortcut(nn.Module):
     """Option A where the shape changes: parameter-free, so the net keeps its plain twin's size.
 
-    Of the three public readings of "identity with extra zero entries padded" (anchors.md Sec. 7) this is
+    Of the three readings of "identity with extra zero entries padded" in public reimplementations this is
     the strided one: keep every second pixel (`x[:, :, ::2, ::2]`, i.e. a 1x1 identity "conv" with
     stride 2, as V1 says shortcuts are "performed with a stride of 2") and append the zero channels
     *after* the existing ones. Appending keeps input channel i at output channel i, so the identity
@@ -63,8 +65,8 @@ class ProjectionShortcut(nn.Sequential):
 
 def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int, bn: bool) -> nn.Module:
     """Option A: identity / zero-pad; B: identity / projection where the shape changes; C: projection always."""
-    if option not in ("optA", "optB", "optC"):
-        raise ValueError(f"unknown shortcut option {option!r}; valid: optA, optB, optC")
+    if option not in SHORTCUT_OPTIONS:
+        raise ValueError(f"unknown shortcut option {option!r}; valid: {', '.join(SHORTCUT_OPTIONS)}")
     same_shape = in_channels == out_channels and stride == 1
     if option == "optC" or (option == "optB" and not same_shape):
         return ProjectionShortcut(in_channels, out_channels, stride, bn)

@@ -18,6 +18,19 @@ The variant vocabulary (one variant per network; the family's default is left ou
     V2 Table 3
         1layer      basic units of a single 3x3 layer, depth 3n+2 (ResNet-110(1layer))
 
+Aliases, the names people already type (the papers' networks only; resolved by
+`parse_model_name`, which returns the canonical spec, so records carry the canonical name):
+
+    resnet20 resnet32 resnet44 resnet56 resnet110 resnet1202   -> v1-basic-N    (V1 Table 6)
+    plain20 plain32 plain44 plain56 plain110                   -> plain-basic-N (V1 Fig. 6)
+    preact_resnet110                                           -> v2-basic-110
+    preact_resnet164 preact_resnet1001                         -> v2-bottleneck-164 / -1001
+
+A spec also carries what the builders and tables need, so no one re-reads the string: the unit
+(`unit`, `unit_shape`), the shortcut option (`shortcut`), the V2 Table 1 modulation
+(`modulation`), labels in the papers' words (`label`, `short_label`) and the papers' order
+(`sort_key`; `FAMILY_ORDER` / `BLOCK_ORDER` for table columns).
+
 Numbers are written with Python's `g` format, so `exgate-b-6` means b = -6 and `scale-s0.5-f0.5`
 means 0.5 / 0.5. A name parses back to the same spec; a non-canonical spelling (`optA` spelled out,
 `b-6.0`) parses to the canonical spec.
@@ -43,8 +56,28 @@ _PATTERNS = {
     "scgate": re.compile(rf"scgate-b(?P<b>{_NUM})"),
     "dropsc": re.compile(rf"dropsc(?:-p(?P<p>{_NUM}))?"),
 }
-_SHORTCUT_OPTIONS = ("optA", "optB", "optC")
+SHORTCUT_OPTIONS = ("optA", "optB", "optC")  # V1 Sec. 3.3 options A/B/C
 _TABLE1 = ("scale-s<l>[-f<m>]", "exgate-b<b>", "scgate-b<b>", "dropsc[-p<p>]")
+
+# The papers' reading order: plain before original before pre-activation, basic before bottleneck.
+FAMILY_ORDER = {f: i for i, f in enumerate(FAMILIES)}
+BLOCK_ORDER = {"basic": 0, "bottleneck": 1}
+# The papers' words for a family in a figure label (V1: plain-20, ResNet-56; V2: pre-act ResNet).
+FAMILY_LABELS = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}
+
+# Which unit (V1 Fig. 2 / V2 Fig. 4) a family and variant draw; models/units.py has one class each.
+UNITS = ("plain", "original", "bn-after-addition", "relu-before-addition", "full-preact",
+         "relu-only-preact")
+_UNIT_OF_VARIANT = {"bnafter": "bn-after-addition", "relubefore": "relu-before-addition",
+                    "reluonly": "relu-only-preact"}
+
+ALIASES = {
+    **{f"resnet{d}": f"v1-basic-{d}" for d in (20, 32, 44, 56, 110, 1202)},
+    **{f"plain{d}": f"plain-basic-{d}" for d in (20, 32, 44, 56, 110)},
+    "preact_resnet110": "v2-basic-110",
+    "preact_resnet164": "v2-bottleneck-164",
+    "preact_resnet1001": "v2-bottleneck-1001",
+}
 
 
 class ModelNameError(ValueError):
@@ -62,7 +95,7 @@ def default_variant(family: str, block: str) -> str:
 def _valid_variants(family: str, block: str) -> list[str]:
     if family == "plain":
         return ["none"]
-    names = list(_SHORTCUT_OPTIONS)
+    names = list(SHORTCUT_OPTIONS)
     if family == "v1":
         names += list(_TABLE1) + ["bnafter", "relubefore"]
     else:
@@ -103,6 +136,38 @@ def canonical_variant(family: str, block: str, variant: str | None) -> str:
     raise ModelNameError(
         f"unknown variant {variant!r} for {family}-{block}; valid: {', '.join(valid)}"
     )
+
+
+def base_name(family: str, block: str, depth: int) -> str:
+    """The name of the family/block/depth's default variant (no variant suffix)."""
+    return f"{family}-{block}-{int(depth)}"
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """What multiplies the two summands (V2 Table 1): `kind` is none, scale, exgate, scgate or
+    dropsc; `shortcut`/`residual` the constant factors (scale), `gate_bias` the initial b_g
+    (exgate, scgate), `dropout` the probability on the shortcut (dropsc)."""
+
+    kind: str = "none"
+    shortcut: float = 1.0
+    residual: float = 1.0
+    gate_bias: float | None = None
+    dropout: float | None = None
+
+
+def _modulation(variant: str) -> Modulation:
+    """The modulation of a canonical variant (`none` for every non-Table-1 variant)."""
+    for kind, pattern in _PATTERNS.items():
+        m = pattern.fullmatch(variant)
+        if m is None:
+            continue
+        if kind == "scale":
+            return Modulation(kind, shortcut=float(m["s"]), residual=float(m["f"] or 1))
+        if kind == "dropsc":
+            return Modulation(kind, dropout=float(m["p"] or 0.5))
+        return Modulation(kind, gate_bias=float(m["b"]))
+    return Modulation()
 
 
 def layers_per_unit(block: str, variant: str) -> int:
@@ -146,9 +211,59 @@ class ModelSpec:
             )
 
     @property
+    def is_default(self) -> bool:
+        """The family/block's default unit and shortcut (its name has no variant suffix)."""
+        return self.variant == default_variant(self.family, self.block)
+
+    @property
+    def base_name(self) -> str:
+        return base_name(self.family, self.block, self.depth)
+
+    @property
     def name(self) -> str:
-        base = f"{self.family}-{self.block}-{self.depth}"
-        return base if self.variant == default_variant(self.family, self.block) else f"{base}-{self.variant}"
+        return self.base_name if self.is_default else f"{self.base_name}-{self.variant}"
+
+    @property
+    def unit(self) -> str:
+        """One of UNITS: the residual unit this network is built of."""
+        if self.family == "plain":
+            return "plain"
+        default = "original" if self.family == "v1" else "full-preact"
+        return _UNIT_OF_VARIANT.get(self.variant, default)
+
+    @property
+    def unit_shape(self) -> str:
+        """The unit's weight layers: basic (two 3x3), bottleneck (1x1-3x3-1x1) or 1layer (one 3x3)."""
+        return "1layer" if self.variant == "1layer" else self.block
+
+    @property
+    def shortcut(self) -> str | None:
+        """The shortcut option at every unit (None: a plain net has none)."""
+        if self.family == "plain":
+            return None
+        return self.variant if self.variant in SHORTCUT_OPTIONS else default_variant(self.family, self.block)
+
+    @property
+    def modulation(self) -> Modulation:
+        return _modulation(self.variant)
+
+    @property
+    def label(self) -> str:
+        """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
+        label = f"{FAMILY_LABELS[self.family]}-{self.depth}"
+        if self.block == "bottleneck" and self.depth not in (164, 1001):
+            label += " (bottleneck)"
+        return label if self.is_default else f"{label} {self.variant}"
+
+    @property
+    def short_label(self) -> str:
+        """plain-20, ResNet-56: the papers' names for a net whose unit the figure says elsewhere."""
+        return f"{'plain' if self.family == 'plain' else 'ResNet'}-{self.depth}"
+
+    @property
+    def sort_key(self) -> tuple:
+        """The papers' order: family, block, depth, then variant."""
+        return FAMILY_ORDER[self.family], BLOCK_ORDER[self.block], self.depth, self.variant
 
     @property
     def units_per_stage(self) -> int:
@@ -158,13 +273,18 @@ class ModelSpec:
         return self.name
 
 
-def parse_model_name(name: str) -> ModelSpec:
-    """`v1-basic-110-exgate-b-6` -> ModelSpec('v1', 'basic', 110, 'exgate-b-6'); any valid depth."""
-    parts = str(name).strip().split("-", 3)
+def parse_model_name(name: str | ModelSpec) -> ModelSpec:
+    """`v1-basic-110-exgate-b-6` -> ModelSpec('v1', 'basic', 110, 'exgate-b-6'); any valid depth,
+    or an alias (`resnet56` -> v1-basic-56). A spec is returned as it is."""
+    if isinstance(name, ModelSpec):
+        return name
+    text = str(name).strip()
+    text = ALIASES.get(text.lower(), text)
+    parts = text.split("-", 3)
     if len(parts) < 3:
         raise ModelNameError(
             f"model name {name!r} is not {{family}}-{{block}}-{{depth}}[-{{variant}}]; "
-            "e.g. plain-basic-20, v1-basic-56-optB, v2-bottleneck-164"
+            f"e.g. plain-basic-20, v1-basic-56-optB, v2-bottleneck-164; or an alias: {', '.join(ALIASES)}"
         )
     family, block, depth = parts[:3]
     variant = parts[3] if len(parts) == 4 else ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from resnet_bench import validation as V
-from resnet_bench.models import parse_model_name
+from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.train.recipe import Recipe
 
 
@@ -36,24 +36,21 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def models_of(entry: dict[str, Any]) -> list[str]:
-    """Model names of one grid entry: an explicit `models` list, or a product of
-    `family` x `block` x `depth` x `variant` (each a value or a list)."""
-    names: list[str] = []
-    for name in entry.get("models", []):
-        names.append(parse_model_name(name).name)
+def models_of(entry: dict[str, Any]) -> list[ModelSpec]:
+    """The networks of one grid entry: an explicit `models` list (names or aliases), or a
+    product of `family` x `block` x `depth` x `variant` (each a value or a list)."""
+    specs: list[ModelSpec] = [parse_model_name(name) for name in entry.get("models", [])]
     if "family" in entry:
         for family, block, depth, variant in itertools.product(
                 _as_list(entry["family"]), _as_list(entry.get("block", "basic")),
                 _as_list(entry["depth"]), _as_list(entry.get("variant", "default"))):
             if family == "plain" and block != "basic":
                 continue  # the papers have no plain bottleneck nets
-            spec = parse_model_name(f"{family}-{block}-{depth}"
-                                    + ("" if variant in ("default", None) else f"-{variant}"))
-            names.append(spec.name)
-    if not names:
+            specs.append(parse_model_name(f"{family}-{block}-{depth}"
+                                          + ("" if variant in ("default", None) else f"-{variant}")))
+    if not specs:
         raise GridError("grid entry lists no models: give `models: [...]` or `family`/`depth`")
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(specs))
 
 
 def expand(config: dict[str, Any]) -> list[Run]:
@@ -71,9 +68,9 @@ def expand(config: dict[str, Any]) -> list[Run]:
             models = models_of(entry)
         except ValueError as exc:
             raise GridError(f"grid[{i}]: {exc}") from None
-        for ds, model, seed in itertools.product(_as_list(entry["datasets"]), models,
-                                                 _as_list(entry["seeds"])):
-            runs.append(Run(ds, entry["recipe"], model, int(seed)))
+        for ds, spec, seed in itertools.product(_as_list(entry["datasets"]), models,
+                                                _as_list(entry["seeds"])):
+            runs.append(Run(ds, entry["recipe"], spec.name, int(seed)))  # the name: a path part
     return sorted(set(runs))
 
 

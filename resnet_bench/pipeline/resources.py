@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from resnet_bench.models import model_cost, parse_model_name
+from resnet_bench.models import model_cost
+from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.train.recipe import Recipe
 
 DEFAULTS = {
@@ -23,23 +24,23 @@ DEFAULTS = {
 }
 
 
-def training_flops(model: str, recipe: Recipe, image_size: int = 32) -> float:
-    _, macs = model_cost(model)
+def training_flops(spec: ModelSpec, recipe: Recipe, image_size: int = 32) -> float:
+    _, macs = model_cost(spec)
     scale = (image_size / 32) ** 2
     return recipe.iterations * recipe.batch_size * macs * scale * 2 * 3
 
 
-def runtime_min(model: str, recipe: Recipe, device: str, settings: dict[str, Any] | None = None,
-                attempt: int = 1) -> int:
+def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
+                settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
     s = {**DEFAULTS, **(settings or {})}
     tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"]
-    seconds = training_flops(model, recipe) / (tflops * 1e12) * s["safety"]
+    seconds = training_flops(parse_model_name(model), recipe) / (tflops * 1e12) * s["safety"]
     if recipe.activation_checkpointing or attempt > 1:
         seconds *= 1.4  # recomputing activations costs about one more forward
     return max(int(s["min_runtime_min"]), math.ceil(seconds / 60))
 
 
-def mem_mb(model: str, recipe: Recipe, settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
+def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
     """Host memory: the dataset and framework, plus the activations when training on CPU.
 
     A retry asks for more, never less: a job killed for host memory must not be resubmitted
@@ -47,7 +48,7 @@ def mem_mb(model: str, recipe: Recipe, settings: dict[str, Any] | None = None, a
     """
     s = {**DEFAULTS, **(settings or {})}
     spec = parse_model_name(model)
-    # ~5 stored activations of a 16x32x32 fp32 map per layer and image (anchors.md §2).
+    # ~5 stored activations of a 16x32x32 fp32 map per layer and image (a rough upper bound).
     per_image_layer = 5 * 16 * 32 * 32 * 4
     act = spec.depth * recipe.batch_size * per_image_layer
     if recipe.precision == "bf16":

@@ -27,9 +27,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resnet_bench.analysis.aggregate import base_name, is_default_variant, sort_runs
+from resnet_bench.analysis.aggregate import is_default_variant, sort_runs
 from resnet_bench.analysis.claims import CLAIM_COLUMNS
 from resnet_bench.analysis.tables import read_table
+from resnet_bench.models.spec import base_name, parse_model_name
 from resnet_bench.plots import style
 
 MAX_POINTS = 400
@@ -169,8 +170,7 @@ def curve_data(data: PlotData, runs: pd.DataFrame, series, label, panel=None) ->
 
 
 def net_label(run) -> str:
-    name = {"plain": "plain", "v1": "ResNet", "v2": "ResNet"}[run["family"]]
-    return f"{name}-{int(run['depth'])}"
+    return parse_model_name(run["model"]).short_label
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,9 +15,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from resnet_bench.models.spec import FAMILY_ORDER
 from resnet_bench.plots import style
-
-FAMILY_ORDER = {"plain": 0, "v1": 1, "v2": 2}
 
 
 def _label_order(df: pd.DataFrame) -> list[str]:

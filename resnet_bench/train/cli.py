@@ -135,10 +135,15 @@ def parse_options(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet_bench.data.registry import canonical_kind
+    from resnet_bench.models.spec import parse_model_name
     from resnet_bench.validation import check_threads
     # Every value is checked (resnet_bench.validation: the rules the pipeline checks too)
-    # before a GPU slot is claimed, any data is loaded or any file is written.
-    config = RunConfig(model=args.model, dataset=args.dataset, seed=args.seed,
+    # before a GPU slot is claimed, any data is loaded or any file is written. Aliases
+    # (resnet56, imagefolder) are resolved here, so the records carry the canonical names.
+    config = RunConfig(model=parse_model_name(args.model).name,
+                       dataset=args.dataset if args.prepared else canonical_kind(args.dataset),
+                       seed=args.seed,
                        recipe=recipe_from_args(args), data_dir=args.data_dir,
                        data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
