@@ -219,6 +219,8 @@ DATASET_KINDS = ("synthetic", "cifar10", "cifar100", "folder")
 
 
 def check_dataset_options(kind: str, options: Any, where: str = "data option ") -> dict[str, Any]:
+    from resnet_bench.data.registry import canonical_kind
+    kind = canonical_kind(kind)
     if kind not in DATASET_KINDS:
         raise refuse("dataset", kind, "one of " + ", ".join(DATASET_KINDS))
     if not isinstance(options, Mapping):
@@ -233,6 +235,8 @@ def check_dataset_options(kind: str, options: Any, where: str = "data option ") 
 
 def known_train_size(kind: str, options: Mapping[str, Any]) -> int | None:
     """Training-set size known without loading anything (None for folders and prepared files)."""
+    from resnet_bench.data.registry import canonical_kind
+    kind = canonical_kind(kind)
     if kind == "synthetic":
         from resnet_bench.data.synthetic import DEFAULT_TRAIN
         return int(options.get("train_size", DEFAULT_TRAIN))

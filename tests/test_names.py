@@ -199,3 +199,21 @@ def test_reference_without_the_name_column_is_refused(tmp_path):
     load_reference().drop(columns="suite_model").to_csv(old, index=False)
     with pytest.raises(ValueError, match="no suite_model column"):
         load_reference(old)
+
+
+def test_imagefolder_is_folder_in_data_prepare_and_the_pipeline_validation(tmp_path):
+    from PIL import Image
+    from resnet_bench.cli import main
+    from resnet_bench.validation import check_dataset_options, known_train_size
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "tree" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "tree" / split / cls / f"{i}.png")
+    out = tmp_path / "prepared.pt"
+    assert main(["data", "prepare", "--dataset", "imagefolder", "--root", str(tmp_path / "tree"),
+                 "--image-size", "8", "--out", str(out)]) == 0
+    assert out.exists()
+    assert check_dataset_options("imagefolder", {"image_size": 8}) == check_dataset_options("folder", {"image_size": 8})
+    assert known_train_size("imagefolder", {}) is None

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .prepared import load_prepared, prepare_dataset
-from .registry import KINDS
+from .registry import KIND_ALIASES, KINDS, canonical_kind
 
 
 def _image_size(text: str) -> int | list[int]:
@@ -22,7 +22,8 @@ def _image_size(text: str) -> int | list[int]:
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = sub.add_parser("prepare", help="load a dataset and write it as one prepared file")
-    p.add_argument("--dataset", required=True, choices=KINDS, help="dataset kind")
+    p.add_argument("--dataset", required=True, choices=KINDS + tuple(KIND_ALIASES), type=canonical_kind,
+                   help="dataset kind (imagefolder = folder)")
     p.add_argument("--root", help="data directory or archive (cifar10/cifar100/folder)")
     p.add_argument("--out", required=True, help="prepared file to write (atomically)")
     g = p.add_argument_group("synthetic")
