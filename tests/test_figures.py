@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_grid, write_run  # noqa: E402
 
-from resnet_bench.analysis.aggregate import load_runs  # noqa: E402
-from resnet_bench.analysis.tables import build_tables, write_tables  # noqa: E402
+from resnet_bench.tables.aggregate import load_runs  # noqa: E402
+from resnet_bench.tables.build import build_tables, write_tables  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 from resnet_bench.plots import figures, style  # noqa: E402
 

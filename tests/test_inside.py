@@ -21,10 +21,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_run  # noqa: E402
 
-from resnet_bench.analysis.depth import depth_challenge  # noqa: E402
-from resnet_bench.analysis.gradients import gradient_flow, gradient_norms, read_grad_log  # noqa: E402
-from resnet_bench.analysis.identity import identity_path, unit_feature_maps, unit_ratios  # noqa: E402
-from resnet_bench.analysis.responses import channel_std, layer_responses, response_stds  # noqa: E402
+from resnet_bench.tables.depth import depth_challenge  # noqa: E402
+from resnet_bench.inside.gradients import gradient_flow, gradient_norms, read_grad_log  # noqa: E402
+from resnet_bench.inside.identity import identity_path, unit_feature_maps, unit_ratios  # noqa: E402
+from resnet_bench.inside.responses import channel_std, layer_responses, response_stds  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 from resnet_bench.data import ImageDataset, save_prepared  # noqa: E402
 from resnet_bench.models import build_model, residual_units, response_layers  # noqa: E402
@@ -429,7 +429,7 @@ def test_real_training_run_feeds_the_analyses(tmp_path, prepared):
 
     # the held-out images an analysis sees are the ones the trainer tested on: re-evaluating the
     # final weights gives the recorded final test loss and error
-    from resnet_bench.analysis.trained import load_trained
+    from resnet_bench.inside.trained import load_trained
     for name in ("v1-basic-8", "v2-basic-8"):
         run = load_trained(runs / name)
         loss, wrong = 0.0, 0

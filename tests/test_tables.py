@@ -14,9 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_grid, write_run  # noqa: E402
 
-from resnet_bench.analysis.aggregate import RecordError, load_runs  # noqa: E402
-from resnet_bench.analysis.paper import canonical_variant, paper_rows  # noqa: E402
-from resnet_bench.analysis.tables import (  # noqa: E402
+from resnet_bench.tables.aggregate import RecordError, load_runs  # noqa: E402
+from resnet_bench.tables.paper import canonical_variant, paper_rows  # noqa: E402
+from resnet_bench.tables.build import (  # noqa: E402
     TABLES, build_tables, paper_style, read_table, write_tables,
 )
 from resnet_bench.cli import main  # noqa: E402

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from resnet_bench.analysis.claims import CLAIMS, PAIRINGS
-from resnet_bench.analysis.tables import TABLES
+from resnet_bench.tables.claims import CLAIMS, PAIRINGS
+from resnet_bench.tables.build import TABLES
 from resnet_bench.models import parse_model_name
 from resnet_bench.plots.figures import FIGURE_CLAIMS, FIGURES
 

@@ -27,9 +27,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resnet_bench.analysis.aggregate import base_name, is_default_variant, sort_runs
-from resnet_bench.analysis.claims import CLAIM_COLUMNS
-from resnet_bench.analysis.tables import read_table
+from resnet_bench.tables.aggregate import base_name, is_default_variant, sort_runs
+from resnet_bench.tables.claims import CLAIM_COLUMNS
+from resnet_bench.tables.build import read_table
 from resnet_bench.plots import style
 
 MAX_POINTS = 400

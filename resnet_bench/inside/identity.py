@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_bench.analysis.responses import sort_table
-from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.inside.responses import sort_table
+from resnet_bench.inside.trained import TrainedRun, held_out_pass, iter_trained
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "unit", "name", "stage", "position", "input_norm", "shortcut_norm", "residual_norm",

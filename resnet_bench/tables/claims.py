@@ -234,7 +234,7 @@ def _paper_text(p) -> str:
 
 def paper_number(prows: pd.DataFrame, claim: Claim, metric: str, spec, ref_dataset: str) -> str:
     """The paper's number for one side of a claim ("" where the paper gives none)."""
-    from resnet_bench.analysis.paper import canonical_variant as paper_variant
+    from resnet_bench.tables.paper import canonical_variant as paper_variant
     quantity = PAPER_QUANTITY.get(metric)
     if quantity is None or prows.empty:
         return ""
@@ -324,7 +324,7 @@ def _row(claim: Claim, group: dict, metric: str, lower_model="", higher_model=""
 def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
                  claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
     """One row per (dataset, recipe, claim, pair of models, metric): see the module doc."""
-    from resnet_bench.analysis.paper import data_identity, paper_rows
+    from resnet_bench.tables.paper import data_identity, paper_rows
     from resnet_bench.models.spec import ModelNameError, parse_model_name
 
     if runs.empty:

@@ -21,8 +21,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from resnet_bench.analysis.responses import sort_table
-from resnet_bench.analysis.trained import model_label
+from resnet_bench.inside.responses import sort_table
+from resnet_bench.inside.trained import model_label
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed", "dataset",
            "recipe", "k", "window", "train_loss", "train_error_pct", "status", "diverged"]
@@ -34,7 +34,7 @@ def depth_challenge(runs: Iterable[str | os.PathLike], *, k: int | None = None, 
     """Training loss after `k` iterations for every run named by `runs` (run directories,
     summary.json files, globs, or parents; read with the strict `resnet-bench aggregate` loader).
     Returns the tidy table (columns `COLUMNS`); with `out_dir`, writes `<name>.csv/.png/.pdf`."""
-    from resnet_bench.analysis.aggregate import load_runs
+    from resnet_bench.tables.aggregate import load_runs
     from resnet_bench.models import parse_model_name
 
     if window < 1:

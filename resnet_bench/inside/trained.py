@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from resnet_bench.analysis.aggregate import read_record_json
+from resnet_bench.tables.aggregate import read_record_json
 from resnet_bench.train.loop import load_run_data, split_training_set
 
 MODEL_FILE = "model.pt"
@@ -79,7 +79,7 @@ def run_ids(dirs: list[Path]) -> list[str]:
 def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     """Finished run directories named by `paths` (directories, summary.json files, globs, or
     parents searched for summary.json): the rule of `resnet-bench aggregate`."""
-    from resnet_bench.analysis.aggregate import find_run_dirs
+    from resnet_bench.tables.aggregate import find_run_dirs
     return find_run_dirs(list(paths))
 
 

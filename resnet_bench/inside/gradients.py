@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_bench.analysis.responses import FAMILY_ORDER
-from resnet_bench.analysis.trained import find_runs, model_label, run_ids
+from resnet_bench.inside.responses import FAMILY_ORDER
+from resnet_bench.inside.trained import find_runs, model_label, run_ids
 
 COLUMNS = ["source", "run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "iteration", "quantity", "layer", "name", "position", "grad_norm", "weight_norm"]
@@ -107,7 +107,7 @@ def _spec_columns(name: str) -> dict:
 def fixed_batch(dataset, batch_size: int = 128, normalize: str = "pixel",
                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The first `batch_size` training images, unaugmented, normalised with training statistics."""
-    from resnet_bench.analysis.trained import make_loader
+    from resnet_bench.inside.trained import make_loader
     loader = make_loader(dataset, {"normalize": normalize}, 0, torch.device(device))
     n = min(int(batch_size), len(dataset.train_y))
     return next(iter(loader.eval_batches(dataset.train_x[:n], dataset.train_y[:n], n)))

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.inside.trained import TrainedRun, held_out_pass, iter_trained
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "layer", "name", "channels", "std", "std_all", "rank", "n_images"]

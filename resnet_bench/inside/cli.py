@@ -97,13 +97,13 @@ def run(args: argparse.Namespace) -> int:
     what = args.analysis
     _positive(args, "max_images", "batch_size", "channels", "k", "window", "unit")
     if what == "responses":
-        from resnet_bench.analysis.responses import layer_responses
+        from resnet_bench.inside.responses import layer_responses
         table = layer_responses(args.runs, max_images=args.max_images, batch_size=args.batch_size,
                                 device=_device(args.device), prepared=args.prepared,
                                 out_dir=args.out, name=args.name)
         summary = f"{table['run_id'].nunique()} run(s), {len(table)} layer row(s)"
     elif what == "gradients":
-        from resnet_bench.analysis.gradients import gradient_flow
+        from resnet_bench.inside.gradients import gradient_flow
         dataset = None
         if args.models:
             from resnet_bench import data
@@ -119,14 +119,14 @@ def run(args: argparse.Namespace) -> int:
                    f"{table.loc[table['source'] == 'run', 'run_id'].nunique()} run(s), "
                    f"{len(table)} row(s)")
     elif what == "identity":
-        from resnet_bench.analysis.identity import identity_path
+        from resnet_bench.inside.identity import identity_path
         table = identity_path(args.runs, max_images=args.max_images, batch_size=args.batch_size,
                               device=_device(args.device), prepared=args.prepared,
                               maps_unit=args.unit, maps_image=args.image,
                               maps_channels=args.channels, out_dir=args.out, name=args.name)
         summary = f"{table['run_id'].nunique()} run(s), {len(table)} unit row(s)"
     else:
-        from resnet_bench.analysis.depth import depth_challenge
+        from resnet_bench.tables.depth import depth_challenge
         table = depth_challenge(args.runs, k=args.k, window=args.window, out_dir=args.out,
                                 name=args.name)
         summary = (f"{len(table)} run(s) at k={int(table['k'].iloc[0])}, "

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.analysis.aggregate import (
+from resnet_bench.tables.aggregate import (
     CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, RunSet, sort_runs,
 )
-from resnet_bench.analysis import claims
-from resnet_bench.analysis.paper import COMPARISON_COLUMNS, compare
+from resnet_bench.tables import claims
+from resnet_bench.tables.paper import COMPARISON_COLUMNS, compare
 
 TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
