@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_bench.inside.responses import FAMILY_ORDER
-from resnet_bench.inside.trained import find_runs, model_label, run_ids
+from resnet_bench.inside.trained import find_runs, run_ids
+from resnet_bench.schema import FAMILY_ORDER, model_label, write_csv
 
 COLUMNS = ["source", "run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "iteration", "quantity", "layer", "name", "position", "grad_norm", "weight_norm"]
@@ -186,7 +186,7 @@ def gradient_flow(models: Sequence[str] = (), seeds: Sequence[int] = (0,), *,
                   name: str = "gradient_flow") -> pd.DataFrame:
     """Gradient norms at initialisation (`models` x `seeds` on a fixed batch of `dataset`) and
     during training (the `grad_norms.csv` of `runs`), in one tidy table (columns `COLUMNS`).
-    With `out_dir`, also writes `<name>.csv/.png/.pdf` there."""
+    With `out_dir`, also writes it as `<name>.csv` there (the figure: resnet_bench.plots.inside)."""
     frames = []
     if models:
         if dataset is None:
@@ -206,6 +206,5 @@ def gradient_flow(models: Sequence[str] = (), seeds: Sequence[int] = (0,), *,
             "run_id", "layer"]
     table = table.sort_values(keys, kind="stable").reset_index(drop=True)[COLUMNS]
     if out_dir is not None:
-        from resnet_bench.plots.inside import plot_gradient_flow
-        plot_gradient_flow(table, out_dir, name)
+        write_csv(table, out_dir, name)
     return table

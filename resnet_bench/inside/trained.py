@@ -17,8 +17,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from resnet_bench.data.runs import load_run_data, split_training_set
+from resnet_bench.schema import model_label
 from resnet_bench.tables.aggregate import read_record_json
-from resnet_bench.train.loop import load_run_data, split_training_set
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -54,18 +55,6 @@ class TrainedRun:
         """The first `max_images` test images (all if None), normalised, in batches."""
         n = len(self.test_y) if max_images is None else min(int(max_images), len(self.test_y))
         return self.loader.eval_batches(self.test_x[:n], self.test_y[:n], int(batch_size))
-
-
-def model_label(spec) -> str:
-    """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
-    from resnet_bench.models.spec import default_variant
-    base = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}[spec.family]
-    label = f"{base}-{spec.depth}"
-    if spec.block == "bottleneck" and spec.depth not in (164, 1001):
-        label += " (bottleneck)"
-    if spec.variant != default_variant(spec.family, spec.block):
-        label += f" {spec.variant}"
-    return label
 
 
 def run_ids(dirs: list[Path]) -> list[str]:

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from resnet_bench.schema import (  # noqa: F401  (the tables' columns and order, re-exported)
+    BLOCK_ORDER, BLOCKS, CURVE_COLUMNS, FAMILIES, FAMILY_ORDER, ID_COLUMNS, RUN_COLUMNS,
+    base_name, is_default_variant, sort_runs,
+)
+
 STATUSES = ("completed", "diverged")
-FAMILIES = ("plain", "v1", "v2")
-BLOCKS = ("basic", "bottleneck")
 SPLITS = ("test", "val")
 
-ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
-              "dataset_label", "seed", "recipe"]
 TRAIN_COLUMNS = ["iteration", "epoch", "lr", "loss", "error_pct"]
 EVAL_COLUMNS = ["iteration", "split", "loss", "error_pct"]
-CURVE_COLUMNS = ID_COLUMNS + ["split"] + TRAIN_COLUMNS
 
 # summary.json keys (architecture.md). All must be present; the numeric results may be null/NaN
 # only for a diverged run, the cost/speed figures may be null for any run.
@@ -48,18 +48,6 @@ COST_KEYS = ("wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "t
 # row of eval_log.csv; allow for rounding in either file.
 FINAL_MATCH_TOL_PCT = 0.01
 
-RUN_COLUMNS = ID_COLUMNS + [
-    "status", "iterations", "planned_iterations", "batch_size",
-    "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",
-    "final_val_error_pct",
-    "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
-    "params", "macs", "activation_checkpointing", "resumed", "device", "path",
-]
-
-FAMILY_ORDER = {f: i for i, f in enumerate(FAMILIES)}
-BLOCK_ORDER = {b: i for i, b in enumerate(BLOCKS)}
-
-
 class RecordError(ValueError):
     """A run record that is missing or does not follow the documented format."""
 
@@ -68,32 +56,6 @@ class RecordError(ValueError):
 class RunSet:
     runs: pd.DataFrame     # one row per run, RUN_COLUMNS
     curves: pd.DataFrame   # tidy curves, CURVE_COLUMNS; split is train, test or val
-
-
-def base_name(family: str, block: str, depth: int) -> str:
-    """The model name of the default variant (architecture.md name grammar)."""
-    return f"{family}-{block}-{int(depth)}"
-
-
-def is_default_variant(runs: pd.DataFrame) -> pd.Series:
-    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
-    base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
-    return runs["model"] == pd.Series(base, index=runs.index)
-
-
-def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Order rows the way the papers read: family, block, depth, variant, dataset, recipe, seed."""
-    keys = [k for k in ("family", "block", "depth", "variant", "dataset", "recipe", "seed",
-                        "run_id") if k in df.columns]
-
-    def order(col: pd.Series) -> pd.Series:
-        if col.name == "family":
-            return col.map(FAMILY_ORDER).fillna(len(FAMILY_ORDER))
-        if col.name == "block":
-            return col.map(BLOCK_ORDER).fillna(len(BLOCK_ORDER))
-        return col
-
-    return df.sort_values(keys, key=order, kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
