@@ -61,13 +61,13 @@ def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
 
 
 def model_label(spec) -> str:
-    """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
-    from resnet_bench.models.spec import default_variant
+    """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)
+    for a `resnet_bench.models.ModelSpec`."""
     base = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}[spec.family]
     label = f"{base}-{spec.depth}"
     if spec.block == "bottleneck" and spec.depth not in (164, 1001):
         label += " (bottleneck)"
-    if spec.variant != default_variant(spec.family, spec.block):
+    if spec.name != base_name(spec.family, spec.block, spec.depth):   # not the default variant
         label += f" {spec.variant}"
     return label
 

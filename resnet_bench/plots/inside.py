@@ -17,8 +17,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from resnet_bench import schema
 from resnet_bench.plots import style
+from resnet_bench.schema import MAP_PLANES, analysis_stems, read_analysis
 
 FAMILY_ORDER = {"plain": 0, "v1": 1, "v2": 2}
 
@@ -206,20 +206,20 @@ def plot_feature_maps(maps: pd.DataFrame, out_dir: str | os.PathLike,
     # one row of panels per (run, channel), in the table's order
     keys = list(dict.fromkeys(zip(maps["run_id"], maps["channel"])))
     nrows = len(keys)
-    fig, axes = style.figure(ncols=len(schema.MAP_PLANES), nrows=nrows)
-    fig.set_size_inches(1.6 * len(schema.MAP_PLANES) + 1.0, 1.5 * nrows + 0.4)
+    fig, axes = style.figure(ncols=len(MAP_PLANES), nrows=nrows)
+    fig.set_size_inches(1.6 * len(MAP_PLANES) + 1.0, 1.5 * nrows + 0.4)
     by_row = dict(tuple(maps.groupby(["run_id", "channel"], sort=False)))
     for r, key in enumerate(keys):
         part = by_row[key]
         first = part.iloc[0]
         planes = {}
-        for k in schema.MAP_PLANES:
+        for k in MAP_PLANES:
             px = part[part["map"] == k]
             plane = np.zeros((int(px["row"].max()) + 1, int(px["col"].max()) + 1))
             plane[px["row"].to_numpy(), px["col"].to_numpy()] = px["value"].to_numpy()
             planes[k] = plane
         vmax = max(float(np.abs(p).max()) for p in planes.values()) or 1.0
-        for j, k in enumerate(schema.MAP_PLANES):
+        for j, k in enumerate(MAP_PLANES):
             ax = axes[r, j]
             im = ax.imshow(planes[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                            interpolation="nearest")
@@ -289,9 +289,9 @@ PLOTTERS = {"responses": plot_layer_responses, "gradients": plot_gradient_flow,
 
 def render(analysis: str, out_dir: str | os.PathLike, name: str | None = None) -> list[str]:
     """Draw the figures of one `resnet-bench analyze` subcommand from the CSVs it wrote in
-    `out_dir` (stems: `schema.analysis_stems`); returns the stems drawn."""
-    stems = schema.analysis_stems(analysis, name)
-    PLOTTERS[analysis](schema.read_analysis(out_dir, stems[0]), out_dir, stems[0])
+    `out_dir` (stems: `analysis_stems`); returns the stems drawn."""
+    stems = analysis_stems(analysis, name)
+    PLOTTERS[analysis](read_analysis(out_dir, stems[0]), out_dir, stems[0])
     if analysis == "identity":
-        plot_feature_maps(schema.read_analysis(out_dir, stems[1]), out_dir, stems[1])
+        plot_feature_maps(read_analysis(out_dir, stems[1]), out_dir, stems[1])
     return stems
