@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.schema import (  # noqa: F401  (the tables' columns and order, re-exported)
-    BLOCK_ORDER, BLOCKS, CURVE_COLUMNS, FAMILIES, FAMILY_ORDER, ID_COLUMNS, RUN_COLUMNS,
-    base_name, is_default_variant, sort_runs,
+from resnet_bench.schema import (
+    BLOCKS, CURVE_COLUMNS, FAMILIES, ID_COLUMNS, RUN_COLUMNS, base_name, sort_runs,
 )
 
 STATUSES = ("completed", "diverged")

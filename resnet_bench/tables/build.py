@@ -1,5 +1,8 @@
 """The aggregate tables (curves, runs, summary, paper_comparison, claims), as CSV and Markdown.
 
+Their names and columns are `resnet_bench.schema`'s (`TABLES`, `TABLE_COLUMNS`), and so is the
+reader, `schema.read_table`: the figures read the tables without importing this stage.
+
 All numbers come from the final-iteration records (`summary.json`), never a best epoch.
 Statistics over seeds: n = runs in the group; mean, std (sample std, ddof=1; empty for one
 value), median, min (= best of n) and max over the runs that have a final value (a diverged run
@@ -14,10 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.schema import (  # noqa: F401  (the tables' names and columns, re-exported)
-    CSV_FLOAT_FORMAT, GROUP_KEYS, ID_COLUMNS, STATS, SUMMARY_COLUMNS, TABLES, read_table,
-    read_tables, sort_runs,
-)
+from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
 from resnet_bench.tables import claims
 from resnet_bench.tables.aggregate import RunSet
 from resnet_bench.tables.paper import compare
@@ -143,5 +143,4 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
     return written
 
 
-__all__ = ["TABLES", "build_tables", "write_tables", "read_table", "read_tables", "summarize",
-           "paper_style", "ID_COLUMNS"]
+__all__ = ["build_tables", "write_tables", "summarize", "paper_style"]

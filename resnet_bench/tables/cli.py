@@ -6,7 +6,8 @@ import argparse
 
 from resnet_bench.tables.aggregate import load_runs
 from resnet_bench.tables.paper import load_reference
-from resnet_bench.tables.build import TABLES, build_tables, write_tables
+from resnet_bench.schema import TABLES
+from resnet_bench.tables.build import build_tables, write_tables
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
