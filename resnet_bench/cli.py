@@ -12,9 +12,9 @@ SUBCOMMANDS = {
     "data": ("resnet_bench.data.cli", "prepare or inspect a dataset"),
     "train": ("resnet_bench.train.cli", "train one network on one dataset with one seed"),
     "bench": ("resnet_bench.bench", "time training iterations against a standard-recipe baseline"),
-    "aggregate": ("resnet_bench.analysis.cli", "collect run records into pandas tables"),
+    "aggregate": ("resnet_bench.tables.cli", "collect run records into pandas tables"),
     "plot": ("resnet_bench.plots.cli", "render the papers' figures from the tables"),
-    "analyze": ("resnet_bench.analysis.inside_cli", "layer responses, gradient flow, identity path"),
+    "analyze": ("resnet_bench.inside.cli", "layer responses, gradient flow, identity path"),
     "gpu-run": ("resnet_bench.gpu", "run a command pinned to a free GPU slot"),
 }
 

@@ -14,8 +14,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_run  # noqa: E402
 
-from resnet_bench.analysis.claims import CLAIM_COLUMNS, claims_table  # noqa: E402
-from resnet_bench.analysis.tables import read_table  # noqa: E402
+from resnet_bench.tables.claims import CLAIM_COLUMNS, claims_table  # noqa: E402
+from resnet_bench.schema import read_table  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 
 

@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_grid, write_run  # noqa: E402
 
-from resnet_bench.analysis.aggregate import load_runs  # noqa: E402
-from resnet_bench.analysis.tables import build_tables, write_tables  # noqa: E402
+from resnet_bench.tables.aggregate import load_runs  # noqa: E402
+from resnet_bench.tables.build import build_tables, write_tables  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 from resnet_bench.plots import figures, style  # noqa: E402
 
@@ -300,3 +300,10 @@ def test_pipeline_draws_the_ablation_figures_only_for_grids_with_their_variants(
     files = outputs.figure_files("out", [Run("cifar10", "r", "v1-basic-20", 0)])
     assert "out/figures/cifar10/r/v1_fig6.png" in files
     assert not any("v2_fig3" in f for f in files)
+
+
+def test_every_figure_name_of_the_schema_has_its_function():
+    # the pipeline and `plot --figure` learn the names from resnet_bench.schema, not from here
+    from resnet_bench import schema
+    assert tuple(figures.FIGURES) == schema.FIGURES
+    assert set(schema.FIGURE_CLAIMS) <= set(schema.FIGURES)

@@ -21,10 +21,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_run  # noqa: E402
 
-from resnet_bench.analysis.depth import depth_challenge  # noqa: E402
-from resnet_bench.analysis.gradients import gradient_flow, gradient_norms, read_grad_log  # noqa: E402
-from resnet_bench.analysis.identity import identity_path, unit_feature_maps, unit_ratios  # noqa: E402
-from resnet_bench.analysis.responses import channel_std, layer_responses, response_stds  # noqa: E402
+from resnet_bench.tables.aggregate import load_runs  # noqa: E402
+from resnet_bench.tables.build import build_tables, write_tables  # noqa: E402
+from resnet_bench.tables.depth import depth_challenge  # noqa: E402
+from resnet_bench.plots.inside import render  # noqa: E402
+from resnet_bench.inside.gradients import gradient_flow, gradient_norms, read_grad_log  # noqa: E402
+from resnet_bench.inside.identity import identity_path, unit_feature_maps, unit_ratios  # noqa: E402
+from resnet_bench.inside.responses import channel_std, layer_responses, response_stds  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 from resnet_bench.data import ImageDataset, save_prepared  # noqa: E402
 from resnet_bench.models import build_model, residual_units, response_layers  # noqa: E402
@@ -255,6 +258,7 @@ def test_gradient_flow_at_init_and_from_run_logs(tmp_path, prepared):
     again = gradient_flow(["v2-basic-8"], seeds=[1], dataset=ds, batch_size=16)
     ref = init[(init["model"] == "v2-basic-8") & (init["seed"] == 1)]["grad_norm"].to_numpy()
     assert again["grad_norm"].to_numpy() == pytest.approx(ref, rel=1e-6)
+    assert render("gradients", out) == ["gradient_flow"]  # the figure, drawn from the CSV
     for ext in ("csv", "png", "pdf"):
         assert (out / f"gradient_flow.{ext}").stat().st_size > 0
     (run / "grad_norms.csv").write_text("iteration,layer\n0,0\n")
@@ -320,6 +324,7 @@ def test_identity_path_of_runs_writes_tables_and_figures(tmp_path, prepared):
     table = identity_path(runs, max_images=8, out_dir=out, maps_channels=2)
     assert (table[table["model"] == "v2-basic-8"]["ratio"] == 0).all()
     assert (table[table["model"] == "v1-basic-8"]["ratio"] > 0).all()
+    assert render("identity", out) == ["identity_path", "identity_path_maps"]
     for stem in ("identity_path", "identity_path_maps"):
         for ext in ("csv", "png", "pdf"):
             assert (out / f"{stem}.{ext}").stat().st_size > 0
@@ -338,7 +343,7 @@ def test_depth_challenge_reads_loss_at_k(tmp_path):
             write_run(root, family=family, depth=depth, iterations=60, eval_every=20)
     write_run(root, family="v1", depth=56, iterations=60, eval_every=20, status="diverged",
               diverge_at=30)
-    table = depth_challenge([root], k=40, window=10, out_dir=tmp_path / "out")
+    table = depth_challenge(load_runs([root]), k=40, window=10, out_dir=tmp_path / "out")
     assert len(table) == 7
     log = pd.read_csv(root / "v2-basic-20_synthetic_quick_s0" / "train_log.csv")
     expected = log[(log["iteration"] > 30) & (log["iteration"] <= 40)]["loss"].mean()
@@ -348,11 +353,20 @@ def test_depth_challenge_reads_loss_at_k(tmp_path):
     assert bad["diverged"] and math.isnan(bad["train_loss"])
     assert table["k"].eq(40).all()
     # default k: the shortest completed run
-    assert depth_challenge([root])["k"].eq(60).all()
+    assert depth_challenge(load_runs([root]))["k"].eq(60).all()
     with pytest.raises(ValueError, match="fewer than k"):
-        depth_challenge([root], k=61)
+        depth_challenge(load_runs([root]), k=61)
+    render("depth", tmp_path / "out")
     for ext in ("csv", "png", "pdf"):
         assert (tmp_path / "out" / f"depth_challenge.{ext}").stat().st_size > 0
+    # drawn from the tables on disk, the same table; --runs picks runs out of them and names
+    # them as aggregating only those would
+    tables = tmp_path / "tables"
+    write_tables(build_tables(load_runs([root])), tables)
+    pd.testing.assert_frame_equal(depth_challenge(tables, k=40, window=10), table)
+    some = [root / "v1-basic-8_synthetic_quick_s0", root / "v2-basic-20_synthetic_quick_s0"]
+    pd.testing.assert_frame_equal(depth_challenge(tables, runs=some, k=40, window=10),
+                                  depth_challenge(load_runs(some), k=40, window=10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,7 +443,7 @@ def test_real_training_run_feeds_the_analyses(tmp_path, prepared):
 
     # the held-out images an analysis sees are the ones the trainer tested on: re-evaluating the
     # final weights gives the recorded final test loss and error
-    from resnet_bench.analysis.trained import load_trained
+    from resnet_bench.inside.trained import load_trained
     for name in ("v1-basic-8", "v2-basic-8"):
         run = load_trained(runs / name)
         loss, wrong = 0.0, 0
@@ -461,5 +475,5 @@ def test_real_training_run_feeds_the_analyses(tmp_path, prepared):
     assert ratios["ratio"].gt(0).all()
     flow = gradient_flow(runs=[runs])
     assert set(flow["model"]) == {"v1-basic-8", "v2-basic-8"}
-    challenge = depth_challenge([runs], window=2)
+    challenge = depth_challenge(load_runs([runs]), window=2)
     assert challenge["k"].eq(4).all() and challenge["train_loss"].notna().all()

@@ -168,7 +168,7 @@ def test_paper_comparison_join_gives_the_rows_the_heuristics_gave():
     on `suite_model` gives exactly the comparison rows of the former text-matching heuristics
     (their output, kept in tests/data/paper_comparison_every_model.csv), except that
     v1-basic-110-exgate-b6 (b = +6) no longer meets V2's b_g = -6 row as it did there."""
-    from resnet_bench.analysis.paper import compare
+    from resnet_bench.tables.paper import compare
     runs = every_model_runs()
     new = compare(runs)
     expected = pd.read_csv(DATA / "paper_comparison_every_model.csv")
@@ -179,7 +179,7 @@ def test_paper_comparison_join_gives_the_rows_the_heuristics_gave():
 
 
 def test_reference_names_are_canonical_and_cover_every_compared_row():
-    from resnet_bench.analysis.paper import load_reference, paper_rows, suite_models
+    from resnet_bench.tables.paper import load_reference, paper_rows, suite_models
     ref = load_reference()
     for cell in ref["suite_model"]:
         for name in suite_models(cell):
@@ -194,7 +194,7 @@ def test_reference_names_are_canonical_and_cover_every_compared_row():
 
 
 def test_reference_without_the_name_column_is_refused(tmp_path):
-    from resnet_bench.analysis.paper import load_reference
+    from resnet_bench.tables.paper import load_reference
     old = tmp_path / "old.csv"
     load_reference().drop(columns="suite_model").to_csv(old, index=False)
     with pytest.raises(ValueError, match="no suite_model column"):

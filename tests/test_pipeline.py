@@ -44,6 +44,41 @@ def load_config(name: str) -> dict:
 
 # --- the grid ----------------------------------------------------------------------------------
 
+
+def test_listing_the_pipeline_outputs_imports_no_plotting_and_no_torch():
+    code = ("import sys; import resnet_bench.pipeline.outputs; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'matplotlib', 'seaborn', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_analysis_arguments_are_built_from_the_config_with_the_cli_defaults():
+    from resnet_bench.pipeline import outputs as O
+    config = load_config("config.yaml")
+    config["analysis"] = {"gradient_flow": {"models": ["v1-basic-8"], "seed": 0},
+                          "layer_responses": {"models": ["v1-basic-8"], "seed": 0,
+                                              "max_images": 50},
+                          "depth_challenge": {}}
+    run = G.analysis_runs(config, "gradient_flow")[0]
+    out = f"{config['results']}/{config['experiment']}"
+    args = O.analysis_args(config, "gradient_flow").split()
+    assert args[:3] == ["gradients", "--runs", run.path(config["results"], config["experiment"])]
+    assert "--batch-size" not in args     # unset: the CLI's default, not a second copy of it
+    assert args[args.index("--prepared") + 1] == G.prepared_path(config["results"], run.dataset)
+    assert G.prepared_path(config["results"], run.dataset) in O.analysis_inputs(config,
+                                                                                "gradient_flow")
+    responses = O.analysis_args(config, "layer_responses").split()
+    assert responses[responses.index("--max-images") + 1] == "50"
+    depth = O.analysis_args(config, "depth_challenge").split()
+    assert depth[0] == "depth" and depth[depth.index("--tables") + 1] == f"{out}/tables"
+    assert f"{out}/tables/curves.csv" in O.analysis_inputs(config, "depth_challenge")
+    assert O.analysis_args(config, "identity_path") == ""
+    assert O.analysis_outputs("o", "identity_path") == [
+        f"o/analysis/{s}.{e}" for s in ("identity_path", "identity_path_maps")
+        for e in ("csv", "png", "pdf")]
+
 def test_grid_is_the_product_of_family_depth_dataset_seed():
     cfg = load_config("config.yaml")
     runs = G.validate(cfg)

@@ -14,11 +14,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_grid, write_run  # noqa: E402
 
-from resnet_bench.analysis.aggregate import RecordError, load_runs  # noqa: E402
-from resnet_bench.analysis.paper import paper_rows  # noqa: E402
-from resnet_bench.analysis.tables import (  # noqa: E402
-    TABLES, build_tables, paper_style, read_table, write_tables,
-)
+from resnet_bench.tables.aggregate import RecordError, load_runs  # noqa: E402
+from resnet_bench.tables.paper import paper_rows  # noqa: E402
+from resnet_bench.schema import TABLES, read_table  # noqa: E402
+from resnet_bench.tables.build import build_tables, paper_style, write_tables  # noqa: E402
 from resnet_bench.cli import main  # noqa: E402
 
 PAPER = dict(dataset="cifar10", recipe="paper", iterations=64000, planned_iterations=64000,
@@ -321,3 +320,28 @@ def test_cli_aggregate_bad_input(tmp_path, capsys):
                  str(tmp_path / "t")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file or directory" in err[0]
+
+
+def test_the_tables_and_figure_stages_import_neither_torch_nor_the_inside_stage():
+    """Stages reach only down: tables (pandas) and figures import no torch and nothing of
+    resnet_bench.inside; the names they share live in resnet_bench.schema."""
+    import subprocess
+    code = ("import sys; import resnet_bench.tables.cli, resnet_bench.tables.depth, "
+            "resnet_bench.plots.cli, resnet_bench.plots.inside; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') "
+            "or m.startswith('resnet_bench.inside') or m.startswith('resnet_bench.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_seed_stats_is_the_one_definition_of_the_statistics_over_seeds():
+    from resnet_bench.tables import build, claims
+    from resnet_bench.tables.stats import seed_stats
+    s = seed_stats(pd.Series([6.5, float("nan"), 6.9, 6.6]))   # a diverged run has no value
+    assert s["n"] == 3 and s["mean"] == pytest.approx(statistics.mean([6.5, 6.9, 6.6]))
+    assert s["std"] == pytest.approx(statistics.stdev([6.5, 6.9, 6.6]))
+    assert (s["median"], s["min"], s["max"]) == (6.6, 6.5, 6.9)
+    assert math.isnan(seed_stats(pd.Series([7.0]))["std"])
+    # the summary and the claims tables both take theirs from it
+    assert build.seed_stats is seed_stats and claims.seed_stats is seed_stats

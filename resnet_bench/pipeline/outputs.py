@@ -1,14 +1,16 @@
-"""What the pipeline writes, by name: the Snakefile asks here instead of repeating file lists."""
+"""What the pipeline writes, by name: the Snakefile asks here instead of repeating file lists.
+
+The names come from `resnet_bench.schema`; building the job list imports neither the plotting
+stack nor torch (tests/test_pipeline.py checks).
+"""
 
 from __future__ import annotations
 
 import shlex
 from typing import Any
 
-from resnet_bench.analysis.claims import CLAIMS, PAIRINGS
-from resnet_bench.analysis.tables import TABLES
-from resnet_bench.models import parse_model_name
-from resnet_bench.plots.figures import FIGURE_CLAIMS, FIGURES
+from resnet_bench.schema import ANALYSES, FIGURE_CLAIMS, FIGURES, TABLES, analysis_stems
+from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
 TABLE_FORMATS = ("csv", "md")
 FIGURE_FORMATS = ("png", "pdf", "csv")  # the csv is the data behind the figure
@@ -31,6 +33,7 @@ def figure_targets(runs) -> list[tuple[str, str]]:
 def figure_names(runs) -> list[str]:
     """The figures this grid draws: every figure, except a V2 ablation figure (Fig. 3, Fig. 6)
     when the grid has none of the variants its claim pairs (the claims table decides)."""
+    from resnet_bench.models import parse_model_name  # the model package imports torch
     specs = {s.name: s for s in (parse_model_name(r.model) for r in runs)}
     by_id = {c.id: c for c in CLAIMS}
     return [fig for fig in FIGURES if fig not in FIGURE_CLAIMS
@@ -42,22 +45,61 @@ def figure_files(out: str, runs) -> list[str]:
             for fig in figure_names(runs) for ext in FIGURE_FORMATS]
 
 
-# analysis key (config) -> output stems of its `resnet-bench analyze` subcommand
-ANALYSES = {
-    "layer_responses": ["layer_responses"],
-    "gradient_flow": ["gradient_flow"],
-    "identity_path": ["identity_path", "identity_path_maps"],
-    "depth_challenge": ["depth_challenge"],
-}
+# analysis key (config: the subcommand's default output stem) -> `resnet-bench analyze` subcommand
+ANALYSIS_COMMANDS = {stem: command for command, stem in ANALYSES.items()}
 ANALYSIS_FORMATS = ("csv", "png", "pdf")
 
 
 def analysis_outputs(out: str, key: str) -> list[str]:
-    return [f"{out}/analysis/{stem}.{ext}" for stem in ANALYSES[key] for ext in ANALYSIS_FORMATS]
+    return [f"{out}/analysis/{stem}.{ext}" for stem in analysis_stems(ANALYSIS_COMMANDS[key])
+            for ext in ANALYSIS_FORMATS]
 
 
 def analysis_files(out: str, config: dict[str, Any]) -> list[str]:
     return [f for key in config.get("analysis", {}) for f in analysis_outputs(out, key)]
+
+
+# `analysis:` options passed on to `resnet-bench analyze` when set (their defaults: the CLI's)
+ANALYSIS_OPTIONS = {"max_images": "--max-images", "batch_size": "--batch-size"}
+
+
+def analysis_inputs(config: dict[str, Any], key: str) -> list[str]:
+    """What one analysis reads: its runs' summary.json; the depth challenge also the runs and
+    curves tables, the gradients at initialisation the prepared dataset of their fixed batch."""
+    from resnet_bench.pipeline import grid
+    results, exp = config["results"], config["experiment"]
+    runs = grid.analysis_runs(config, key)
+    files = [f"{r.path(results, exp)}/summary.json" for r in runs]
+    if runs and ANALYSIS_COMMANDS[key] == "depth":
+        files += [f"{results}/{exp}/tables/{t}.csv" for t in ("runs", "curves")]
+    if runs and ANALYSIS_COMMANDS[key] == "gradients":
+        files.append(grid.prepared_path(results, runs[0].dataset))
+    return files
+
+
+def analysis_args(config: dict[str, Any], key: str) -> str:
+    """Command-line arguments of `resnet-bench analyze` for the `analysis:` entry `key` ("" when
+    the config has none). The runs of an analysis share one dataset (`grid.analysis_runs`); the
+    gradients at initialisation take their fixed batch from it."""
+    from resnet_bench.pipeline import grid
+    if key not in config.get("analysis", {}):
+        return ""
+    results, exp = config["results"], config["experiment"]
+    command = ANALYSIS_COMMANDS[key]
+    runs = grid.analysis_runs(config, key)
+    args = [command, "--runs", *(r.path(results, exp) for r in runs),
+            "--out", f"{results}/{exp}/analysis"]
+    if command == "depth":
+        args += ["--tables", f"{results}/{exp}/tables"]
+    else:
+        args += ["--device", config["device"]]
+    if command == "gradients":
+        args += ["--models", *sorted({r.model for r in runs}),
+                 "--prepared", grid.prepared_path(results, runs[0].dataset)]
+    for option, flag in ANALYSIS_OPTIONS.items():
+        if option in config["analysis"][key]:
+            args += [flag, str(config["analysis"][key][option])]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def prepare_args(spec: dict[str, Any]) -> str:

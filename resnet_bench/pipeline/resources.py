@@ -48,7 +48,7 @@ def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | No
     """
     s = {**DEFAULTS, **(settings or {})}
     spec = parse_model_name(model)
-    # ~5 stored activations of a 16x32x32 fp32 map per layer and image (a rough upper bound).
+    # ~5 stored activations of a 16x32x32 fp32 map per layer and image.
     per_image_layer = 5 * 16 * 32 * 32 * 4
     act = spec.depth * recipe.batch_size * per_image_layer
     if recipe.precision == "bf16":

@@ -13,7 +13,8 @@ Test curves are the eval_log points, unsmoothed. Only default-variant nets (a mo
 variant suffix) enter the V1 figures, V2 Fig. 1 and the degradation figure. The V2 ablation
 figures (Fig. 3: Table 1 shortcuts; Fig. 6: Table 2 units) draw the models that the claims table
 pairs for those tables (`FIGURE_CLAIMS`), so which net is a Table 1/2 variant is decided in one
-place (resnet_bench.analysis.claims), from the tables.
+place (resnet_bench.tables.claims), from the tables. Figure names and the tables' columns come from
+`resnet_bench.schema`: this stage imports nothing of the stages that write the tables.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from resnet_bench.analysis.aggregate import is_default_variant, sort_runs
-from resnet_bench.analysis.claims import CLAIM_COLUMNS
-from resnet_bench.analysis.tables import read_table
-from resnet_bench.models.spec import base_name, parse_model_name
+from resnet_bench.models.spec import parse_model_name
 from resnet_bench.plots import style
+from resnet_bench.schema import (
+    CLAIM_COLUMNS, FIGURE_CLAIMS, base_name, is_default_variant, read_table, sort_runs,
+)
 
 MAX_POINTS = 400
 RUN_KEYS = ["run_id", "model", "family", "block", "depth", "variant", "seed"]
@@ -430,8 +431,6 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     return df
 
 
-# V2 ablation figure -> the claim (resnet_bench.analysis.claims.CLAIMS) whose pairs it draws
-FIGURE_CLAIMS = {"v2_fig3": "v2-table1-shortcuts", "v2_fig6": "v2-table2-units"}
 SHORTCUT_NAMES = {"scale": "constant scaling", "exgate": "exclusive gating",
                   "scgate": "shortcut-only gating", "optC": "1x1 conv shortcut",
                   "dropsc": "dropout shortcut"}

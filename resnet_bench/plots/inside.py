@@ -1,6 +1,8 @@
 """Figures that look inside networks: layer responses (V1 Fig. 7), gradient flow, identity path,
-feature maps of one unit, and the depth challenge. Each takes the tidy table its analysis in
-`resnet_bench.analysis` returns and writes `<name>.png`, `<name>.pdf` and `<name>.csv`.
+feature maps of one unit, and the depth challenge. Each takes the tidy table its analysis
+(`resnet-bench analyze`) wrote as `<name>.csv` and writes `<name>.png` and `<name>.pdf` beside it;
+`render` reads the CSVs of one analysis and draws its figures. The CSV is the analysis's, so
+these functions never rewrite it.
 
 Colours: one hue per family (the shared style's plain / original / pre-act colours), lighter for
 shallower and darker for deeper networks, so a depth sweep reads as a gradient within a family.
@@ -17,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from resnet_bench.models.spec import FAMILY_ORDER
 from resnet_bench.plots import style
+from resnet_bench.schema import MAP_PLANES, analysis_stems, read_analysis
 
 
 def _label_order(df: pd.DataFrame) -> list[str]:
@@ -74,8 +77,8 @@ def plot_layer_responses(table: pd.DataFrame, out_dir: str | os.PathLike,
                          name: str = "layer_responses"):
     """V1 Fig. 7: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
     if table.empty:
-        return style.placeholder(out_dir, name, "Layer responses (V1 Fig. 7)", "no runs",
-                                 list(table.columns))
+        fig = style.placeholder_figure("Layer responses (V1 Fig. 7)", "no runs")
+        return style.save_figure(fig, out_dir, name)
     fig, axes = style.figure(ncols=1, nrows=2)
     fig.set_size_inches(style.PANEL_SIZE[0] * 1.6, style.PANEL_SIZE[1] * 2)
     palette = label_palette(table)
@@ -92,7 +95,7 @@ def plot_layer_responses(table: pd.DataFrame, out_dir: str | os.PathLike,
     n = int(table["n_images"].max())
     axes[0, 0].set_title("Std of 3x3 layer responses (after BN, before ReLU/addition), "
                          f"{n} test images{_seeds_note(table)}")
-    return style.save(fig, out_dir, name, table)
+    return style.save_figure(fig, out_dir, name)
 
 
 def _run_iterations(df: pd.DataFrame, count: int = 4) -> list[int]:
@@ -114,7 +117,8 @@ def plot_gradient_flow(table: pd.DataFrame, out_dir: str | os.PathLike,
     initialisation (signal gradients between units; conv weight gradients), then weight gradients
     at a few logged training iterations."""
     if table.empty:
-        return style.placeholder(out_dir, name, "Gradient flow", "no data", list(table.columns))
+        fig = style.placeholder_figure("Gradient flow", "no data")
+        return style.save_figure(fig, out_dir, name)
     panels: list[tuple[str, pd.DataFrame, str]] = []
     init = table[table["source"] == "init"]
     if not init.empty:
@@ -152,14 +156,15 @@ def plot_gradient_flow(table: pd.DataFrame, out_dir: str | os.PathLike,
     grid[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=None)
     note = f"; at initialisation{_seeds_note(init)}" if not init.empty and _seeds_note(init) else ""
     fig.suptitle(f"Gradient flow{note}", fontsize=9)
-    return style.save(fig, out_dir, name, table)
+    return style.save_figure(fig, out_dir, name)
 
 
 def plot_identity_ratios(table: pd.DataFrame, out_dir: str | os.PathLike,
                          name: str = "identity_path"):
     """Per unit: ||F(x)|| / ||h(x)|| (left) and the signal norm ||x|| entering it (right)."""
     if table.empty:
-        return style.placeholder(out_dir, name, "Identity path", "no runs", list(table.columns))
+        fig = style.placeholder_figure("Identity path", "no runs")
+        return style.save_figure(fig, out_dir, name)
     fig, axes = style.figure(ncols=2)
     palette = label_palette(table)
     residual = table[table["ratio"].notna() & (table["ratio"] > 0)]
@@ -182,49 +187,51 @@ def plot_identity_ratios(table: pd.DataFrame, out_dir: str | os.PathLike,
     n = int(table["n_images"].max())
     fig.suptitle(f"Identity path: per-image norms averaged over {n} test images"
                  f"{_seeds_note(table)}", fontsize=9)
-    return style.save(fig, out_dir, name, table)
+    return style.save_figure(fig, out_dir, name)
 
 
-MAP_COLUMNS = ("input", "shortcut", "residual", "output")
 MAP_TITLES = {"input": "input x", "shortcut": "shortcut h(x)", "residual": "residual F(x)",
               "output": "unit output"}
 
 
-def plot_feature_maps(maps: list[dict], out_dir: str | os.PathLike, name: str = "identity_path_maps",
-                      channels: int = 4):
-    """Input, shortcut, residual and output maps of one image at one unit, first `channels`
-    channels of each run; one colour scale (centred at 0) per row."""
-    columns = ["run_id", "label", "unit", "unit_name", "image", "map", "channel", "row", "col", "value"]
-    if not maps:
-        return style.placeholder(out_dir, name, "Feature maps", "no runs", columns)
-    nrows = sum(min(channels, m["maps"]["input"].shape[0]) for m in maps)
-    fig, axes = style.figure(ncols=len(MAP_COLUMNS), nrows=nrows)
-    fig.set_size_inches(1.6 * len(MAP_COLUMNS) + 1.0, 1.5 * nrows + 0.4)
-    records = []
-    r = 0
-    for m in maps:
-        for c in range(min(channels, m["maps"]["input"].shape[0])):
-            planes = {k: m["maps"][k][c].numpy() for k in MAP_COLUMNS}
-            vmax = max(float(np.abs(p).max()) for p in planes.values()) or 1.0
-            for j, key in enumerate(MAP_COLUMNS):
-                ax = axes[r, j]
-                im = ax.imshow(planes[key], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
-                               interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                if r == 0:
-                    ax.set_title(MAP_TITLES[key])
-                rows, cols = np.indices(planes[key].shape)
-                records.append(pd.DataFrame({
-                    "run_id": m["run_id"], "label": m["label"], "unit": m["unit"],
-                    "unit_name": m["unit_name"], "image": m["image"], "map": key, "channel": c,
-                    "row": rows.ravel(), "col": cols.ravel(), "value": planes[key].ravel()}))
-            axes[r, 0].set_ylabel(f"{m['label']}\nunit {m['unit']}, ch {c}", fontsize=7)
-            fig.colorbar(im, ax=axes[r, -1], fraction=0.046, pad=0.04)
-            r += 1
-    fig.suptitle(f"One test image (#{maps[0]['image']}) through one residual unit", fontsize=9)
-    return style.save(fig, out_dir, name, pd.concat(records, ignore_index=True)[columns])
+def plot_feature_maps(maps: pd.DataFrame, out_dir: str | os.PathLike,
+                      name: str = "identity_path_maps"):
+    """Input, shortcut, residual and output maps of one image at one unit, for every run and
+    channel in `maps` (the pixel table of `resnet_bench.inside.identity.feature_map_table`);
+    one colour scale (centred at 0) per row."""
+    if maps.empty:
+        fig = style.placeholder_figure("Feature maps", "no runs")
+        return style.save_figure(fig, out_dir, name)
+    # one row of panels per (run, channel), in the table's order
+    keys = list(dict.fromkeys(zip(maps["run_id"], maps["channel"])))
+    nrows = len(keys)
+    fig, axes = style.figure(ncols=len(MAP_PLANES), nrows=nrows)
+    fig.set_size_inches(1.6 * len(MAP_PLANES) + 1.0, 1.5 * nrows + 0.4)
+    by_row = dict(tuple(maps.groupby(["run_id", "channel"], sort=False)))
+    for r, key in enumerate(keys):
+        part = by_row[key]
+        first = part.iloc[0]
+        planes = {}
+        for k in MAP_PLANES:
+            px = part[part["map"] == k]
+            plane = np.zeros((int(px["row"].max()) + 1, int(px["col"].max()) + 1))
+            plane[px["row"].to_numpy(), px["col"].to_numpy()] = px["value"].to_numpy()
+            planes[k] = plane
+        vmax = max(float(np.abs(p).max()) for p in planes.values()) or 1.0
+        for j, k in enumerate(MAP_PLANES):
+            ax = axes[r, j]
+            im = ax.imshow(planes[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                           interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if r == 0:
+                ax.set_title(MAP_TITLES[k])
+        axes[r, 0].set_ylabel(f"{first['label']}\nunit {first['unit']}, ch {key[1]}", fontsize=7)
+        fig.colorbar(im, ax=axes[r, -1], fraction=0.046, pad=0.04)
+    fig.suptitle(f"One test image (#{maps['image'].iloc[0]}) through one residual unit",
+                 fontsize=9)
+    return style.save_figure(fig, out_dir, name)
 
 
 def plot_depth_challenge(table: pd.DataFrame, out_dir: str | os.PathLike,
@@ -232,7 +239,8 @@ def plot_depth_challenge(table: pd.DataFrame, out_dir: str | os.PathLike,
     """Training loss after k iterations against depth, one line per family (and block);
     runs that diverged before k are marked x at the top of the axis."""
     if table.empty:
-        return style.placeholder(out_dir, name, "Depth challenge", "no runs", list(table.columns))
+        fig = style.placeholder_figure("Depth challenge", "no runs")
+        return style.save_figure(fig, out_dir, name)
     fig, axes = style.figure()
     ax = axes[0, 0]
     fig.set_size_inches(style.PANEL_SIZE[0] * 1.5, style.PANEL_SIZE[1] * 1.2)
@@ -271,4 +279,18 @@ def plot_depth_challenge(table: pd.DataFrame, out_dir: str | os.PathLike,
     ax.set_title(f"Depth challenge: training loss after {k} iterations\n(mean of the last {w} "
                  f"mini-batch losses; line: mean of {nseeds} seed(s), dots: single runs)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=None)
-    return style.save(fig, out_dir, name, table)
+    return style.save_figure(fig, out_dir, name)
+
+
+PLOTTERS = {"responses": plot_layer_responses, "gradients": plot_gradient_flow,
+            "identity": plot_identity_ratios, "depth": plot_depth_challenge}
+
+
+def render(analysis: str, out_dir: str | os.PathLike, name: str | None = None) -> list[str]:
+    """Draw the figures of one `resnet-bench analyze` subcommand from the CSVs it wrote in
+    `out_dir` (stems: `analysis_stems`); returns the stems drawn."""
+    stems = analysis_stems(analysis, name)
+    PLOTTERS[analysis](read_analysis(out_dir, stems[0]), out_dir, stems[0])
+    if analysis == "identity":
+        plot_feature_maps(read_analysis(out_dir, stems[1]), out_dir, stems[1])
+    return stems

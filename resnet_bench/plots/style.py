@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from resnet_bench.schema import CSV_FLOAT_FORMAT  # noqa: E402
+
 FORMATS = ("png", "pdf")
 DPI = 200
 PANEL_SIZE = (4.2, 3.2)                     # inches per panel
@@ -56,8 +58,8 @@ def iteration_axis(max_iteration: float) -> tuple[float, str]:
     return 1.0, "iteration"
 
 
-def save(fig, out_dir: str | os.PathLike, name: str, data: pd.DataFrame) -> list[Path]:
-    """Write `<name>.png`, `<name>.pdf` and the plotted data as `<name>.csv`."""
+def save_figure(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Write `<name>.png` and `<name>.pdf`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -66,19 +68,30 @@ def save(fig, out_dir: str | os.PathLike, name: str, data: pd.DataFrame) -> list
         fig.savefig(path, dpi=DPI)
         paths.append(path)
     plt.close(fig)
-    data.to_csv(out / f"{name}.csv", index=False, float_format="%.10g")
-    return paths + [out / f"{name}.csv"]
+    return paths
 
 
-def placeholder(out_dir: str | os.PathLike, name: str, title: str, message: str,
-                columns: list[str]) -> pd.DataFrame:
-    """An explicit 'nothing to show' figure and an empty CSV with the figure's columns."""
+def save(fig, out_dir: str | os.PathLike, name: str, data: pd.DataFrame) -> list[Path]:
+    """Write `<name>.png`, `<name>.pdf` and the plotted data as `<name>.csv`."""
+    paths = save_figure(fig, out_dir, name)
+    data.to_csv(Path(out_dir) / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT)
+    return paths + [Path(out_dir) / f"{name}.csv"]
+
+
+def placeholder_figure(title: str, message: str):
+    """An explicit 'nothing to show' figure."""
     fig, axes = figure()
     ax = axes[0, 0]
     ax.set_axis_off()
     ax.set_title(title)
     ax.text(0.5, 0.5, f"No data for this figure:\n{message}", ha="center", va="center",
             wrap=True, fontsize=9, transform=ax.transAxes)
+    return fig
+
+
+def placeholder(out_dir: str | os.PathLike, name: str, title: str, message: str,
+                columns: list[str]) -> pd.DataFrame:
+    """An explicit 'nothing to show' figure and an empty CSV with the figure's columns."""
     empty = pd.DataFrame(columns=columns)
-    save(fig, out_dir, name, empty)
+    save(placeholder_figure(title, message), out_dir, name, empty)
     return empty

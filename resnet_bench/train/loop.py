@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resnet_bench.data.runs import load_run_data, split_training_set
 from resnet_bench.train import checkpoint, provenance
 from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
@@ -54,25 +55,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(check_device(name))  # unknown or absent devices: one line, not torch's
-
-
-def load_run_data(dataset: str, data_dir: str | None = None, prepared: str | None = None,
-                  data_options: dict | None = None):
-    """A run's dataset: its prepared file when it has one, else loaded by kind."""
-    from resnet_bench import data
-    if prepared:
-        return data.load_prepared(prepared)
-    return data.load_dataset(dataset, data_dir, **(data_options or {}))
-
-
-def split_training_set(train_x, train_y, val_split: int):
-    """(train_x, train_y, val or None): what a run trains and normalises on, and its hold-out.
-    One fixed hold-out (seed 0) for every run and seed, as the paper's single 45k/5k split."""
-    if not val_split:
-        return train_x, train_y, None
-    from resnet_bench.data import validation_split
-    train_x, train_y, val_x, val_y = validation_split(train_x, train_y, val_split, seed=0)
-    return train_x, train_y, (val_x, val_y)
 
 
 class _SigtermFlag:

@@ -30,15 +30,6 @@ FIGURE_FILES = O.figure_files(OUT, RUNS)
 ANALYSIS_FILES = O.analysis_files(OUT, config)
 
 
-def analysis_dirs(key):
-    """Run directories an analysis reads (resnet_bench.pipeline.grid.analysis_runs)."""
-    return [r.path(RESULTS, EXP) for r in G.analysis_runs(config, key)]
-
-
-def analysis_inputs(key):
-    return [f"{d}/summary.json" for d in analysis_dirs(key)]
-
-
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9_-]*",
     recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",

@@ -1,5 +1,8 @@
 """The aggregate tables (curves, runs, summary, paper_comparison, claims), as CSV and Markdown.
 
+Their names and columns are `resnet_bench.schema`'s (`TABLES`, `TABLE_COLUMNS`), and so is the
+reader, `schema.read_table`: the figures read the tables without importing this stage.
+
 All numbers come from the final-iteration records (`summary.json`), never a best epoch.
 Statistics over seeds: n = runs in the group; mean, std (sample std, ddof=1; empty for one
 value), median, min (= best of n) and max over the runs that have a final value (a diverged run
@@ -14,24 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.analysis.aggregate import (
-    CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, RunSet, sort_runs,
-)
-from resnet_bench.analysis import claims
-from resnet_bench.analysis.paper import COMPARISON_COLUMNS, compare
-
-TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
-GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
-STATS = ("mean", "std", "median", "min", "max")
-STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
-                  "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
-                  "paper_lower", "paper_higher", "reason")
-
-SUMMARY_COLUMNS = GROUP_KEYS + ["model", "dataset_label", "n", "n_completed", "n_diverged"] + [
-    f"{q}_{s}" for q in ("test_error", "train_error") for s in STATS
-] + ["test_loss_mean", "train_loss_mean", "test_error_best_mean_std",
-     "test_error_median_mean_std", "train_error_median_mean_std", "params", "macs",
-     "images_per_s_mean"]
+from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
+from resnet_bench.tables import claims
+from resnet_bench.tables.aggregate import RunSet
+from resnet_bench.tables.paper import compare
+from resnet_bench.tables.stats import seed_stats
 
 TITLES = {
     "curves": "Training curves (digest; every iteration is in curves.csv)",
@@ -62,14 +52,8 @@ def paper_style(center: float, mean: float, std: float) -> str:
 
 
 def _stats(values: pd.Series, prefix: str) -> dict:
-    v = values.dropna()
-    return {
-        f"{prefix}_mean": v.mean() if len(v) else math.nan,
-        f"{prefix}_std": v.std(ddof=1) if len(v) > 1 else math.nan,
-        f"{prefix}_median": v.median() if len(v) else math.nan,
-        f"{prefix}_min": v.min() if len(v) else math.nan,
-        f"{prefix}_max": v.max() if len(v) else math.nan,
-    }
+    stats = seed_stats(values)
+    return {f"{prefix}_{s}": stats[s] for s in STATS}
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -153,37 +137,10 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
     written = []
     for name, df in tables.items():
         csv, md = out / f"{name}.csv", out / f"{name}.md"
-        df.to_csv(csv, index=False, float_format="%.10g")
+        df.to_csv(csv, index=False, float_format=CSV_FLOAT_FORMAT)
         md.write_text(to_markdown(name, df))
         written += [csv, md]
     return written
 
 
-EXPECTED_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
-                    "paper_comparison": COMPARISON_COLUMNS, "claims": claims.CLAIM_COLUMNS}
-
-
-def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
-    """Read one table written by `write_tables`, checking its columns."""
-    path = Path(tables_dir) / f"{name}.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing (run `resnet-bench aggregate` first)")
-    try:
-        df = pd.read_csv(path, low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in EXPECTED_COLUMNS.get(name, ()) if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    for col in STRING_COLUMNS:
-        if col in df.columns:
-            df[col] = df[col].astype(object).fillna("").astype(str)
-    return df
-
-
-def read_tables(tables_dir: str | os.PathLike, names=TABLES) -> dict[str, pd.DataFrame]:
-    return {name: read_table(tables_dir, name) for name in names}
-
-
-__all__ = ["TABLES", "build_tables", "write_tables", "read_table", "read_tables", "summarize",
-           "paper_style", "ID_COLUMNS"]
+__all__ = ["build_tables", "write_tables", "summarize", "paper_style"]

@@ -24,12 +24,13 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from resnet_bench.analysis.responses import sort_table
-from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.inside.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.schema import MAP_COLUMNS, MAP_PLANES, MAPS_SUFFIX, sort_table, write_csv
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "unit", "name", "stage", "position", "input_norm", "shortcut_norm", "residual_norm",
@@ -113,6 +114,25 @@ def default_unit(model: nn.Module) -> int:
     return len(model.stages[0])
 
 
+def feature_map_table(maps: list[dict], channels: int = 4) -> pd.DataFrame:
+    """The pixel values of `maps` (one dict per run: its `ident()` columns, unit, unit_name, image
+    and the `unit_feature_maps`) for the first `channels` channels, one row per pixel
+    (columns `MAP_COLUMNS`): per run, channel and map (input, shortcut, residual, output)."""
+    records = []
+    for m in maps:
+        for c in range(min(channels, m["maps"]["input"].shape[0])):
+            for key in MAP_PLANES:
+                plane = m["maps"][key][c].numpy()
+                rows, cols = np.indices(plane.shape)
+                records.append(pd.DataFrame({
+                    "run_id": m["run_id"], "label": m["label"], "unit": m["unit"],
+                    "unit_name": m["unit_name"], "image": m["image"], "map": key, "channel": c,
+                    "row": rows.ravel(), "col": cols.ravel(), "value": plane.ravel()}))
+    if not records:
+        return pd.DataFrame(columns=MAP_COLUMNS)
+    return pd.concat(records, ignore_index=True)[MAP_COLUMNS]
+
+
 def identity_path(runs: Iterable[TrainedRun | str | os.PathLike], *, max_images: int | None = None,
                   batch_size: int = 500, device: str = "cpu", prepared: str | None = None,
                   maps_unit: int | None = None, maps_image: int = 0, maps_channels: int = 4,
@@ -120,10 +140,10 @@ def identity_path(runs: Iterable[TrainedRun | str | os.PathLike], *, max_images:
                   name: str = "identity_path") -> pd.DataFrame:
     """Unit ratios for the given runs (TrainedRuns, or run directories / globs / parents).
 
-    Returns the tidy table (columns `COLUMNS`). With `out_dir`, also writes `<name>.csv/.png/.pdf`
-    (ratio against position in depth) and `<name>_maps.png/.pdf` (+ `.csv` of the pixel values):
-    input, shortcut, residual and output maps of test image `maps_image` at unit `maps_unit`
-    (default: the last unit of stage 1) for the first `maps_channels` channels of every run.
+    Returns the tidy table (columns `COLUMNS`). With `out_dir`, also writes it as `<name>.csv`
+    and, as `<name>_maps.csv` (`feature_map_table`), the input, shortcut, residual and output maps
+    of test image `maps_image` at unit `maps_unit` (default: the last unit of stage 1) for the
+    first `maps_channels` channels of every run; resnet_bench.plots.inside draws both.
     """
     runs = list(runs)
     if not runs:
@@ -148,7 +168,6 @@ def identity_path(runs: Iterable[TrainedRun | str | os.PathLike], *, max_images:
                          "unit_name": frames[-1]["name"].iloc[unit - 1]})
     table = sort_table(pd.concat(frames, ignore_index=True)[COLUMNS], within="unit")
     if out_dir is not None:
-        from resnet_bench.plots.inside import plot_feature_maps, plot_identity_ratios
-        plot_identity_ratios(table, out_dir, name)
-        plot_feature_maps(maps, out_dir, f"{name}_maps", channels=maps_channels)
+        write_csv(table, out_dir, name)
+        write_csv(feature_map_table(maps, maps_channels), out_dir, name + MAPS_SUFFIX)
     return table

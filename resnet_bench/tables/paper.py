@@ -33,6 +33,8 @@ from importlib import resources
 
 import pandas as pd
 
+from resnet_bench.schema import COMPARISON_COLUMNS
+
 PAPER_ITERATIONS = 64_000
 PAPER_BATCH = 128
 FAIL_THRESHOLD_PCT = 20.0   # V2 Table 1: "fail" = test error above 20%
@@ -41,13 +43,6 @@ STAT_OF_REPRODUCED = {"best": "min", "median": "median", "mean": "mean", "single
 
 _ERROR_METRIC = re.compile(r"^(test|train|test_or_train)_error(_[a-z0-9_]+)?_pct$")
 
-COMPARISON_COLUMNS = [
-    "paper", "table", "paper_model", "paper_variant", "paper_dataset", "quantity", "statistic",
-    "relation", "paper_value", "paper_std", "paper_n", "paper_text",
-    "model", "family", "block", "depth", "variant", "dataset", "dataset_label", "recipe",
-    "n", "reproduced", "reproduced_std", "diff", "within_paper_spread", "rule", "comparable",
-    "note",
-]
 
 
 def load_reference(path=None) -> pd.DataFrame:

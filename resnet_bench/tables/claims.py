@@ -18,7 +18,8 @@ diverging more often than the other is "not shown"; the side claimed higher fail
 runs with < 2 completed runs, against >= 2 completed runs of the other side, is "shown".
 
 `resnet_bench.models` (the name parser) pulls in torch, so it is imported inside `claims_table`:
-the figure stage imports this module's columns through `tables.read_table` and stays torch-free.
+the pipeline imports `CLAIMS` and `PAIRINGS` to learn which figures a grid draws and stays
+torch-free. The table's columns are `resnet_bench.schema.CLAIM_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+
+from resnet_bench.schema import CLAIM_COLUMNS
+from resnet_bench.tables.stats import seed_stats
 
 ALPHA = 0.05
 MIN_N = 2
@@ -106,13 +110,6 @@ DECISION_RULE = (
     f"has little power: \"not shown\" is not evidence against the paper."
 )
 
-CLAIM_COLUMNS = [
-    "claim", "paper", "where", "claim_text", "dataset", "dataset_label", "recipe", "metric",
-    "lower_model", "higher_model", "paper_lower", "paper_higher",
-    "lower_mean", "lower_std", "lower_n", "lower_n_diverged",
-    "higher_mean", "higher_std", "higher_n", "higher_n_diverged",
-    "diff", "t_statistic", "p_value", "alpha", "verdict", "reason",
-]
 SHOWN, NOT_SHOWN, NOT_TESTABLE = "shown", "not shown", "not testable"
 
 
@@ -254,10 +251,10 @@ def paper_number(prows: pd.DataFrame, claim: Claim, metric: str, spec, ref_datas
 def _side(runs: pd.DataFrame, model: str, column: str) -> dict:
     mine = runs[runs["model"] == model]
     values = mine.loc[mine["status"] == "completed", column].dropna().astype(float)
-    return {"values": values.to_numpy(), "n": len(values), "n_runs": len(mine),
+    stats = seed_stats(values)
+    return {"values": values.to_numpy(), "n": stats["n"], "n_runs": len(mine),
             "n_diverged": int((mine["status"] == "diverged").sum()),
-            "mean": float(values.mean()) if len(values) else math.nan,
-            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan}
+            "mean": float(stats["mean"]), "std": float(stats["std"])}
 
 
 def decide(lower: dict, higher: dict, lower_model: str, higher_model: str):
@@ -319,7 +316,7 @@ def _row(claim: Claim, group: dict, metric: str, lower_model="", higher_model=""
 def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
                  claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
     """One row per (dataset, recipe, claim, pair of models, metric): see the module doc."""
-    from resnet_bench.analysis.paper import data_identity, paper_rows
+    from resnet_bench.tables.paper import data_identity, paper_rows
     from resnet_bench.models.spec import ModelNameError, parse_model_name
 
     if runs.empty:
@@ -414,7 +411,7 @@ def to_markdown(df: pd.DataFrame) -> str:
                 "verdict": f"**{r['verdict']}**", "reason": r["reason"],
             })
         parts += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
-    parts += ["Claims (defined once, in resnet_bench/analysis/claims.py):", ""]
+    parts += ["Claims (defined once, in resnet_bench/tables/claims.py):", ""]
     parts += [f"- `{c.id}` ({c.paper} {c.where}): {c.text}"
               + (f"; tested from {c.min_depth} layers ({c.min_depth_why})" if c.min_depth else "")
               for c in CLAIMS]

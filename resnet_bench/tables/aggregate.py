@@ -20,17 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name
+from resnet_bench.schema import (
+    BLOCKS, CURVE_COLUMNS, FAMILIES, ID_COLUMNS, RUN_COLUMNS, base_name, sort_runs,
+)
 
 STATUSES = ("completed", "diverged")
-BLOCKS = tuple(BLOCK_ORDER)
 SPLITS = ("test", "val")
 
-ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
-              "dataset_label", "seed", "recipe"]
 TRAIN_COLUMNS = ["iteration", "epoch", "lr", "loss", "error_pct"]
 EVAL_COLUMNS = ["iteration", "split", "loss", "error_pct"]
-CURVE_COLUMNS = ID_COLUMNS + ["split"] + TRAIN_COLUMNS
 
 # summary.json keys (architecture.md). All must be present; the numeric results may be null/NaN
 # only for a diverged run, the cost/speed figures may be null for any run.
@@ -49,15 +47,6 @@ COST_KEYS = ("wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "t
 # row of eval_log.csv; allow for rounding in either file.
 FINAL_MATCH_TOL_PCT = 0.01
 
-RUN_COLUMNS = ID_COLUMNS + [
-    "status", "iterations", "planned_iterations", "batch_size",
-    "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",
-    "final_val_error_pct",
-    "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
-    "params", "macs", "activation_checkpointing", "resumed", "device", "path",
-]
-
-
 class RecordError(ValueError):
     """A run record that is missing or does not follow the documented format."""
 
@@ -66,27 +55,6 @@ class RecordError(ValueError):
 class RunSet:
     runs: pd.DataFrame     # one row per run, RUN_COLUMNS
     curves: pd.DataFrame   # tidy curves, CURVE_COLUMNS; split is train, test or val
-
-
-def is_default_variant(runs: pd.DataFrame) -> pd.Series:
-    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
-    base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
-    return runs["model"] == pd.Series(base, index=runs.index)
-
-
-def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Order rows the way the papers read: family, block, depth, variant, dataset, recipe, seed."""
-    keys = [k for k in ("family", "block", "depth", "variant", "dataset", "recipe", "seed",
-                        "run_id") if k in df.columns]
-
-    def order(col: pd.Series) -> pd.Series:
-        if col.name == "family":
-            return col.map(FAMILY_ORDER).fillna(len(FAMILY_ORDER))
-        if col.name == "block":
-            return col.map(BLOCK_ORDER).fillna(len(BLOCK_ORDER))
-        return col
-
-    return df.sort_values(keys, key=order, kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------

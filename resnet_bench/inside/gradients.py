@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_bench.analysis.trained import find_runs, run_ids
-from resnet_bench.models.spec import FAMILY_ORDER
+from resnet_bench.inside.trained import find_runs, run_ids
+from resnet_bench.schema import FAMILY_ORDER, write_csv
 
 COLUMNS = ["source", "run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "iteration", "quantity", "layer", "name", "position", "grad_norm", "weight_norm"]
@@ -107,7 +107,7 @@ def _spec_columns(name: str) -> dict:
 def fixed_batch(dataset, batch_size: int = 128, normalize: str = "pixel",
                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The first `batch_size` training images, unaugmented, normalised with training statistics."""
-    from resnet_bench.analysis.trained import make_loader
+    from resnet_bench.inside.trained import make_loader
     loader = make_loader(dataset, {"normalize": normalize}, 0, torch.device(device))
     n = min(int(batch_size), len(dataset.train_y))
     return next(iter(loader.eval_batches(dataset.train_x[:n], dataset.train_y[:n], n)))
@@ -186,7 +186,7 @@ def gradient_flow(models: Sequence[str] = (), seeds: Sequence[int] = (0,), *,
                   name: str = "gradient_flow") -> pd.DataFrame:
     """Gradient norms at initialisation (`models` x `seeds` on a fixed batch of `dataset`) and
     during training (the `grad_norms.csv` of `runs`), in one tidy table (columns `COLUMNS`).
-    With `out_dir`, also writes `<name>.csv/.png/.pdf` there."""
+    With `out_dir`, also writes it as `<name>.csv` there (the figure: resnet_bench.plots.inside)."""
     frames = []
     if models:
         if dataset is None:
@@ -206,6 +206,5 @@ def gradient_flow(models: Sequence[str] = (), seeds: Sequence[int] = (0,), *,
             "run_id", "layer"]
     table = table.sort_values(keys, kind="stable").reset_index(drop=True)[COLUMNS]
     if out_dir is not None:
-        from resnet_bench.plots.inside import plot_gradient_flow
-        plot_gradient_flow(table, out_dir, name)
+        write_csv(table, out_dir, name)
     return table

@@ -4,10 +4,12 @@
     analyze gradients [--models NAME... --seeds S...] [--runs DIR...] --out DIR
                                                  gradient norms through depth, at init / in training
     analyze identity  --runs DIR... --out DIR    ||F(x)|| / ||h(x)|| per unit, one unit's feature maps
-    analyze depth     --runs DIR... --out DIR    training loss after k iterations against depth
+    analyze depth     [--tables DIR] --runs DIR... --out DIR
+                                                 training loss after k iterations against depth
 
-Each writes `<out>/<name>.csv` (the tidy table), `<out>/<name>.png` and `<out>/<name>.pdf`
-(`identity` also `<name>_maps.{csv,png,pdf}`). Runs are given as run directories, their
+Each writes `<out>/<name>.csv` (the tidy table, from resnet_bench.inside or, for `depth`, from the
+tables), then draws `<out>/<name>.png` and `<out>/<name>.pdf` from it (resnet_bench.plots.inside;
+`identity` also `<name>_maps.{csv,png,pdf}`). Runs are given as run directories, their
 summary.json files, globs, or parent directories searched for summary.json.
 """
 
@@ -15,8 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_NAMES = {"responses": "layer_responses", "gradients": "gradient_flow",
-                 "identity": "identity_path", "depth": "depth_challenge"}
+from resnet_bench.schema import ANALYSES
 
 
 def _common(p: argparse.ArgumentParser, what: str, runs_required: bool = True) -> None:
@@ -25,7 +26,7 @@ def _common(p: argparse.ArgumentParser, what: str, runs_required: bool = True) -
                    help="finished run directories (with model.pt/config.json/summary.json), "
                         "summary.json files, globs, or parents searched for summary.json")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--name", default=DEFAULT_NAMES[what],
+    p.add_argument("--name", default=ANALYSES[what],
                    help="file name stem of the outputs [%(default)s]")
 
 
@@ -74,7 +75,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=4, help="channels shown in the picture [4]")
 
     p = sub.add_parser("depth", help="training loss after k iterations against depth")
-    _common(p, "depth")
+    _common(p, "depth", runs_required=False)
+    p.add_argument("--tables", default=None, metavar="DIR",
+                   help="tables written by `resnet-bench aggregate` to read the runs from "
+                        "(--runs then selects among them); without it, --runs are aggregated "
+                        "on the fly")
     p.add_argument("--k", type=int, default=None,
                    help="iteration to read the loss at (default: the shortest completed run)")
     p.add_argument("--window", type=int, default=50,
@@ -97,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
     what = args.analysis
     _positive(args, "max_images", "batch_size", "channels", "k", "window", "unit")
     if what == "responses":
-        from resnet_bench.analysis.responses import layer_responses
+        from resnet_bench.inside.responses import layer_responses
         table = layer_responses(args.runs, max_images=args.max_images, batch_size=args.batch_size,
                                 device=_device(args.device), prepared=args.prepared,
                                 out_dir=args.out, name=args.name)
         summary = f"{table['run_id'].nunique()} run(s), {len(table)} layer row(s)"
     elif what == "gradients":
-        from resnet_bench.analysis.gradients import gradient_flow
+        from resnet_bench.inside.gradients import gradient_flow
         dataset = None
         if args.models:
             from resnet_bench import data
@@ -119,17 +124,26 @@ def run(args: argparse.Namespace) -> int:
                    f"{table.loc[table['source'] == 'run', 'run_id'].nunique()} run(s), "
                    f"{len(table)} row(s)")
     elif what == "identity":
-        from resnet_bench.analysis.identity import identity_path
+        from resnet_bench.inside.identity import identity_path
         table = identity_path(args.runs, max_images=args.max_images, batch_size=args.batch_size,
                               device=_device(args.device), prepared=args.prepared,
                               maps_unit=args.unit, maps_image=args.image,
                               maps_channels=args.channels, out_dir=args.out, name=args.name)
         summary = f"{table['run_id'].nunique()} run(s), {len(table)} unit row(s)"
     else:
-        from resnet_bench.analysis.depth import depth_challenge
-        table = depth_challenge(args.runs, k=args.k, window=args.window, out_dir=args.out,
-                                name=args.name)
+        from resnet_bench.tables.depth import depth_challenge
+        if args.tables:
+            tables, runs = args.tables, args.runs
+        elif args.runs:
+            from resnet_bench.tables.aggregate import load_runs
+            tables, runs = load_runs(args.runs), ()
+        else:
+            raise ValueError("give --tables and/or --runs")
+        table = depth_challenge(tables, runs=runs, k=args.k, window=args.window,
+                                out_dir=args.out, name=args.name)
         summary = (f"{len(table)} run(s) at k={int(table['k'].iloc[0])}, "
                    f"{int(table['diverged'].sum())} diverged before k")
+    from resnet_bench.plots.inside import render
+    render(what, args.out, args.name)
     print(f"analyze {what}: {summary} -> {args.out}/{args.name}.{{csv,png,pdf}}")
     return 0

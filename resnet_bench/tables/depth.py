@@ -7,39 +7,68 @@ Run every family at every depth with the same short recipe (config/depth_challen
 off the training loss at iteration k.
 
 `train_loss` of a run at k = mean training mini-batch loss over the logged iterations in
-(k - window, k] of its train_log.csv (the papers' dashed curves are these mini-batch values).
+(k - window, k] of its train log (the papers' dashed curves are these mini-batch values).
 A run that diverged before k has no loss at k: `diverged` is True and `train_loss` NaN.
 k defaults to the smallest completed iteration count among the runs, so every run is read at the
 same iteration.
+
+Drawn from the tables (`runs` and `curves`, written by `resnet-bench aggregate`), not from the
+run records; the figure is resnet_bench.plots.inside.plot_depth_challenge.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from resnet_bench.analysis.responses import sort_table
+from resnet_bench.schema import read_table, sort_table, write_csv
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed", "dataset",
            "recipe", "k", "window", "train_loss", "train_error_pct", "status", "diverged"]
 
 
-def depth_challenge(runs: Iterable[str | os.PathLike], *, k: int | None = None, window: int = 50,
-                    out_dir: str | os.PathLike | None = None,
+def select_runs(runs: pd.DataFrame, curves: pd.DataFrame, paths: Iterable[str | os.PathLike]
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the runs and curves tables of the run directories named by `paths` (as
+    `resnet-bench aggregate --runs` takes them), with run ids relative to those runs' common
+    parent, as aggregating only them would name them."""
+    from resnet_bench.tables.aggregate import _run_ids, find_run_dirs
+
+    dirs = find_run_dirs(list(paths))
+    by_path = dict(zip(runs["path"], runs["run_id"]))
+    missing = [d for d in dirs if str(d) not in by_path]
+    if missing:
+        raise ValueError(f"{missing[0]}: not in the runs table (aggregate it first)")
+    ids = {by_path[str(d)]: rid for d, rid in zip(dirs, _run_ids(dirs))}
+    runs = runs[runs["run_id"].isin(set(ids))].assign(run_id=lambda r: r["run_id"].map(ids))
+    curves = curves[curves["run_id"].isin(set(ids))].assign(
+        run_id=lambda c: c["run_id"].map(ids))
+    return runs.reset_index(drop=True), curves.reset_index(drop=True)
+
+
+def depth_challenge(tables, *, runs: Iterable[str | os.PathLike] = (), k: int | None = None,
+                    window: int = 50, out_dir: str | os.PathLike | None = None,
                     name: str = "depth_challenge") -> pd.DataFrame:
-    """Training loss after `k` iterations for every run named by `runs` (run directories,
-    summary.json files, globs, or parents; read with the strict `resnet-bench aggregate` loader).
-    Returns the tidy table (columns `COLUMNS`); with `out_dir`, writes `<name>.csv/.png/.pdf`."""
-    from resnet_bench.analysis.aggregate import load_runs
+    """Training loss after `k` iterations for every run of `tables`: a directory written by
+    `resnet-bench aggregate`, or its tables in memory (anything with `.runs` and `.curves`, e.g.
+    the `RunSet` of `load_runs`). `runs` (run directories, summary.json files, globs, or parents)
+    restricts it to those runs. Returns the tidy table (columns `COLUMNS`); with `out_dir`,
+    writes it as `<name>.csv` there."""
     from resnet_bench.models import parse_model_name
 
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    runset = load_runs(list(runs))
-    info = runset.runs
+    if isinstance(tables, (str, os.PathLike)):
+        info, curves = read_table(Path(tables), "runs"), read_table(Path(tables), "curves")
+    else:
+        info, curves = tables.runs, tables.curves
+    runs = list(runs)
+    if runs:
+        info, curves = select_runs(info, curves, runs)
     if k is None:
         done = info.loc[info["status"] == "completed", "iterations"]
         if done.empty:
@@ -47,7 +76,7 @@ def depth_challenge(runs: Iterable[str | os.PathLike], *, k: int | None = None, 
         k = int(done.min())
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    train = runset.curves[runset.curves["split"] == "train"]
+    train = curves[curves["split"] == "train"]
     rows = []
     for _, run in info.iterrows():
         curve = train[train["run_id"] == run["run_id"]]
@@ -71,6 +100,5 @@ def depth_challenge(runs: Iterable[str | os.PathLike], *, k: int | None = None, 
                      "diverged": bool(failed and run["status"] == "diverged")})
     table = sort_table(pd.DataFrame(rows, columns=COLUMNS), within="run_id")
     if out_dir is not None:
-        from resnet_bench.plots.inside import plot_depth_challenge
-        plot_depth_challenge(table, out_dir, name)
+        write_csv(table, out_dir, name)
     return table

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from resnet_bench.analysis.aggregate import load_runs
-from resnet_bench.analysis.paper import load_reference
-from resnet_bench.analysis.tables import TABLES, build_tables, write_tables
+from resnet_bench.tables.aggregate import load_runs
+from resnet_bench.tables.paper import load_reference
+from resnet_bench.schema import TABLES
+from resnet_bench.tables.build import build_tables, write_tables
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

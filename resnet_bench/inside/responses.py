@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from resnet_bench.analysis.trained import TrainedRun, held_out_pass, iter_trained
-from resnet_bench.models.spec import FAMILY_ORDER
+from resnet_bench.inside.trained import TrainedRun, held_out_pass, iter_trained
+from resnet_bench.schema import sort_table, write_csv
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "layer", "name", "channels", "std", "std_all", "rank", "n_images"]
@@ -111,7 +111,7 @@ def layer_responses(runs: Iterable[TrainedRun | str | os.PathLike], *, max_image
     """V1 Fig. 7 for the given runs (opened TrainedRuns, or run directories / globs / parents).
 
     Returns the tidy table (one row per run and 3x3 layer, columns `COLUMNS`); with `out_dir`,
-    also writes `<name>.csv`, `<name>.png` and `<name>.pdf` there.
+    also writes it as `<name>.csv` there (resnet_bench.plots.inside draws the figure from it).
     """
     runs = list(runs)
     opened = [r for r in runs if isinstance(r, TrainedRun)]
@@ -126,14 +126,5 @@ def layer_responses(runs: Iterable[TrainedRun | str | os.PathLike], *, max_image
         frames.append(df)
     table = sort_table(pd.concat(frames, ignore_index=True)[COLUMNS])
     if out_dir is not None:
-        from resnet_bench.plots.inside import plot_layer_responses
-        plot_layer_responses(table, out_dir, name)
+        write_csv(table, out_dir, name)
     return table
-
-
-def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
-    """Rows in the papers' reading order: family, depth, variant, seed, run, then `within`."""
-    keys = [k for k in ("family", "block", "depth", "variant", "seed", "run_id", within)
-            if k in df.columns]
-    return df.sort_values(keys, key=lambda c: c.map(FAMILY_ORDER) if c.name == "family" else c,
-                          kind="stable").reset_index(drop=True)

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from resnet_bench.analysis.aggregate import read_record_json
-from resnet_bench.train.loop import load_run_data, split_training_set
+from resnet_bench.data.runs import load_run_data, split_training_set
+from resnet_bench.tables.aggregate import read_record_json
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -67,7 +67,7 @@ def run_ids(dirs: list[Path]) -> list[str]:
 def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     """Finished run directories named by `paths` (directories, summary.json files, globs, or
     parents searched for summary.json): the rule of `resnet-bench aggregate`."""
-    from resnet_bench.analysis.aggregate import find_run_dirs
+    from resnet_bench.tables.aggregate import find_run_dirs
     return find_run_dirs(list(paths))
 
 

@@ -1,0 +1,174 @@
+"""The names and columns the stages agree on: tables, figures and inside-the-network outputs.
+
+The tables stage (`resnet_bench.tables`) writes the tables named here, the inside stage
+(`resnet_bench.inside`) writes the analysis CSVs named here, the figure stage
+(`resnet_bench.plots`) reads both, and the pipeline (`resnet_bench.pipeline.outputs`) lists their
+files. It sits below all of them: it imports only the torch-free model-name grammar
+(`resnet_bench.models.spec`), nor torch or matplotlib (pandas only), so a stage learns what
+another writes without importing that stage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name  # noqa: F401
+
+CSV_FLOAT_FORMAT = "%.10g"   # every table and figure CSV
+
+# ---------------------------------------------------------------------------------------------
+# the networks' order in every table and figure: the papers' (plain, original, pre-activation),
+# defined once with the model-name grammar (torch-free)
+
+BLOCKS = tuple(BLOCK_ORDER)
+
+
+def is_default_variant(runs: pd.DataFrame) -> pd.Series:
+    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
+    base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
+    return runs["model"] == pd.Series(base, index=runs.index)
+
+
+def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Order rows the way the papers read: family, block, depth, variant, dataset, recipe, seed."""
+    keys = [k for k in ("family", "block", "depth", "variant", "dataset", "recipe", "seed",
+                        "run_id") if k in df.columns]
+
+    def order(col: pd.Series) -> pd.Series:
+        if col.name == "family":
+            return col.map(FAMILY_ORDER).fillna(len(FAMILY_ORDER))
+        if col.name == "block":
+            return col.map(BLOCK_ORDER).fillna(len(BLOCK_ORDER))
+        return col
+
+    return df.sort_values(keys, key=order, kind="stable").reset_index(drop=True)
+
+
+def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
+    """Rows of a per-run analysis table in the papers' reading order: family, depth, variant,
+    seed, run, then `within`."""
+    keys = [k for k in ("family", "block", "depth", "variant", "seed", "run_id", within)
+            if k in df.columns]
+    return df.sort_values(keys, key=lambda c: c.map(FAMILY_ORDER) if c.name == "family" else c,
+                          kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
+
+TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
+
+ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
+              "dataset_label", "seed", "recipe"]
+# curves: every run's train log (iteration, epoch, lr, loss, error_pct) and eval log, tidy
+CURVE_COLUMNS = ID_COLUMNS + ["split", "iteration", "epoch", "lr", "loss", "error_pct"]
+RUN_COLUMNS = ID_COLUMNS + [
+    "status", "iterations", "planned_iterations", "batch_size",
+    "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",
+    "final_val_error_pct",
+    "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
+    "params", "macs", "activation_checkpointing", "resumed", "device", "path",
+]
+GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
+STATS = ("mean", "std", "median", "min", "max")
+SUMMARY_COLUMNS = GROUP_KEYS + ["model", "dataset_label", "n", "n_completed", "n_diverged"] + [
+    f"{q}_{s}" for q in ("test_error", "train_error") for s in STATS
+] + ["test_loss_mean", "train_loss_mean", "test_error_best_mean_std",
+     "test_error_median_mean_std", "train_error_median_mean_std", "params", "macs",
+     "images_per_s_mean"]
+COMPARISON_COLUMNS = [
+    "paper", "table", "paper_model", "paper_variant", "paper_dataset", "quantity", "statistic",
+    "relation", "paper_value", "paper_std", "paper_n", "paper_text",
+    "model", "family", "block", "depth", "variant", "dataset", "dataset_label", "recipe",
+    "n", "reproduced", "reproduced_std", "diff", "within_paper_spread", "rule", "comparable",
+    "note",
+]
+CLAIM_COLUMNS = [
+    "claim", "paper", "where", "claim_text", "dataset", "dataset_label", "recipe", "metric",
+    "lower_model", "higher_model", "paper_lower", "paper_higher",
+    "lower_mean", "lower_std", "lower_n", "lower_n_diverged",
+    "higher_mean", "higher_std", "higher_n", "higher_n_diverged",
+    "diff", "t_statistic", "p_value", "alpha", "verdict", "reason",
+]
+TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
+                 "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS}
+# read back as strings ("" for empty), not NaN: an empty variant is the default unit
+STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
+                  "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
+                  "paper_lower", "paper_higher", "reason")
+
+
+def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Read one table written by `resnet-bench aggregate`, checking its columns."""
+    path = Path(tables_dir) / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run `resnet-bench aggregate` first)")
+    df = _read_csv(path, STRING_COLUMNS)
+    missing = [c for c in TABLE_COLUMNS.get(name, ()) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def read_tables(tables_dir: str | os.PathLike, names=TABLES) -> dict[str, pd.DataFrame]:
+    return {name: read_table(tables_dir, name) for name in names}
+
+
+def _read_csv(path: Path, strings) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+    for col in strings:
+        if col in df.columns:
+            df[col] = df[col].astype(object).fillna("").astype(str)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# the figures (`resnet-bench plot`): <name>.png, .pdf and .csv per (dataset, recipe)
+
+FIGURES = ("v1_fig1", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right", "v2_fig1",
+           "v2_fig3", "v2_fig6", "degradation")
+# V2 ablation figure -> the claim (resnet_bench.tables.claims.CLAIMS) whose pairs it draws
+FIGURE_CLAIMS = {"v2_fig3": "v2-table1-shortcuts", "v2_fig6": "v2-table2-units"}
+
+
+# ---------------------------------------------------------------------------------------------
+# inside the networks (`resnet-bench analyze`): <stem>.csv written by the analysis, <stem>.png
+# and .pdf drawn from it by resnet_bench.plots.inside
+
+# subcommand -> its default output stem, which is also its key under `analysis:` in the config
+ANALYSES = {"responses": "layer_responses", "gradients": "gradient_flow",
+            "identity": "identity_path", "depth": "depth_challenge"}
+MAPS_SUFFIX = "_maps"   # `identity` also writes <stem>_maps: one unit's feature maps
+MAP_PLANES = ("input", "shortcut", "residual", "output")
+MAP_COLUMNS = ["run_id", "label", "unit", "unit_name", "image", "map", "channel", "row", "col",
+               "value"]
+ANALYSIS_STRING_COLUMNS = ("run_id", "model", "label", "family", "block", "variant", "source",
+                           "quantity", "name", "unit_name", "map", "dataset", "recipe", "status")
+
+
+def analysis_stems(analysis: str, name: str | None = None) -> list[str]:
+    """The CSV stems one `resnet-bench analyze` subcommand writes (default name: `ANALYSES`)."""
+    stem = name or ANALYSES[analysis]
+    return [stem, stem + MAPS_SUFFIX] if analysis == "identity" else [stem]
+
+
+def write_csv(df: pd.DataFrame, out_dir: str | os.PathLike, stem: str) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}.csv"
+    df.to_csv(path, index=False, float_format=CSV_FLOAT_FORMAT)
+    return path
+
+
+def read_analysis(out_dir: str | os.PathLike, stem: str) -> pd.DataFrame:
+    """An analysis CSV written by `resnet-bench analyze` (string columns as strings)."""
+    path = Path(out_dir) / f"{stem}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run `resnet-bench analyze` first)")
+    return _read_csv(path, ANALYSIS_STRING_COLUMNS)
