@@ -200,3 +200,13 @@ def read_summary(path: str | Path) -> Summary:
         out[key] = _number(path, key, s[key], allow_null=True)
     return Summary(**out)
 
+
+
+def describe() -> str:
+    """summary.json's keys, one a line, with whether each is optional and what it holds."""
+    return "\n".join(f"{f.name:<24}{'(optional) ' if f.default is not MISSING else ''}"
+                     f"{f.metadata['help']}" for f in fields(Summary))
+
+
+if __name__ == "__main__":  # `python -m resnet_bench.record`: the summary.json keys
+    print(describe())
