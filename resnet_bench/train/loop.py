@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import errno
 import io
-import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_COLUMNS, EVAL_LOG, FINAL_WEIGHTS,
                                  GRAD_COLUMNS, GRAD_LOG, PREEMPTED, PROVENANCE, STATUSES,
@@ -30,10 +28,11 @@ from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import (CsvLog, atomic_write_bytes, read_json, sweep_temp_files,
                                         write_json)
+from resnet_bench.train.session import Session, evaluate
 # The step's pieces are importable from here as before (gpucheck, bench, older scripts).
-from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, StepValues, autocast,
-                                     compiled, configure_backends, forward_backward,
-                                     make_optimizer, prepare_model, sync_interval, train_step)
+from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, compiled,
+                                     configure_backends, forward_backward, make_optimizer,
+                                     prepare_model, sync_interval, train_step)
 from resnet_bench.validation import check_dataset, check_device
 
 # Exit status of a run stopped by SIGTERM after writing its checkpoint (EX_TEMPFAIL):
@@ -102,132 +101,6 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
-@torch.no_grad()
-def evaluate(model, loader, x, y, device, precision: str, batch_size: int) -> tuple[float, float]:
-    """Mean loss and error (%) over a whole held-out set, in order, without augmentation."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    wrong = torch.zeros((), device=device, dtype=torch.int64)
-    for xb, yb in loader.eval_batches(x, y, batch_size):
-        with autocast(device, precision):
-            out = model(xb)
-        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").double()
-        wrong += (out.argmax(1) != yb).sum()
-    model.train(was_training)
-    n = len(y)
-    return float(loss_sum) / n, 100.0 * float(wrong) / n
-
-
-def _grad_norm_rows(model, iteration: int) -> list[tuple]:
-    from resnet_bench.models import conv_layers
-    rows = []
-    for idx, (name, conv) in enumerate(conv_layers(model)):
-        g = conv.weight.grad
-        rows.append((iteration, idx, name, float(g.norm()) if g is not None else float("nan"),
-                     float(conv.weight.detach().norm())))
-    return rows
-
-
-# --------------------------------------------------------------------------------- the run
-
-@dataclass
-class _Run:
-    """One training session's objects and bookkeeping (logs, timers, evaluation, checkpoints)."""
-    config: RunConfig
-    out: Path
-    device: torch.device
-    identity: str
-    dataset: Any                               # the loaded dataset (label and meta are recorded)
-    loader: Any                                # DeviceLoader of the training images
-    test: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor] | None
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    step_model: Any                            # the model, or its torch.compile'd wrapper
-    params: int
-    macs: int
-    train_log: CsvLog
-    eval_log: CsvLog
-    grad_log: CsvLog | None
-    state: dict[str, Any] = field(default_factory=dict)   # checkpointed with the weights
-    prov: dict[str, Any] = field(default_factory=dict)
-    recent_losses: list[float] = field(default_factory=list)
-    recent_errors: list[float] = field(default_factory=list)
-    steps: StepValues = field(default_factory=StepValues)
-    clock: dict[str, float] = field(default_factory=dict)
-    bar: Progress | None = None
-
-    @property
-    def recipe(self):
-        return self.config.recipe
-
-    def drain(self) -> bool:
-        """Move per-step values to the host logs; False if any loss is not finite."""
-        finite = True
-        window = self.recipe.train_window
-        for i, lr_i, loss_v, wrong_v in self.steps.drain():
-            err_v = 100.0 * wrong_v / self.recipe.batch_size
-            self.train_log.append((i + 1, self.loader.epoch_at(i + 1), lr_i, loss_v, err_v))
-            self.recent_losses.append(loss_v)
-            self.recent_errors.append(err_v)
-            finite = finite and math.isfinite(loss_v)
-        del self.recent_losses[:-window], self.recent_errors[:-window]
-        return finite
-
-    def account_time(self) -> None:
-        now = time.perf_counter()
-        self.state["train_time_s"] += now - self.clock["window_start"]
-        self.state["timed_images"] += self.clock["images"]
-        self.state["wall_time_s"] = (self.state.get("wall_time_s", 0.0) + now
-                                     - self.clock["session"])
-        self.clock.update(window_start=now, images=0, session=now)
-
-    def paused(self, fn, *args):
-        """Run bookkeeping (eval, checkpoint) outside the timed training window."""
-        t = time.perf_counter()
-        result = fn(*args)
-        self.clock["window_start"] += time.perf_counter() - t
-        return result
-
-    def flush_logs(self) -> None:
-        for log in (self.train_log, self.eval_log, self.grad_log):
-            if log is not None:
-                log.flush()
-
-    def save_checkpoint(self, iteration: int) -> None:
-        self.drain()
-        self.account_time()
-        self.flush_logs()
-        checkpoint.save(self.out / CHECKPOINT, model=self.model, optimizer=self.optimizer,
-                        iteration=iteration, state=self.state, identity=self.identity)
-
-    def run_eval(self, iteration: int) -> tuple[float, float]:
-        r = self.recipe
-        loss, err = evaluate(self.model, self.loader, *self.test, self.device, r.precision,
-                             r.eval_batch_size)
-        self.eval_log.append((iteration, "test", loss, err))
-        if self.val is not None:
-            vloss, verr = evaluate(self.model, self.loader, *self.val, self.device, r.precision,
-                                   r.eval_batch_size)
-            self.eval_log.append((iteration, "val", vloss, verr))
-        return loss, err
-
-    def grad_norm_logger(self, it: int):
-        """What logs the gradient norms before update `it`, or None where none are logged."""
-        r = self.recipe
-        if self.grad_log is None or not (it % r.grad_norm_every == 0 or it == r.iterations - 1):
-            return None
-
-        def log() -> None:
-            for row in _grad_norm_rows(self.model, it):
-                self.grad_log.append(row)
-        return log
-
-    def images_per_s(self) -> float:
-        return self.state["timed_images"] / max(self.state["train_time_s"], 1e-9)
-
-
 def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
           stop_after: int | None = None, replace_stale: bool = False, gpu_claim=None,
           discard_checkpoint: bool = False) -> Outcome:
@@ -265,7 +138,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
 
 
 def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
-           replace: bool) -> _Run:
+           replace: bool) -> Session:
     """Data, model, optimizer and logs; the records of a replaced (stale) run are removed only
     once the data has been checked."""
     from resnet_bench.data import DeviceLoader
@@ -300,7 +173,7 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
         model.set_activation_checkpointing(True)
     optimizer = make_optimizer(model, recipe)
 
-    run = _Run(config=config, out=out, device=device, identity=identity, dataset=dataset,
+    run = Session(config=config, out=out, device=device, identity=identity, dataset=dataset,
                loader=loader, test=test, val=val, model=model, optimizer=optimizer,
                step_model=compiled(model, recipe), params=params, macs=macs,
                train_log=CsvLog(out / TRAIN_LOG, TRAIN_COLUMNS),
@@ -311,7 +184,7 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
     return run
 
 
-def _resume(run: _Run, ckpt: dict | None, gpu_claim) -> int:
+def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
     """Start fresh, or restore weights, optimizer, RNG states and counters from `ckpt`; cut the
     logs back to the checkpoint. Returns the first iteration to run."""
     config, recipe = run.config, run.recipe
@@ -354,7 +227,7 @@ def _resume(run: _Run, ckpt: dict | None, gpu_claim) -> int:
     return start
 
 
-def _loop(run: _Run, start: int, progress: bool | None, stop_after: int | None):
+def _loop(run: Session, start: int, progress: bool | None, stop_after: int | None):
     """Iterate from `start`: (status, diverged_at, iteration reached), or the Outcome of a
     preemption (SIGTERM, or `stop_after`) after writing a checkpoint."""
     recipe, state = run.recipe, run.state
@@ -418,7 +291,7 @@ def _loop(run: _Run, start: int, progress: bool | None, stop_after: int | None):
     return status, diverged_at, it
 
 
-def _fall_back_to_activation_checkpointing(run: _Run, it: int) -> None:
+def _fall_back_to_activation_checkpointing(run: Session, it: int) -> None:
     run.optimizer.zero_grad(set_to_none=True)
     torch.cuda.empty_cache()
     run.model.set_activation_checkpointing(True)
@@ -427,7 +300,7 @@ def _fall_back_to_activation_checkpointing(run: _Run, it: int) -> None:
     run.bar.note(f"out of GPU memory at iteration {it}: retrying with activation checkpointing")
 
 
-def _check_warmup(run: _Run, it: int) -> None:
+def _check_warmup(run: Session, it: int) -> None:
     """V1 warm-up (He 2015): over once the mean training error of the last SYNC_EVERY
     iterations drops below the recipe's threshold; tested at fixed iterations only."""
     recipe = run.recipe
@@ -440,7 +313,7 @@ def _check_warmup(run: _Run, it: int) -> None:
                      f"{window:.1f}% < {recipe.warmup_error_pct}%")
 
 
-def _finish(run: _Run, status: str, diverged_at: int | None, it: int) -> Outcome:
+def _finish(run: Session, status: str, diverged_at: int | None, it: int) -> Outcome:
     """Final-iteration numbers only, never a best epoch; summary.json is written last."""
     recipe, state = run.recipe, run.state
     if status == "completed":
