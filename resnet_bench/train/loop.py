@@ -28,20 +28,17 @@ from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import (CsvLog, atomic_write_bytes, read_json, sweep_temp_files,
                                         write_json)
-from resnet_bench.train.session import Session, evaluate
-# The step's pieces are importable from here as before (gpucheck, bench, older scripts).
-from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, compiled,
-                                     configure_backends, forward_backward, make_optimizer,
-                                     prepare_model, sync_interval, train_step)
+from resnet_bench.train.session import Session
+from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, compiled, configure_backends,
+                                     make_optimizer, prepare_model, sync_interval, train_step)
 from resnet_bench.validation import check_dataset, check_device
 
 # Exit status of a run stopped by SIGTERM after writing its checkpoint (EX_TEMPFAIL):
 # the scheduler should run the same command again, which resumes.
 EXIT_PREEMPTED = 75
 
-__all__ = ["EXIT_PREEMPTED", "SYNC_EVERY", "Outcome", "Preempted", "check_out_dir",
-           "configure_backends", "evaluate", "forward_backward", "load_run_data",
-           "make_optimizer", "pick_device", "split_training_set", "train"]
+__all__ = ["EXIT_PREEMPTED", "Outcome", "Preempted", "check_out_dir", "load_run_data",
+           "pick_device", "split_training_set", "train"]
 
 
 class Preempted(Exception):

@@ -47,7 +47,6 @@ def _grad_norm_rows(model, iteration: int) -> list[tuple]:
     return rows
 
 
-
 @dataclass
 class Session:
     """One training session's objects and bookkeeping (logs, timers, evaluation, checkpoints)."""
