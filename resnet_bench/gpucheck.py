@@ -41,7 +41,7 @@ def _worker(rank, models, device, batch, warmup, channels_last, precision, ready
         torch.set_num_threads(threads)
     from resnet_bench.data import DeviceLoader
     from resnet_bench.models import build_model
-    from resnet_bench.train.loop import configure_backends, forward_backward, make_optimizer
+    from resnet_bench.train.step import configure_backends, forward_backward, make_optimizer
     from resnet_bench.train.recipe import Recipe
     dev = torch.device(device)
     configure_backends(dev, precision)

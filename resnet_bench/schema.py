@@ -3,9 +3,9 @@
 The tables stage (`resnet_bench.tables`) writes the tables named here, the inside stage
 (`resnet_bench.inside`) writes the analysis CSVs named here, the figure stage
 (`resnet_bench.plots`) reads both, and the pipeline (`resnet_bench.pipeline.outputs`) lists their
-files. It sits below all of them: it imports only the torch-free model-name grammar
-(`resnet_bench.models.spec`), nor torch or matplotlib (pandas only), so a stage learns what
-another writes without importing that stage.
+files. It sits below all of them and imports only the torch-free model-name grammar
+(`resnet_bench.models.spec`), the run record (`resnet_bench.record`) and pandas -- neither torch
+nor matplotlib -- so a stage learns what another writes without importing that stage.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name  # noqa: F401
+from resnet_bench.record import TRAIN_COLUMNS
 
 CSV_FLOAT_FORMAT = "%.10g"   # every table and figure CSV
 
@@ -64,7 +65,7 @@ TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
 ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
               "dataset_label", "seed", "recipe"]
 # curves: every run's train log (iteration, epoch, lr, loss, error_pct) and eval log, tidy
-CURVE_COLUMNS = ID_COLUMNS + ["split", "iteration", "epoch", "lr", "loss", "error_pct"]
+CURVE_COLUMNS = ID_COLUMNS + ["split", *TRAIN_COLUMNS]  # the train log's columns, per split
 RUN_COLUMNS = ID_COLUMNS + [
     "status", "iterations", "planned_iterations", "batch_size",
     "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",

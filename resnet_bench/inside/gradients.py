@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_bench.inside.trained import find_runs, run_ids
+from resnet_bench.record import CONFIG, GRAD_COLUMNS, GRAD_LOG, SUMMARY
 from resnet_bench.schema import FAMILY_ORDER, write_csv
 
 COLUMNS = ["source", "run_id", "model", "label", "family", "block", "depth", "variant", "seed",
            "iteration", "quantity", "layer", "name", "position", "grad_norm", "weight_norm"]
-GRAD_FILE = "grad_norms.csv"
-GRAD_FILE_COLUMNS = ["iteration", "layer", "name", "grad_norm", "weight_norm"]
 
 
 def signal_points(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -139,11 +138,11 @@ def read_grad_log(run_dir: str | os.PathLike, run_id: str | None = None) -> pd.D
     """A run's `grad_norms.csv` (weight gradients logged by the trainer) in the table's columns."""
     import json
     d = Path(run_dir)
-    path = d / GRAD_FILE
+    path = d / GRAD_LOG
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (train with grad_norm_every > 0 to log it)")
-    config = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
-    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+    config = json.loads((d / CONFIG).read_text()) if (d / CONFIG).exists() else {}
+    summary = json.loads((d / SUMMARY).read_text()) if (d / SUMMARY).exists() else {}
     model = config.get("model") or summary.get("model")
     if not model:
         raise ValueError(f"{d}: neither config.json nor summary.json names the model")
@@ -151,10 +150,10 @@ def read_grad_log(run_dir: str | os.PathLike, run_id: str | None = None) -> pd.D
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in GRAD_FILE_COLUMNS if c not in df.columns]
+    missing = [c for c in GRAD_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(expected {','.join(GRAD_FILE_COLUMNS)})")
+                         f"(expected {','.join(GRAD_COLUMNS)})")
     if df.empty:
         raise ValueError(f"{path}: no rows")
     for col in ("iteration", "layer", "grad_norm", "weight_norm"):

@@ -1,6 +1,6 @@
 """Open a finished run for inspection: its network with the final weights, and its held-out set.
 
-A run directory (docs/architecture.md, "Run records") holds `config.json` (model, dataset, recipe)
+A run directory (resnet_bench.record) holds `config.json` (model, dataset, recipe)
 and `model.pt` (the final state_dict). The held-out images are the run's test set, normalised with
 the statistics of the run's own training images (the same `DeviceLoader` normalisation the trainer
 evaluates with), in their stored order, so every analysis of a run sees the same images.
@@ -18,11 +18,7 @@ import torch
 from torch import nn
 
 from resnet_bench.data.runs import load_run_data, split_training_set
-from resnet_bench.tables.aggregate import read_record_json
-
-MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
+from resnet_bench.record import CONFIG, FINAL_WEIGHTS, SUMMARY, read_record_json
 
 
 @dataclass
@@ -123,12 +119,12 @@ def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
     from resnet_bench.models import build_model, parse_model_name
 
     d = Path(run_dir)
-    config = read_record_json(d / CONFIG_FILE)
-    summary = read_record_json(d / SUMMARY_FILE) if (d / SUMMARY_FILE).exists() else {}
+    config = read_record_json(d / CONFIG)
+    summary = read_record_json(d / SUMMARY) if (d / SUMMARY).exists() else {}
     if "model" not in config:
-        raise ValueError(f"{d / CONFIG_FILE}: no 'model' key")
+        raise ValueError(f"{d / CONFIG}: no 'model' key")
     spec = parse_model_name(config["model"])
-    weights = d / MODEL_FILE
+    weights = d / FINAL_WEIGHTS
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: missing (the final weights of a finished run)")
     device = torch.device(device)

@@ -1,4 +1,4 @@
-"""Read run records (docs/architecture.md, "Run records") into pandas, strictly.
+"""Read run records (resnet_bench.record, the format defined once) into pandas, strictly.
 
 `load_runs(paths)` takes run directories, `summary.json` files, globs, or parent directories
 (searched recursively for `summary.json`, the file a run writes last) and returns a `RunSet`:
@@ -12,7 +12,6 @@ NaN/null final errors; a resumed run may repeat iterations in its train log (the
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -20,35 +19,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench.schema import (
-    BLOCKS, CURVE_COLUMNS, FAMILIES, ID_COLUMNS, RUN_COLUMNS, base_name, sort_runs,
-)
+from resnet_bench import record
+from resnet_bench.record import RecordError, SPLITS, read_record_json  # noqa: F401 (re-export)
+from resnet_bench.schema import CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, sort_runs
 
-STATUSES = ("completed", "diverged")
-SPLITS = ("test", "val")
+TRAIN_COLUMNS = list(record.TRAIN_COLUMNS)
+EVAL_COLUMNS = list(record.EVAL_COLUMNS)
 
-TRAIN_COLUMNS = ["iteration", "epoch", "lr", "loss", "error_pct"]
-EVAL_COLUMNS = ["iteration", "split", "loss", "error_pct"]
-
-# summary.json keys (architecture.md). All must be present; the numeric results may be null/NaN
-# only for a diverged run, the cost/speed figures may be null for any run.
-SUMMARY_KEYS = (
-    "status", "model", "family", "block", "depth", "variant", "dataset", "dataset_label", "seed",
-    "recipe", "iterations", "final_train_loss", "final_train_error_pct", "final_test_loss",
-    "final_test_error_pct", "wall_time_s", "train_time_s", "compile_time_s", "images_per_s",
-    "tflops_per_s", "params", "macs", "activation_checkpointing", "resumed", "device",
-)
-FINAL_KEYS = ("final_train_loss", "final_train_error_pct", "final_test_loss",
-              "final_test_error_pct")
-COST_KEYS = ("wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
-             "params", "macs")
+# The summary's numbers, as floats (NaN where null) in the runs table.
+FLOAT_KEYS = record.RESULT_KEYS + record.COST_KEYS
 
 # `final_test_error_pct` is the test error at the last iteration, so it must equal the last test
 # row of eval_log.csv; allow for rounding in either file.
 FINAL_MATCH_TOL_PCT = 0.01
 
-class RecordError(ValueError):
-    """A run record that is missing or does not follow the documented format."""
 
 
 @dataclass
@@ -71,16 +55,16 @@ def find_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
         for m in matches:
             p = Path(m)
             if p.is_file():
-                if p.name != "summary.json":
+                if p.name != record.SUMMARY:
                     raise RecordError(f"{p}: expected a run directory or its summary.json")
                 found.append(p.parent)
             elif p.is_dir():
-                if (p / "summary.json").exists():
+                if (p / record.SUMMARY).exists():
                     found.append(p)
                     continue
-                if (p / "config.json").exists() or (p / "train_log.csv").exists():
-                    raise RecordError(f"{p / 'summary.json'}: missing (run not finished)")
-                nested = sorted(s.parent for s in p.rglob("summary.json"))
+                if (p / record.CONFIG).exists() or (p / record.TRAIN_LOG).exists():
+                    raise RecordError(f"{p / record.SUMMARY}: missing (run not finished)")
+                nested = sorted(s.parent for s in p.rglob(record.SUMMARY))
                 if not nested:
                     raise RecordError(f"{p}: no run records (summary.json) found under it")
                 found.extend(nested)
@@ -101,86 +85,12 @@ def _run_ids(dirs: list[Path]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # one run
 
-def read_record_json(path: Path) -> dict:
-    if not path.exists():
-        raise RecordError(f"{path}: missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _number(path: Path, key: str, value, *, allow_null: bool) -> float:
-    if value is None:
-        if allow_null:
-            return math.nan
-        raise RecordError(f"{path}: {key} is null")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{path}: {key} must be a number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) and not allow_null:
-        raise RecordError(f"{path}: {key} is NaN")
-    return value
-
-
-def _integer(path: Path, key: str, value, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RecordError(f"{path}: {key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _string(path: Path, key: str, value, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise RecordError(f"{path}: {key} must be a non-empty string, got {value!r}")
-    return value
-
-
 def _read_summary(path: Path) -> dict:
-    s = read_record_json(path)
-    missing = [k for k in SUMMARY_KEYS if k not in s]
-    if missing:
-        raise RecordError(f"{path}: missing key(s) {', '.join(missing)}")
-    if s["status"] not in STATUSES:
-        raise RecordError(f"{path}: status must be one of {', '.join(STATUSES)}, "
-                          f"got {s['status']!r}")
-    if s["family"] not in FAMILIES:
-        raise RecordError(f"{path}: family must be one of {', '.join(FAMILIES)}, "
-                          f"got {s['family']!r}")
-    if s["block"] not in BLOCKS:
-        raise RecordError(f"{path}: block must be one of {', '.join(BLOCKS)}, got {s['block']!r}")
-    out = {
-        "status": s["status"],
-        "model": _string(path, "model", s["model"]),
-        "family": s["family"],
-        "block": s["block"],
-        "depth": _integer(path, "depth", s["depth"], 1),
-        # the default variant may be written as null or ""
-        "variant": "" if s["variant"] is None else _string(path, "variant", s["variant"],
-                                                            allow_empty=True),
-        "dataset": _string(path, "dataset", s["dataset"]),
-        "dataset_label": _string(path, "dataset_label", s["dataset_label"]),
-        "seed": _integer(path, "seed", s["seed"]),
-        "recipe": _string(path, "recipe", s["recipe"]),
-        "iterations": _integer(path, "iterations", s["iterations"]),
-        "resumed": _integer(path, "resumed", s["resumed"]) if s["resumed"] is not None else 0,
-        "activation_checkpointing": bool(s["activation_checkpointing"]),
-        "device": "" if s["device"] is None else str(s["device"]),
-    }
-    base = base_name(out["family"], out["block"], out["depth"])
-    if out["model"] != base and not out["model"].startswith(base + "-"):
-        raise RecordError(f"{path}: model {out['model']!r} does not match "
-                          f"family/block/depth {base!r}")
-    diverged = out["status"] == "diverged"
-    for key in FINAL_KEYS:
-        out[key] = _number(path, key, s[key], allow_null=diverged)
-        if key.endswith("_pct") and not math.isnan(out[key]) and not 0 <= out[key] <= 100:
-            raise RecordError(f"{path}: {key} must be a percentage in [0, 100], got {out[key]}")
-    for key in COST_KEYS:
-        out[key] = _number(path, key, s[key], allow_null=True)
-    return out
+    """summary.json, checked (record.read_summary), as a row of the runs table."""
+    row = record.read_summary(path).to_dict()
+    for key in FLOAT_KEYS:
+        row[key] = math.nan if row[key] is None else float(row[key])
+    return row
 
 
 def _read_csv(path: Path, columns: list[str], numeric: list[str]) -> pd.DataFrame:
@@ -265,19 +175,21 @@ def _read_eval_log(path: Path, summary: dict) -> pd.DataFrame:
 def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dict, pd.DataFrame]:
     """One run directory -> (row of the runs table, its tidy curves)."""
     d = Path(run_dir)
-    summary = _read_summary(d / "summary.json")
-    config = read_record_json(d / "config.json")
-    read_record_json(d / "provenance.json")  # must exist and parse; its content is not tabulated
+    summary = _read_summary(d / record.SUMMARY)
+    config = read_record_json(d / record.CONFIG)
+    read_record_json(d / record.PROVENANCE)  # must exist and parse; its content is not tabulated
     if config.get("model") != summary["model"]:
-        raise RecordError(f"{d / 'config.json'}: model {config.get('model')!r} differs from "
+        raise RecordError(f"{d / record.CONFIG}: model {config.get('model')!r} differs from "
                           f"{summary['model']!r} in summary.json")
     recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
-    train = _read_train_log(d / "train_log.csv", summary)
-    evals = _read_eval_log(d / "eval_log.csv", summary)
+    train = _read_train_log(d / record.TRAIN_LOG, summary)
+    evals = _read_eval_log(d / record.EVAL_LOG, summary)
 
     row = dict(summary)
     row["run_id"] = run_id or d.name
-    row["planned_iterations"] = recipe.get("iterations", math.nan)
+    # records written before summary.json carried target_iterations: the config's recipe
+    planned = summary["target_iterations"]
+    row["planned_iterations"] = recipe.get("iterations", math.nan) if planned is None else planned
     row["batch_size"] = recipe.get("batch_size", math.nan)
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan

@@ -1,4 +1,4 @@
-"""Per-run record files: atomic JSON, append-only CSV logs that a resume can cut back."""
+"""Writing a run's record files: atomic JSON, append-only CSV logs that a resume can cut back."""
 
 from __future__ import annotations
 
@@ -10,22 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-TRAIN_LOG = "train_log.csv"
-EVAL_LOG = "eval_log.csv"
-GRAD_LOG = "grad_norms.csv"
-SUMMARY = "summary.json"
-CONFIG = "config.json"
-PROVENANCE = "provenance.json"
-CHECKPOINT = "checkpoint.pt"
-FINAL_WEIGHTS = "model.pt"
-
-TRAIN_COLUMNS = ("iteration", "epoch", "lr", "loss", "error_pct")
-EVAL_COLUMNS = ("iteration", "split", "loss", "error_pct")
-GRAD_COLUMNS = ("iteration", "layer", "name", "grad_norm", "weight_norm")
-
-FINISHED_STATUSES = ("completed", "diverged")
-RECORD_FILES = (TRAIN_LOG, EVAL_LOG, GRAD_LOG, SUMMARY, CONFIG, PROVENANCE, CHECKPOINT,
-                FINAL_WEIGHTS)
+# File names and columns: resnet_bench.record (the run record, defined once).
+from resnet_bench.record import FINAL_WEIGHTS, RECORD_FILES
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

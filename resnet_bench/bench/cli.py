@@ -1,0 +1,118 @@
+"""`resnet-bench bench` command line: the options, their checks, and the choice of job."""
+
+from __future__ import annotations
+
+import argparse
+
+from resnet_bench.bench.baseline import BASELINE_WORKERS
+
+DEFAULT_MODEL = "v1-basic-20"
+FIDELITY_DEFAULT_MODEL = "v1-basic-8"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
+                        help=f"network to time; repeat for several (default: {DEFAULT_MODEL}; "
+                             f"--fidelity: {FIDELITY_DEFAULT_MODEL})")
+    parser.add_argument("--batch-size", type=int, default=128, help="mini-batch size [128, the paper's]")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [auto]")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="project path: fp32 or bf16 autocast [fp32]; the baseline is always fp32")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="project path: torch.compile the model (compile time reported apart)")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                                   "max-autotune-no-cudagraphs"),
+                        help="torch.compile mode (needs --compile) [torch's default]")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                        help="project path: channels_last memory format")
+    parser.add_argument("--fused-sgd", action="store_true",
+                        help="project path: torch.optim.SGD(fused=True) -- a what-if lever the "
+                             "trainer does not use yet (recorded in the output)")
+    parser.add_argument("--iters", type=int,
+                        help="timed iterations per path [cuda: 200, cpu: 20]")
+    parser.add_argument("--warmup-iters", type=int,
+                        help="untimed iterations before timing, the first timed apart [cuda: 20, cpu: 3]")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each path this many times, alternating project/baseline, and "
+                             "pool the timed iterations (steadier ratio on a busy machine) [1]")
+    parser.add_argument("--dataset", default="synthetic",
+                        help="synthetic | cifar10 | cifar100 | folder [synthetic]; with --prepared, "
+                             "the name recorded for that file")
+    parser.add_argument("--data-dir", help="dataset root for cifar10/cifar100/folder")
+    parser.add_argument("--prepared", metavar="FILE",
+                        help="dataset file written by `resnet-bench data prepare`")
+    parser.add_argument("--train-size", type=int,
+                        help="synthetic only: number of training images [the dataset's default]")
+    parser.add_argument("--baseline-workers", type=int, default=BASELINE_WORKERS,
+                        help=f"baseline DataLoader num_workers [{BASELINE_WORKERS}, as typical "
+                             "CIFAR scripts]")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="time only the project path (no ratio)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch [torch's choice]")
+    parser.add_argument("--seed", type=int, default=0, help="model init and batch order seed [0]")
+    parser.add_argument("--csv", metavar="OUT", help="write one row per (model, path) here")
+    fid = parser.add_argument_group("fidelity check (--fidelity)")
+    fid.add_argument("--fidelity", action="store_true",
+                     help="instead of timing: train one small net with fp32 eager vs bf16 (and "
+                          "bf16 + compile + channels_last on GPU) over several seeds and compare "
+                          "final training loss/error with the seed-to-seed spread")
+    fid.add_argument("--fidelity-iters", type=int,
+                     help="training iterations per fidelity run [cuda: 2000, cpu: 60]")
+    fid.add_argument("--seeds", type=int, nargs="+",
+                     help="fidelity seeds [cuda: 0 1 2 3 4, cpu: 0 1]")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if not args.device.startswith("cpu"):
+        # Before CUDA is touched: time on a GPU slot of our own when trainings share the machine.
+        from resnet_bench.gpu import claim_for_this_process
+        claim_for_this_process()
+    from resnet_bench.train.loop import pick_device
+    device = pick_device(args.device)
+    _validate(args, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.fidelity:
+        from resnet_bench.bench.fidelity import run_fidelity
+        return run_fidelity(args, device)
+    from resnet_bench.bench.timing import run_timing
+    return run_timing(args, device)
+
+
+def _validate(args: argparse.Namespace, device) -> None:
+    from resnet_bench.models import parse_model_name
+    cuda = device.type == "cuda"
+    if args.iters is None:
+        args.iters = 200 if cuda else 20
+    if args.warmup_iters is None:
+        args.warmup_iters = 20 if cuda else 3
+    if args.fidelity_iters is None:
+        args.fidelity_iters = 2000 if cuda else 60
+    if args.seeds is None:
+        args.seeds = [0, 1, 2, 3, 4] if cuda else [0, 1]
+    if not args.models:
+        args.models = [FIDELITY_DEFAULT_MODEL if args.fidelity else DEFAULT_MODEL]
+    for key, low in (("batch_size", 1), ("iters", 1), ("rounds", 1), ("warmup_iters", 1), ("fidelity_iters", 1),
+                     ("baseline_workers", 0)):
+        if getattr(args, key) < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {getattr(args, key)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.train_size is not None:
+        if args.prepared or args.dataset != "synthetic":
+            raise ValueError("--train-size applies to the synthetic dataset only")
+        if args.train_size < 1:
+            raise ValueError(f"--train-size must be >= 1, got {args.train_size}")
+    if args.compile_mode and not args.compile:
+        raise ValueError("--compile-mode needs --compile")
+    if args.fidelity and len(args.models) != 1:
+        raise ValueError("--fidelity trains one network: give at most one --model")
+    if args.fidelity and len(set(args.seeds)) < 2:
+        raise ValueError("--fidelity needs at least two distinct --seeds for a seed-to-seed spread")
+    for name in args.models:
+        try:
+            parse_model_name(name)
+        except ValueError as exc:  # ModelNameError: one line listing the valid choices
+            raise ValueError(f"--model {name}: {exc}") from None
