@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from resnet_bench import atomic
 from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name  # noqa: F401
 from resnet_bench.record import TRAIN_COLUMNS
 
@@ -163,7 +164,8 @@ def write_csv(df: pd.DataFrame, out_dir: str | os.PathLike, stem: str) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.csv"
-    df.to_csv(path, index=False, float_format=CSV_FLOAT_FORMAT)
+    with atomic.replacing(path) as tmp:
+        df.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     return path
 
 

@@ -114,3 +114,30 @@ def test_permission_denied(tmp_path):
     assert r.returncode == 2, r.stderr
     _one_line(r.stderr, str(out), "Permission denied")
     assert not out.exists()
+
+
+def test_tables_and_figures_on_a_full_disk_are_never_half_written(tmpfs, tmp_path, capsys):
+    """Tables and figures are written atomically: on a disk that fills up part-way, every file
+    that exists is complete (equal to the same file written with room to spare) and no temp file
+    is left; the command fails in one line naming the file."""
+    run = tmp_path / "run"
+    assert main([*BASE, "--out", str(run)]) == 0
+    ref = tmp_path / "ref"
+    assert main(["aggregate", "--runs", str(run), "--out", str(ref / "tables")]) == 0
+    assert main(["plot", "--tables", str(ref / "tables"), "--out", str(ref / "figures"),
+                 "--figure", "v1_fig1", "degradation"]) == 0
+    capsys.readouterr()
+    # tmpfs stores each file in whole 4 KiB pages: 16 KiB hold the first few tables only.
+    disk = tmpfs("full", "size=16k")
+    for argv, sub in ((["aggregate", "--runs", str(run), "--out", str(disk / "tables")], "tables"),
+                      (["plot", "--tables", str(ref / "tables"), "--out", str(disk / "figures"),
+                        "--figure", "v1_fig1", "degradation"], "figures")):
+        assert main(argv) == 2, argv
+        _one_line(capsys.readouterr().err, "No space left on device", str(disk))
+        written = sorted(p.name for p in (disk / sub).iterdir()) if (disk / sub).exists() else []
+        assert not [n for n in written if n.startswith(".")], written
+        for name in written:
+            assert (disk / sub / name).read_bytes() == (ref / sub / name).read_bytes(), name
+        assert len(written) < len(list((ref / sub).iterdir()))  # the disk did fill up
+        for p in (disk / sub).iterdir() if (disk / sub).exists() else []:
+            p.unlink()

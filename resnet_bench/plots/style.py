@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from resnet_bench import atomic  # noqa: E402
 from resnet_bench.schema import CSV_FLOAT_FORMAT  # noqa: E402
 
 FORMATS = ("png", "pdf")
@@ -65,7 +66,8 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     paths = []
     for ext in FORMATS:
         path = out / f"{name}.{ext}"
-        fig.savefig(path, dpi=DPI)
+        with atomic.replacing(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=ext)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -74,7 +76,8 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
 def save(fig, out_dir: str | os.PathLike, name: str, data: pd.DataFrame) -> list[Path]:
     """Write `<name>.png`, `<name>.pdf` and the plotted data as `<name>.csv`."""
     paths = save_figure(fig, out_dir, name)
-    data.to_csv(Path(out_dir) / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT)
+    with atomic.replacing(Path(out_dir) / f"{name}.csv") as tmp:
+        data.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     return paths + [Path(out_dir) / f"{name}.csv"]
 
 

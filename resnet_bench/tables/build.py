@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from resnet_bench import atomic
 from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
 from resnet_bench.tables import claims
 from resnet_bench.tables.aggregate import RunSet
@@ -137,8 +138,9 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) ->
     written = []
     for name, df in tables.items():
         csv, md = out / f"{name}.csv", out / f"{name}.md"
-        df.to_csv(csv, index=False, float_format=CSV_FLOAT_FORMAT)
-        md.write_text(to_markdown(name, df))
+        with atomic.replacing(csv) as tmp:
+            df.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
+        atomic.write_text(md, to_markdown(name, df))
         written += [csv, md]
     return written
 

@@ -6,30 +6,12 @@ import csv
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 # File names and columns: resnet_bench.record (the run record, defined once).
+from resnet_bench.atomic import write_bytes as atomic_write_bytes  # noqa: F401 (the records' writer)
 from resnet_bench.record import FINAL_WEIGHTS, RECORD_FILES
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory, fsync, rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None:  # a write error: name the file
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
 
 
 def temp_files(run_dir: Path) -> list[Path]:
