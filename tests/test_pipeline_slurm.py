@@ -10,8 +10,10 @@ trainings interrupted while they run --
   job, attempt 2).
 
 Both retries must resume from the checkpoint and end bit-identical (CPU) to an uninterrupted run.
-One pipeline run (a few minutes on 2 shared cores) feeds all tests of this module.  Without a
-cluster they skip with the reason; under RESNET_BENCH_REQUIRE_SLURM=1 they fail.
+One pipeline run (a few minutes on 2 shared cores) feeds these tests.  A second, smaller one
+(`-k pack`) runs two trainings with `runs_per_gpu: 2`: they must share one Slurm job and its GPU,
+at the same time, and equal the same runs trained alone.  Without a cluster the tests skip with
+the reason; under RESNET_BENCH_REQUIRE_SLURM=1 they fail.
 """
 
 from __future__ import annotations
