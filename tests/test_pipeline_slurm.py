@@ -10,8 +10,10 @@ trainings interrupted while they run --
   job, attempt 2).
 
 Both retries must resume from the checkpoint and end bit-identical (CPU) to an uninterrupted run.
-One pipeline run (a few minutes on 2 shared cores) feeds all tests of this module.  Without a
-cluster they skip with the reason; under RESNET_BENCH_REQUIRE_SLURM=1 they fail.
+One pipeline run (a few minutes on 2 shared cores) feeds these tests.  A second, smaller one
+(`-k pack`) runs two trainings with `runs_per_gpu: 2`: they must share one Slurm job and its GPU,
+at the same time, and equal the same runs trained alone.  Without a cluster the tests skip with
+the reason; under RESNET_BENCH_REQUIRE_SLURM=1 they fail.
 """
 
 from __future__ import annotations
@@ -242,3 +244,89 @@ def test_nothing_left_running(pipeline):
         left = _squeue("--name", name, "-t", "PENDING,RUNNING,SUSPENDED,COMPLETING,CONFIGURING")
         assert not left, left
     assert not processes_mentioning(str(pipeline.wd)), processes_mentioning(str(pipeline.wd))
+
+
+# --------------------------------------------------------------------------- runs_per_gpu packs
+
+PACK_MODELS = ["plain-basic-8", "v1-basic-8"]
+PACK_ITERATIONS = 60
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> SlurmPipeline:
+    """`runs_per_gpu: 2` through profiles/slurm-ci, nothing else changed: the two trainings must
+    share one Slurm job (one pack, one gres GPU).  The data set is prepared beforehand, outside
+    Slurm, and only the trainings run (--until train): the test is about how they are packed."""
+    require_slurm()
+    if slurm_gpu_count() < 1:
+        pytest.skip("the cluster's node has no GPU (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
+    from resnet_bench.pipeline import outputs as O
+    wd = workflow_copy(tmp_path_factory.mktemp("slurm-pack") / "wf")
+    cfg = tiny_default_config(PACK_MODELS, [0], PACK_ITERATIONS, 10)
+    cfg["runs_per_gpu"] = 2
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    data = wd / cfg["results"] / "data" / "synthetic.pt"
+    subprocess.run(f"resnet-bench data prepare {O.prepare_args(cfg['datasets']['synthetic'])} "
+                   f"--out {data}", shell=True, check=True, env=snakemake_env(), timeout=300)
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
+           "--until", "train"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # snakemake scancels its jobs
+        out, err = proc.communicate(timeout=120)
+    pipe = SlurmPipeline(wd, cfg, subprocess.CompletedProcess(cmd, proc.returncode, out, err),
+                         time.monotonic() - t0)
+    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    if logged:
+        pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
+    yield pipe
+    if pipe.jobs:
+        subprocess.run(["scancel", *pipe.jobs], capture_output=True, timeout=30)
+
+
+def test_runs_per_gpu_packs_trainings_into_one_slurm_job(packed):
+    assert packed.result.returncode == 0, packed.log_tail()
+    print(f"packed pipeline on slurm: {packed.seconds:.0f} s, jobs: "
+          + ", ".join(f"{j['id']} {j['comment']} {j['state']}" for j in packed.jobs.values()))
+    train_jobs = {i: j for i, j in packed.jobs.items() if "train" in j["comment"]}
+    # One Slurm job per pack (2 runs, 2 per pack), named after the group, not one per run.
+    assert len(train_jobs) == 1, packed.jobs
+    (job_id, job), = train_jobs.items()
+    assert job["comment"] == "rule_gpupack_train" and job["state"] == "COMPLETED", job
+    provs = [packed.provenance(m, 0) for m in PACK_MODELS]
+    assert [p["slurm_job_id"] for p in provs] == [job_id, job_id], provs
+    # The job's one gres GPU, seen by both trainers (recorded even on CPU).
+    claims = [p["gpu_claim"] for p in provs]
+    assert all(c["source"] == "slurm" for c in claims) and claims[0]["gpu"] == claims[1]["gpu"], claims
+    # Side by side, not one after the other: each started before the other finished.
+    t = [(datetime.fromisoformat(p["started"]), datetime.fromisoformat(p["finished"])) for p in provs]
+    assert t[0][0] < t[1][1] and t[1][0] < t[0][1], t
+    assert not processes_mentioning(str(packed.wd)), processes_mentioning(str(packed.wd))
+
+
+def test_packed_runs_equal_unpacked_runs(packed, tmp_path):
+    """Each packed run equals the same run trained alone outside Slurm, byte for byte (CPU, one
+    thread; the module's other tests show a Slurm job gives the same bytes as a direct run)."""
+    from resnet_bench.pipeline import grid as G
+    data = packed.wd / packed.cfg["results"] / "data" / "synthetic.pt"
+    refs = {m: tmp_path / m for m in PACK_MODELS}
+    procs = [subprocess.Popen(
+        ["resnet-bench", "train", "--model", m, "--dataset", "synthetic", "--prepared", str(data),
+         "--seed", "0", "--device", "cpu", "--recipe-json", G.recipe_json(packed.cfg, "quick"),
+         "--threads", "1", "--no-progress", "--out", str(ref)],
+        env=snakemake_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for m, ref in refs.items()]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    for m, ref in refs.items():
+        summary, expected = packed.summary(m, 0), json.loads((ref / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["resumed"] == 0, summary
+        assert {k: summary[k] for k in FINAL_KEYS} == {k: expected[k] for k in FINAL_KEYS}
+        run = packed.run(m, 0)
+        for name in ("train_log.csv", "eval_log.csv"):
+            assert (run / name).read_bytes() == (ref / name).read_bytes(), (m, name)

@@ -1,10 +1,45 @@
+# runs_per_gpu: K > 1 packs K trainings into one cluster job: they form the group `gpupack` with
+# K components (locally groups are inactive, and the GPU slot pool shares the GPUs instead).
+RUNS_PER_GPU = config.get("runs_per_gpu", 1)
+_pack_checked = False
+
+
+def train_input_data(wc):
+    """The run's prepared data set; first, for runs_per_gpu > 1, the group component count.
+
+    It is set here, while the DAG is built, not in the profile or on the command line: the Slurm
+    plugin passes no --group-components to the snakemake inside each job, which would then run
+    the pack's trainings one after another as separate steps (docs/cluster.md); and Snakemake
+    installs the command line's group settings only after the Snakefile has been parsed."""
+    global _pack_checked
+    if RUNS_PER_GPU > 1 and not _pack_checked:
+        import immutables
+
+        settings = workflow.group_settings
+        given = settings.group_components.get("gpupack", RUNS_PER_GPU)
+        if given != RUNS_PER_GPU:
+            raise WorkflowError(f"--group-components gpupack={given} contradicts runs_per_gpu: "
+                                f"{RUNS_PER_GPU}; set only runs_per_gpu")
+        settings.group_components = immutables.Map({**settings.group_components,
+                                                    "gpupack": RUNS_PER_GPU})
+        # A pack's job gets the sum of its trainings' threads but at most --cores: beyond that
+        # Snakemake stacks the trainings in series inside the job.
+        if (workflow.is_main_process and not workflow.local_exec
+                and RUNS_PER_GPU * config["threads_per_run"] > workflow.cores):
+            raise WorkflowError(f"runs_per_gpu: {RUNS_PER_GPU} x threads_per_run: "
+                                f"{config['threads_per_run']} exceeds --cores {workflow.cores} "
+                                "(the profile's `cores`): a pack would train one run at a time")
+        _pack_checked = True
+    return G.prepared_path(RESULTS, wc.dataset)
+
+
 # One job per run. Only summary.json is declared: the trainer writes it last, so a killed job
 # never looks finished, and its checkpoint (not an output) survives for the retry to resume.
 
 
 rule train:
     input:
-        data=lambda wc: G.prepared_path(RESULTS, wc.dataset),
+        data=train_input_data,
     output:
         summary=f"{OUT}/runs/{{dataset}}/{{recipe}}/{{model}}/seed{{seed}}/summary.json",
     params:
@@ -18,6 +53,7 @@ rule train:
             "gpu" if config["gpus_per_run"] else "cpu", config["resources"], attempt),
     # Retries resume from the run's checkpoint (preemption, node failure, OOM).
     retries: 2
+    group: "gpupack" if RUNS_PER_GPU > 1 else None
     log:
         f"{OUT}/logs/train/{{dataset}}/{{recipe}}/{{model}}/seed{{seed}}.log",
     benchmark:
