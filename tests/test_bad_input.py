@@ -144,6 +144,7 @@ PIPELINE_CASES = [
     ("coercion", _set(["threads_per_run"], 0), "threads_per_run"),
     ("unknown", _set(["device"], "tpu"), "device"),
     ("unknown", _set(["bogus"], 1), "bogus"),
+    ("unknown", _set(["recipes", "quick", "bogus"], 1), "bogus"),
     ("sizes", _set(["recipes", "quick", "batch_size"], 5000), "batch_size"),
     ("sizes", _set(["recipes", "quick", "val_split"], 4000), "val_split"),
 ]

@@ -13,41 +13,12 @@ import yaml
 
 from resnet_bench.train.recipe import NORMALIZATIONS, PRECISIONS, WARMUPS, Recipe, RunConfig
 
-RECIPE_HELP = {
-    "iterations": "total SGD iterations (paper: 64000)",
-    "milestones": "iterations at which lr is multiplied by --lr-decay (paper: 32000 48000)",
-    "lr": "base learning rate (paper: 0.1)",
-    "lr_decay": "factor applied at each milestone (paper: 0.1)",
-    "momentum": "SGD momentum (paper: 0.9)",
-    "weight_decay": "L2 weight decay on all parameters (paper: 1e-4)",
-    "batch_size": "mini-batch size (paper: 128; V2 Table 4 dagger row: 64)",
-    "warmup": "none | v1: --warmup-lr until training error < --warmup-error-pct (ResNet-110/1202) "
-              "| v2: --warmup-lr for --warmup-iters iterations",
-    "warmup_lr": "warm-up learning rate (papers: 0.01)",
-    "warmup_iters": "length of the v2 warm-up (paper: 400)",
-    "warmup_error_pct": "training error that ends the v1 warm-up (paper: 80)",
-    "augment": "4-pixel zero pad + random 32x32 crop + horizontal flip (paper: on)",
-    "normalize": "pixel: subtract the per-pixel mean image (paper) | channel: per-channel mean/std",
-    "val_split": "hold out this many training images as a validation set (paper's schedule study: 5000)",
-    "precision": "fp32 | bf16 (autocast)",
-    "compile": "torch.compile the training step (compile time reported apart)",
-    "channels_last": "channels_last memory format (faster convolutions on GPU)",
-    "activation_checkpointing": "recompute unit activations in backward (fits 1001/1202 in less memory)",
-    "eval_every": "evaluate on the full test set every k iterations (and always at the end)",
-    "eval_batch_size": "batch size for evaluation",
-    "checkpoint_every": "write a resumable checkpoint every k iterations",
-    "train_window": "final training error/loss = mean over the last k mini-batches",
-    "grad_norm_every": "log per-layer gradient norms every k iterations (0: off)",
-    "name": "recipe name recorded with the run",
-}
-
-
 def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recipe (defaults: the papers' CIFAR recipe)")
     for field in dataclasses.fields(Recipe):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
-        kwargs = {"dest": field.name, "default": None, "help": f"{RECIPE_HELP[field.name]} [{default}]"}
+        kwargs = {"dest": field.name, "default": None, "help": f"{field.metadata['help']} [{default}]"}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif field.name == "milestones":

@@ -23,34 +23,50 @@ class RecipeError(ConfigError):
     """A recipe value that cannot be trained with."""
 
 
+def knob(default: Any, help: str) -> Any:
+    """A recipe field with its help text (shown by `resnet-bench train --help`)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Recipe:
-    iterations: int = 64_000
-    milestones: tuple[int, ...] = (32_000, 48_000)
-    lr: float = 0.1
-    lr_decay: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
+    """Every knob of a run's training; the values are checked by resnet_bench.validation, the one
+    rule set the CLI, the pipeline and the trainer share."""
+
+    iterations: int = knob(64_000, "total SGD iterations (paper: 64000)")
+    milestones: tuple[int, ...] = knob((32_000, 48_000),
+                "iterations at which lr is multiplied by --lr-decay (paper: 32000 48000)")
+    lr: float = knob(0.1, "base learning rate (paper: 0.1)")
+    lr_decay: float = knob(0.1, "factor applied at each milestone (paper: 0.1)")
+    momentum: float = knob(0.9, "SGD momentum (paper: 0.9)")
+    weight_decay: float = knob(1e-4, "L2 weight decay on all parameters (paper: 1e-4)")
+    batch_size: int = knob(128, "mini-batch size (paper: 128; V2 Table 4 dagger row: 64)")
     # v1: lr `warmup_lr` until the training error first drops below `warmup_error_pct`
     #     (He 2015, ResNet-110/1202); v2: `warmup_lr` for the first `warmup_iters` (He 2016).
-    warmup: str = "none"
-    warmup_lr: float = 0.01
-    warmup_iters: int = 400
-    warmup_error_pct: float = 80.0
-    augment: bool = True
-    normalize: str = "pixel"
-    val_split: int = 0
-    precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool = False
-    activation_checkpointing: bool = False
-    eval_every: int = 1_000
-    eval_batch_size: int = 1_000
-    checkpoint_every: int = 1_000
-    train_window: int = 100
-    grad_norm_every: int = 0         # log per-layer gradient norms every k iterations (0: off)
-    name: str = "paper"
+    warmup: str = knob("none",
+                "none | v1: --warmup-lr until training error < --warmup-error-pct "
+                "(ResNet-110/1202) | v2: --warmup-lr for --warmup-iters iterations")
+    warmup_lr: float = knob(0.01, "warm-up learning rate (papers: 0.01)")
+    warmup_iters: int = knob(400, "length of the v2 warm-up (paper: 400)")
+    warmup_error_pct: float = knob(80.0, "training error that ends the v1 warm-up (paper: 80)")
+    augment: bool = knob(True, "4-pixel zero pad + random 32x32 crop + horizontal flip (paper: on)")
+    normalize: str = knob("pixel",
+                "pixel: subtract the per-pixel mean image (paper) | channel: per-channel mean/std")
+    val_split: int = knob(0,
+                "hold out this many training images as a validation set "
+                "(paper's schedule study: 5000)")
+    precision: str = knob("fp32", "fp32 | bf16 (autocast)")
+    compile: bool = knob(False, "torch.compile the training step (compile time reported apart)")
+    channels_last: bool = knob(False, "channels_last memory format (faster convolutions on GPU)")
+    activation_checkpointing: bool = knob(False,
+                "recompute unit activations in backward (fits 1001/1202 in less memory)")
+    eval_every: int = knob(1_000,
+                "evaluate on the full test set every k iterations (and always at the end)")
+    eval_batch_size: int = knob(1_000, "batch size for evaluation")
+    checkpoint_every: int = knob(1_000, "write a resumable checkpoint every k iterations")
+    train_window: int = knob(100, "final training error/loss = mean over the last k mini-batches")
+    grad_norm_every: int = knob(0, "log per-layer gradient norms every k iterations (0: off)")
+    name: str = knob("paper", "recipe name recorded with the run")
 
     def __post_init__(self) -> None:
         self.validate()
