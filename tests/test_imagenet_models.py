@@ -248,3 +248,8 @@ def test_models_cli_lists_the_imagenet_nets_with_their_costs(capsys):
     assert cli.main(["models", "--csv", "--stem", "cifar"]) == 0
     cifar = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert not cifar.name.str.startswith("imagenet-").any() and "v1-basic-20" in set(cifar.name)
+    # the text listing: the CIFAR table first, aligned on its own (as it printed before), then ImageNet's
+    assert cli.main(["models"]) == 0
+    cifar_text, imagenet_text = capsys.readouterr().out.split("\n\n")
+    assert "imagenet-" not in cifar_text and "v1-basic-1202" in cifar_text
+    assert "imagenet-v2-bottleneck-200" in imagenet_text and "64,666,152" in imagenet_text

@@ -56,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
         return 0
+    # one table per stem (CIFAR: MACs per 32x32 image; ImageNet: per 224x224), each aligned alone
+    groups = [[r for r in rows if parse_model_name(r["name"]).stem == stem] for stem in STEMS]
+    for g, group in enumerate([group for group in groups if group]):
+        if g:
+            print()
+        _print_table(group)
+    return 0
+
+
+def _print_table(rows: list[dict]) -> None:
     table = [("name", "params", "MMACs", "source")] + [
         (r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.2f}", r["source"]) for r in rows
     ]
@@ -64,4 +74,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    return 0
