@@ -199,7 +199,12 @@ class ImageNetResNet(ResNet):
     """The ImageNet nets (stem `imagenet`, V1 Table 1): 7x7/2 conv and 3x3/2 max-pool, 64..512.
 
     With option B and `stride3x3` (bottleneck) these are torchvision's resnet18...resnet152,
-    parameter for parameter (`torchvision_compat.load_torchvision_state_dict` maps the names)."""
+    parameter for parameter (`torchvision_compat.from_torchvision_state_dict` maps the names).
+
+    Pre-activation nets use the CIFAR zoo's PreActUnit unchanged: a projection is a bare 1x1 conv
+    on the pre-activated input (the authors' resnet-1k-layers unit). fb.resnet.torch's
+    preresnet.lua, which trained V2 Table 5's dagger row, instead puts conv + BN on the raw input;
+    that costs 2 x width more BN parameters per projection and the same MACs."""
 
     def __init__(self, spec: ModelSpec, num_classes: int = 1000, in_channels: int = 3):
         if spec.stem != "imagenet":
