@@ -52,7 +52,7 @@ CLI_CASES = [
     ("coercion", ["--data-option", "novalue"], "KEY=VALUE"),
     ("coercion", ["--data-option", "train_size=[1"], "train_size"),
     ("unknown", ["--device", "tpu"], "tpu"), ("unknown", ["--device", "cuda:99"], "cuda:99"),
-    ("unknown", ["--model", "v1-basic-9"], "depth 9"), ("unknown", ["--model", "resnet50"], "resnet50"),
+    ("unknown", ["--model", "v1-basic-9"], "depth 9"), ("unknown", ["--model", "resnet51"], "resnet51"),
     ("unknown", ["--dataset", "imagenet"], "imagenet"), ("unknown", ["--precision", "fp16"], "--precision"),
     ("sizes", ["--batch-size", "65"], "batch_size"),
     ("sizes", ["--val-split", "64"], "val_split"),

@@ -33,6 +33,14 @@ EXPECTED_ALIASES = {
     "plain56": "plain-basic-56", "plain110": "plain-basic-110",
     "preact_resnet110": "v2-basic-110", "preact_resnet164": "v2-bottleneck-164",
     "preact_resnet1001": "v2-bottleneck-1001",
+    # the ImageNet nets (V1 Table 1/2, V2 Table 5)
+    "resnet18": "imagenet-v1-basic-18", "resnet34": "imagenet-v1-basic-34",
+    "resnet50": "imagenet-v1-bottleneck-50", "resnet101": "imagenet-v1-bottleneck-101",
+    "resnet152": "imagenet-v1-bottleneck-152", "resnet200": "imagenet-v1-bottleneck-200",
+    "plain18": "imagenet-plain-basic-18", "plain34": "imagenet-plain-basic-34",
+    "preact_resnet18": "imagenet-v2-basic-18", "preact_resnet34": "imagenet-v2-basic-34",
+    "preact_resnet50": "imagenet-v2-bottleneck-50", "preact_resnet101": "imagenet-v2-bottleneck-101",
+    "preact_resnet152": "imagenet-v2-bottleneck-152", "preact_resnet200": "imagenet-v2-bottleneck-200",
 }
 
 

@@ -1,8 +1,10 @@
-"""The network zoo of both papers' CIFAR experiments (see docs/architecture.md for the names).
+"""The network zoo of both papers' CIFAR and ImageNet experiments (docs/architecture.md: the names).
 
-    build_model(spec_or_name, num_classes=10, in_channels=3) -> CifarResNet (.stem, .stages, .head)
+    build_model(spec_or_name, num_classes=None, in_channels=3) -> CifarResNet | ImageNetResNet
+        (.stem, .stages, .head; num_classes defaults to 10 for CIFAR nets, 1000 for ImageNet nets)
     parse_model_name(name) -> ModelSpec;  list_models() -> list[ModelSpec]
-    model_cost(spec_or_name, num_classes=10) -> (params, MACs per 32x32 image)
+    model_cost(spec_or_name) -> (params, MACs per 32x32 CIFAR / 224x224 ImageNet image)
+    from_torchvision_state_dict(sd): torchvision resnet18...152 weights for TORCHVISION_EQUIVALENTS
     response_layers(model), conv_layers(model), residual_units(model): analysis hooks
     model.set_activation_checkpointing(True): recompute unit activations in the backward pass
 
@@ -16,7 +18,8 @@ from .spec import ModelNameError, ModelSpec, parse_model_name
 
 _LAZY = {
     "model_cost": ".cost", "model_costs": ".cost",
-    "CifarResNet": ".networks",
+    "CifarResNet": ".networks", "ImageNetResNet": ".networks", "ResNet": ".networks",
+    "from_torchvision_state_dict": ".torchvision_compat", "torchvision_equivalent": ".torchvision_compat",
     "conv_layers": ".probes", "residual_units": ".probes", "response_layers": ".probes",
     "REGISTRY": ".registry", "build_model": ".registry", "list_models": ".registry",
     "model_source": ".registry",

@@ -1,4 +1,5 @@
-"""`resnet-bench models`: list the registered networks (or the named ones) with params and MACs;
+"""`resnet-bench models`: list the registered networks (or the named ones) with params and MACs
+(per 32x32 image for CIFAR nets, per 224x224 image for ImageNet nets);
 `--aliases`: the short names accepted for the papers' networks."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import sys
 
 from .cost import model_costs
 from .registry import list_models, model_source
-from .spec import ALIASES, BLOCKS, FAMILIES, parse_model_name
+from .spec import ALIASES, BLOCKS, FAMILIES, STEMS, parse_model_name
 
 COLUMNS = ("name", "family", "block", "depth", "variant", "params", "macs", "source")
 
@@ -21,7 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", choices=FAMILIES, help="only this family")
     parser.add_argument("--block", choices=sorted({b for bs in BLOCKS.values() for b in bs}), help="only this block")
     parser.add_argument("--depth", type=int, help="only this depth")
-    parser.add_argument("--num-classes", type=int, default=10, help="FC width for the counts (default 10)")
+    parser.add_argument("--stem", choices=STEMS, help="only the CIFAR or only the ImageNet nets")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="FC width for the counts (default 10 for CIFAR nets, 1000 for ImageNet nets)")
     parser.add_argument("--aliases", action="store_true",
                         help="list the aliases (resnet56, plain20, preact_resnet164, ...) and the names they stand for")
 
@@ -31,6 +34,7 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     specs = [
         s for s in specs
         if (args.family in (None, s.family)) and (args.block in (None, s.block)) and (args.depth in (None, s.depth))
+        and (args.stem in (None, s.stem))
     ]
     costs = model_costs(specs, num_classes=args.num_classes)
     return [
@@ -52,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
         return 0
+    # one table per stem (CIFAR: MACs per 32x32 image; ImageNet: per 224x224), each aligned alone
+    groups = [[r for r in rows if parse_model_name(r["name"]).stem == stem] for stem in STEMS]
+    for g, group in enumerate([group for group in groups if group]):
+        if g:
+            print()
+        _print_table(group)
+    return 0
+
+
+def _print_table(rows: list[dict]) -> None:
     table = [("name", "params", "MMACs", "source")] + [
         (r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.2f}", r["source"]) for r in rows
     ]
@@ -60,4 +74,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    return 0

@@ -1,4 +1,5 @@
-"""Parameters and multiply-accumulates per 32x32 image, measured rather than derived by hand.
+"""Parameters and multiply-accumulates per image (32x32 for the CIFAR nets, 224x224 for the
+ImageNet nets: `spec.image_size`), measured rather than derived by hand.
 
 MACs come from torch's own FLOP counter (`FlopCounterMode`, MACs = FLOPs / 2) over one inference
 forward pass. It counts convolutions and the FC layer; BN, ReLU, additions, gates' sigmoids and
@@ -25,19 +26,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from .registry import build_model
 from .spec import ModelSpec, parse_model_name
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 32  # the CIFAR nets'; an ImageNet net is measured at spec.image_size (224)
 
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure_cost(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
+def measure_cost(spec: ModelSpec | str, num_classes: int | None = None, in_channels: int = 3) -> tuple[int, int]:
     """(params, MACs per image), computed now on the meta device."""
+    spec = parse_model_name(spec)
     # Built on the CPU and then moved: building under `torch.device("meta")` is ~3x slower, since
     # that mode intercepts every torch call made while the modules are constructed.
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels).eval().to("meta")
-    x = torch.empty(1, in_channels, IMAGE_SIZE, IMAGE_SIZE, device="meta")
+    size = IMAGE_SIZE if spec.stem == "cifar" else spec.image_size
+    x = torch.empty(1, in_channels, size, size, device="meta")
     params = count_params(model)
     # The counter gives BN no FLOPs, but on 'meta' BN runs through slow Python decompositions:
     # drop it from this throwaway copy (tests check the count against a real CPU pass).
@@ -92,10 +95,13 @@ def _save_disk(entries: dict[str, list[int]]) -> None:
 _memory: dict[str, tuple[int, int]] = {}
 
 
-def model_costs(specs: list[ModelSpec | str], num_classes: int = 10, in_channels: int = 3) -> dict[str, tuple[int, int]]:
-    """Cost of several networks, computing (and caching) only the missing ones."""
+def model_costs(specs: list[ModelSpec | str], num_classes: int | None = None,
+                in_channels: int = 3) -> dict[str, tuple[int, int]]:
+    """Cost of several networks, computing (and caching) only the missing ones. `num_classes`
+    defaults to each net's own (10 for CIFAR, 1000 for ImageNet)."""
     by_name = {spec.name: spec for spec in map(parse_model_name, specs)}
-    keys = {name: f"{name}|{num_classes}|{in_channels}" for name in by_name}
+    classes = {name: s.default_num_classes if num_classes is None else num_classes for name, s in by_name.items()}
+    keys = {name: f"{name}|{classes[name]}|{in_channels}" for name in by_name}
     missing = [k for k in keys.values() if k not in _memory]
     if missing:
         disk = _load_disk()
@@ -105,13 +111,13 @@ def model_costs(specs: list[ModelSpec | str], num_classes: int = 10, in_channels
         todo = [name for name, k in keys.items() if k not in _memory]
         if todo:
             for name in todo:
-                _memory[keys[name]] = measure_cost(by_name[name], num_classes, in_channels)
+                _memory[keys[name]] = measure_cost(by_name[name], classes[name], in_channels)
             disk = _load_disk()  # re-read: another process may have added entries meanwhile
             disk.update({k: list(v) for k, v in _memory.items()})
             _save_disk(disk)
     return {name: _memory[k] for name, k in keys.items()}
 
 
-def model_cost(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> tuple[int, int]:
-    """(params, MACs per 32x32 image) of a network; cached."""
+def model_cost(spec: ModelSpec | str, num_classes: int | None = None, in_channels: int = 3) -> tuple[int, int]:
+    """(params, MACs per image: 32x32 CIFAR, 224x224 ImageNet) of a network; cached."""
     return next(iter(model_costs([spec], num_classes, in_channels).values()))

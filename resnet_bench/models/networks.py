@@ -1,10 +1,21 @@
-"""The CIFAR network of both papers: stem, three stages on 32/16/8 maps, head.
+"""The networks of both papers: stem, stages, head (`ResNet`), with two stems.
+
+CifarResNet (V1 Sec. 4.2, V2 CIFAR), three stages on 32/16/8 maps:
 
     stem   3x3 conv, 16 filters -> BN -> ReLU
            (for pre-activation nets this BN-ReLU is the first unit's pre-activation, V2 appendix)
     stages n units each; the first unit of stages 2 and 3 has stride 2
            basic: 16/32/64 channels; bottleneck: 64/128/256 out, 16/32/64 inside
-    head   [BN -> ReLU for full pre-activation; ReLU for ReLU-only] -> global average pool -> FC
+
+ImageNetResNet (V1 Table 1; V2 Sec. 5), four stages on 56/28/14/7 maps of a 224x224 image:
+
+    stem   7x7/2 conv, 64 filters -> BN -> ReLU -> 3x3/2 max-pool (padding 1, as torchvision;
+           the authors' Caffe pool has no padding and rounds up, which gives the same 56x56)
+    stages V1 Table 1's units per stage (`spec.stage_units`); the first unit of stages 2-4 has
+           stride 2. basic: 64/128/256/512; bottleneck: 256/512/1024/2048 out, 64/.../512 inside
+
+Both share the head, [BN -> ReLU for full pre-activation; ReLU for ReLU-only] -> global average
+pool -> FC, and every unit class: only the stem and the widths are the ImageNet nets' own.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from .units import (
 
 STEM_WIDTH = 16
 STAGE_WIDTHS = (16, 32, 64)  # inner width of each stage; a bottleneck unit outputs 4x this
+IMAGENET_STEM_WIDTH = 64
+IMAGENET_STAGE_WIDTHS = (64, 128, 256, 512)  # V1 Table 1
 BOTTLENECK_EXPANSION = 4
 
 
@@ -51,7 +64,7 @@ def unit_class(spec: ModelSpec) -> type[Unit]:
 
 def _make_unit(spec: ModelSpec, in_channels: int, out_channels: int, stride: int, first: bool) -> Unit:
     cls = unit_class(spec)
-    plan = layer_plan(spec.unit_shape, in_channels, out_channels, stride)
+    plan = layer_plan(spec.unit_shape, in_channels, out_channels, stride, spec.stride_in)
     if cls is PlainUnit:
         return PlainUnit(plan)
     # A projection is a weight layer, so it gets the BN that the unit's other weight layers get.
@@ -79,24 +92,22 @@ def _bn_stats_frozen(module: nn.Module):
                 m.num_batches_tracked.copy_(count)
 
 
-class CifarResNet(nn.Module):
-    def __init__(self, spec: ModelSpec, num_classes: int = 10, in_channels: int = 3):
+class ResNet(nn.Module):
+    """Stem, stages of units, head. `stem` is the stem's layers (conv, bn, relu[, pool]), built by
+    the subclass before any unit so that a seed gives the same weights as it always did."""
+
+    def __init__(self, spec: ModelSpec, num_classes: int, stem: OrderedDict, stem_width: int,
+                 stage_widths: tuple[int, ...]):
         super().__init__()
         self.spec = spec
         self.activation_checkpointing = False
-        self.stem = nn.Sequential(
-            OrderedDict(
-                conv=nn.Conv2d(in_channels, STEM_WIDTH, 3, padding=1, bias=False),
-                bn=nn.BatchNorm2d(STEM_WIDTH),
-                relu=nn.ReLU(),
-            )
-        )
+        self.stem = nn.Sequential(stem)
         expansion = BOTTLENECK_EXPANSION if spec.block == "bottleneck" else 1
-        width_in = STEM_WIDTH
+        width_in = stem_width
         self.stages = nn.ModuleList()
-        for s, width in enumerate(STAGE_WIDTHS):
+        for s, (width, count) in enumerate(zip(stage_widths, spec.stage_units, strict=True)):
             units = []
-            for u in range(spec.units_per_stage):
+            for u in range(count):
                 stride = 2 if s > 0 and u == 0 else 1
                 width_out = width * expansion
                 units.append(_make_unit(spec, width_in, width_out, stride, first=(s == 0 and u == 0)))
@@ -136,7 +147,7 @@ class CifarResNet(nn.Module):
             if isinstance(m, Gate):
                 m.reset_bias()
 
-    def set_activation_checkpointing(self, enabled: bool = True) -> "CifarResNet":
+    def set_activation_checkpointing(self, enabled: bool = True) -> "ResNet":
         """Recompute each unit's activations in the backward pass instead of storing them
         (training only); outputs, gradients, BN running statistics and dropout masks are unchanged."""
         self.activation_checkpointing = bool(enabled)
@@ -168,3 +179,40 @@ class CifarResNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name}"
+
+
+class CifarResNet(ResNet):
+    """The CIFAR nets (stem `cifar`): 3x3 conv stem, 16/32/64."""
+
+    def __init__(self, spec: ModelSpec, num_classes: int = 10, in_channels: int = 3):
+        if spec.stem != "cifar":
+            raise ValueError(f"{spec.name} is not a CIFAR net; build it with build_model")
+        stem = OrderedDict(
+            conv=nn.Conv2d(in_channels, STEM_WIDTH, 3, padding=1, bias=False),
+            bn=nn.BatchNorm2d(STEM_WIDTH),
+            relu=nn.ReLU(),
+        )
+        super().__init__(spec, num_classes, stem, STEM_WIDTH, STAGE_WIDTHS)
+
+
+class ImageNetResNet(ResNet):
+    """The ImageNet nets (stem `imagenet`, V1 Table 1): 7x7/2 conv and 3x3/2 max-pool, 64..512.
+
+    With option B and `stride3x3` (bottleneck) these are torchvision's resnet18...resnet152,
+    parameter for parameter (`torchvision_compat.from_torchvision_state_dict` maps the names).
+
+    Pre-activation nets use the CIFAR zoo's PreActUnit unchanged: a projection is a bare 1x1 conv
+    on the pre-activated input (the authors' resnet-1k-layers unit). fb.resnet.torch's
+    preresnet.lua, which trained V2 Table 5's dagger row, instead puts conv + BN on the raw input;
+    that costs 2 x width more BN parameters per projection and the same MACs."""
+
+    def __init__(self, spec: ModelSpec, num_classes: int = 1000, in_channels: int = 3):
+        if spec.stem != "imagenet":
+            raise ValueError(f"{spec.name} is not an ImageNet net; build it with build_model")
+        stem = OrderedDict(
+            conv=nn.Conv2d(in_channels, IMAGENET_STEM_WIDTH, 7, stride=2, padding=3, bias=False),
+            bn=nn.BatchNorm2d(IMAGENET_STEM_WIDTH),
+            relu=nn.ReLU(),
+            pool=nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        super().__init__(spec, num_classes, stem, IMAGENET_STEM_WIDTH, IMAGENET_STAGE_WIDTHS)

@@ -1,4 +1,4 @@
-"""The named networks of both papers' CIFAR experiments, and `build_model`.
+"""The named networks of both papers' CIFAR and ImageNet experiments, and `build_model`.
 
 Torch is imported only by `build_model`, so the registry can be listed without it."""
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .spec import ModelSpec, parse_model_name
 
 if TYPE_CHECKING:
-    from .networks import CifarResNet
+    from .networks import ResNet
 
 V1_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
@@ -51,6 +51,32 @@ def _registry() -> dict[str, str]:
     reg["v2-bottleneck-164"] = "V2 Tables 2-4 full pre-activation"
     reg["v1-bottleneck-1001"] = "V2 Tables 3-4 original, Fig. 1"
     reg["v2-bottleneck-1001"] = "V2 Tables 3-4 full pre-activation, Fig. 1"
+    reg.update(_imagenet_registry())
+    return reg
+
+
+def _imagenet_registry() -> dict[str, str]:
+    """The ImageNet nets (V1 Table 1 layouts), after the CIFAR ones."""
+    reg: dict[str, str] = {}
+    for d in (18, 34):
+        reg[f"imagenet-plain-basic-{d}"] = "V1 Table 2, Fig. 4 left" + ("; Table 3" if d == 34 else "")
+    for d in (18, 34):
+        reg[f"imagenet-v1-basic-{d}"] = "V1 Table 2, Fig. 4 right (option A)" + ("; Table 3 A" if d == 34 else "")
+    reg["imagenet-v1-basic-34-optB"] = "V1 Tables 3-4 ResNet-34 B"
+    reg["imagenet-v1-basic-34-optC"] = "V1 Tables 3-4 ResNet-34 C"
+    reg["imagenet-v1-bottleneck-50"] = "V1 Tables 3-4"
+    reg["imagenet-v1-bottleneck-101"] = "V1 Tables 3-4; V2 Sec. 5 original (vs BN after addition)"
+    reg["imagenet-v1-bottleneck-101-bnafter"] = "V2 Sec. 5 text, BN after addition"
+    reg["imagenet-v1-bottleneck-152"] = "V1 Tables 3-4; V2 Table 5 original"
+    reg["imagenet-v1-bottleneck-200"] = "V2 Table 5 original"
+    for d in (18, 34, 50, 101):
+        block = "basic" if d < 50 else "bottleneck"
+        reg[f"imagenet-v2-{block}-{d}"] = "pre-activation at a V1 Table 1 depth (not in V2's tables)"
+    reg["imagenet-v2-bottleneck-152"] = "V2 Table 5 pre-activation"
+    reg["imagenet-v2-bottleneck-200"] = "V2 Table 5 pre-activation"
+    reg["imagenet-v1-basic-18-optB"] = "torchvision resnet18 (not in the papers' tables)"
+    for d in (50, 101, 152):
+        reg[f"imagenet-v1-bottleneck-{d}-stride3x3"] = f"torchvision resnet{d}: stride in the 3x3 (not the papers')"
     return reg
 
 
@@ -58,7 +84,7 @@ REGISTRY: dict[str, str] = _registry()
 
 
 def list_models() -> list[ModelSpec]:
-    """Every named network of both papers' CIFAR experiments, in a stable order."""
+    """Every named network of both papers (CIFAR, then ImageNet), in a stable order."""
     return [parse_model_name(name) for name in REGISTRY]
 
 
@@ -67,7 +93,11 @@ def model_source(spec_or_name: ModelSpec | str) -> str:
     return REGISTRY.get(parse_model_name(spec_or_name).name, "")
 
 
-def build_model(spec: ModelSpec | str, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
-    """A freshly initialised network; any valid name works, not only the registered ones."""
-    from .networks import CifarResNet
-    return CifarResNet(parse_model_name(spec), num_classes=num_classes, in_channels=in_channels)
+def build_model(spec: ModelSpec | str, num_classes: int | None = None, in_channels: int = 3) -> ResNet:
+    """A freshly initialised network; any valid name works, not only the registered ones.
+    `num_classes` defaults to 10 for a CIFAR net and 1000 for an ImageNet net."""
+    from .networks import CifarResNet, ImageNetResNet
+    spec = parse_model_name(spec)
+    cls = CifarResNet if spec.stem == "cifar" else ImageNetResNet
+    return cls(spec, num_classes=spec.default_num_classes if num_classes is None else num_classes,
+               in_channels=in_channels)

@@ -1,4 +1,15 @@
-"""Model names: `ModelSpec(family, block, depth, variant)` <-> `{family}-{block}-{depth}[-{variant}]`.
+"""Model names: `ModelSpec(family, block, depth, variant, stem)` <-> `[imagenet-]{family}-{block}-{depth}[-{variant}]`.
+
+Two input stems, one grammar. The CIFAR nets (stem `cifar`, the default, left out of the name like
+the default variant) have one 3x3 conv, three stages of 16/32/64 and depth 6n+2 / 9n+2 (3n+2 for
+1layer). The ImageNet nets (stem `imagenet`, names prefixed `imagenet-`) have V1 Table 1's 7x7/2
+conv and 3x3/2 max-pool, four stages of 64/128/256/512 and the table's units per stage:
+
+    basic        18: 2,2,2,2    34: 3,4,6,3
+    bottleneck   50: 3,4,6,3   101: 3,4,23,3   152: 3,8,36,3   200: 3,24,36,3 (V2 Sec. 5)
+
+No family is called `imagenet`, so the prefix cannot be mistaken for one, and every CIFAR name
+parses exactly as before.
 
 The variant vocabulary (one variant per network; the family's default is left out of the name):
 
@@ -16,7 +27,13 @@ The variant vocabulary (one variant per network; the family's default is left ou
         relubefore  (c) ReLU before addition                  family v1
         reluonly    (d) ReLU-only pre-activation              family v2
     V2 Table 3
-        1layer      basic units of a single 3x3 layer, depth 3n+2 (ResNet-110(1layer))
+        1layer      basic units of a single 3x3 layer, depth 3n+2 (ResNet-110(1layer)); CIFAR only
+    Where a bottleneck unit downsamples (families v1 and v2, bottleneck only)
+        stride3x3   stride 2 in the 3x3 conv instead of the first 1x1: torchvision's and
+                    fb.resnet.torch's placement ("ResNet v1.5"). The default, stride in the first
+                    1x1, is the papers' own: the authors' released Caffe models (res3a_branch2a has
+                    stride 2) and their resnet-1k-layers code; V2's ImageNet nets were trained in the
+                    same Caffe code. It is also what gives V1 Table 1's FLOPs for 50/101/152.
 
 Aliases, the names people already type (the papers' networks only; resolved by
 `parse_model_name`, which returns the canonical spec, so records carry the canonical name):
@@ -25,6 +42,14 @@ Aliases, the names people already type (the papers' networks only; resolved by
     plain20 plain32 plain44 plain56 plain110                   -> plain-basic-N (V1 Fig. 6)
     preact_resnet110                                           -> v2-basic-110
     preact_resnet164 preact_resnet1001                         -> v2-bottleneck-164 / -1001
+    resnet18 resnet34 / resnet50 resnet101 resnet152 resnet200 -> imagenet-v1-basic-N / -bottleneck-N
+    plain18 plain34                                            -> imagenet-plain-basic-N (V1 Table 2)
+    preact_resnet18 ... preact_resnet200                       -> imagenet-v2-basic-N / -bottleneck-N
+
+`resnet18` ... `resnet200` are the papers' nets (option A for 18/34, V1 Table 2; option B and the
+stride in the 1x1 for 50+), not torchvision's models of the same name: torchvision's `resnet18`/
+`resnet34` are `imagenet-v1-basic-N-optB`, its `resnet50`/`101`/`152` `imagenet-v1-bottleneck-N-stride3x3`
+(`TORCHVISION_EQUIVALENTS`).
 
 A spec also carries what the builders and tables need, so no one re-reads the string: the unit
 (`unit`, `unit_shape`), the shortcut option (`shortcut`), the V2 Table 1 modulation
@@ -43,6 +68,14 @@ import re
 from dataclasses import dataclass
 
 FAMILIES = ("plain", "v1", "v2")
+STEMS = ("cifar", "imagenet")  # the CIFAR nets (default) and V1 Table 1's ImageNet nets
+IMAGENET_PREFIX = "imagenet-"
+# V1 Table 1 (and V2 Sec. 5 for 200): units in conv2_x ... conv5_x, per block and depth.
+IMAGENET_STAGES = {
+    "basic": {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)},
+    "bottleneck": {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)},
+}
+STEM_ORDER = {s: i for i, s in enumerate(STEMS)}
 BLOCKS = {"plain": ("basic",), "v1": ("basic", "bottleneck"), "v2": ("basic", "bottleneck")}
 
 # Layers per unit decide the depth rule: depth = 3 * (layers per unit) * n + 2 (stem conv and FC).
@@ -77,6 +110,22 @@ ALIASES = {
     "preact_resnet110": "v2-basic-110",
     "preact_resnet164": "v2-bottleneck-164",
     "preact_resnet1001": "v2-bottleneck-1001",
+    # V1 Table 1 / V2 Table 5: the ImageNet nets (no CIFAR alias has these depths)
+    **{f"resnet{d}": f"imagenet-v1-{'basic' if d < 50 else 'bottleneck'}-{d}" for d in (18, 34, 50, 101, 152, 200)},
+    "plain18": "imagenet-plain-basic-18",
+    "plain34": "imagenet-plain-basic-34",
+    **{f"preact_resnet{d}": f"imagenet-v2-{'basic' if d < 50 else 'bottleneck'}-{d}"
+       for d in (18, 34, 50, 101, 152, 200)},
+}
+
+# torchvision's models (V1 Table 1 layouts with projections where the shape changes, and for the
+# bottleneck nets the stride in the 3x3) and the names of the same networks here.
+TORCHVISION_EQUIVALENTS = {
+    "resnet18": "imagenet-v1-basic-18-optB",
+    "resnet34": "imagenet-v1-basic-34-optB",
+    "resnet50": "imagenet-v1-bottleneck-50-stride3x3",
+    "resnet101": "imagenet-v1-bottleneck-101-stride3x3",
+    "resnet152": "imagenet-v1-bottleneck-152-stride3x3",
 }
 
 
@@ -92,7 +141,7 @@ def default_variant(family: str, block: str) -> str:
     return "optA" if block == "basic" else "optB"
 
 
-def _valid_variants(family: str, block: str) -> list[str]:
+def _valid_variants(family: str, block: str, stem: str = "cifar") -> list[str]:
     if family == "plain":
         return ["none"]
     names = list(SHORTCUT_OPTIONS)
@@ -100,8 +149,10 @@ def _valid_variants(family: str, block: str) -> list[str]:
         names += list(_TABLE1) + ["bnafter", "relubefore"]
     else:
         names += ["reluonly"]
-    if block == "basic":
+    if block == "basic" and stem == "cifar":
         names.append("1layer")
+    if block == "bottleneck":
+        names.append("stride3x3")
     default = default_variant(family, block)
     return [f"{v} (default)" if v == default else v for v in names]
 
@@ -110,12 +161,12 @@ def _fmt(x: float) -> str:
     return format(float(x) + 0.0, "g")  # + 0.0 turns -0 into 0
 
 
-def canonical_variant(family: str, block: str, variant: str | None) -> str:
-    """The canonical spelling of `variant` for this family/block, or ModelNameError."""
+def canonical_variant(family: str, block: str, variant: str | None, stem: str = "cifar") -> str:
+    """The canonical spelling of `variant` for this family/block (and stem), or ModelNameError."""
     if variant is None or variant == "" or variant != variant:  # missing (None, '', NaN from a table)
         return default_variant(family, block)
     variant = str(variant)
-    valid = _valid_variants(family, block)
+    valid = _valid_variants(family, block, stem)
     plain_names = {v.split(" ")[0] for v in valid}
     if variant in plain_names:
         return variant
@@ -133,14 +184,15 @@ def canonical_variant(family: str, block: str, variant: str | None) -> str:
                     raise ModelNameError(f"dropout probability {p} in variant {variant!r} is not in [0, 1)")
                 return "dropsc" if p is None or float(p) == 0.5 else f"dropsc-p{_fmt(p)}"
             return f"{kind}-b{_fmt(m['b'])}"
+    where = f"{family}-{block}" if stem == "cifar" else f"{IMAGENET_PREFIX}{family}-{block}"
     raise ModelNameError(
-        f"unknown variant {variant!r} for {family}-{block}; valid: {', '.join(valid)}"
+        f"unknown variant {variant!r} for {where}; valid: {', '.join(valid)}"
     )
 
 
-def base_name(family: str, block: str, depth: int) -> str:
+def base_name(family: str, block: str, depth: int, stem: str = "cifar") -> str:
     """The name of the family/block/depth's default variant (no variant suffix)."""
-    return f"{family}-{block}-{int(depth)}"
+    return ("" if stem == "cifar" else IMAGENET_PREFIX) + f"{family}-{block}-{int(depth)}"
 
 
 @dataclass(frozen=True)
@@ -185,15 +237,18 @@ class ModelSpec:
     block: str
     depth: int
     variant: str = ""
+    stem: str = "cifar"  # "imagenet": V1 Table 1's 7x7/2 conv + 3x3/2 max-pool, 4 stages of 64..512
 
     def __post_init__(self) -> None:
+        if self.stem not in STEMS:
+            raise ModelNameError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}")
         if self.family not in FAMILIES:
             raise ModelNameError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
         if self.block not in BLOCKS[self.family]:
             raise ModelNameError(
                 f"unknown block {self.block!r} for family {self.family}; valid: {', '.join(BLOCKS[self.family])}"
             )
-        object.__setattr__(self, "variant", canonical_variant(self.family, self.block, self.variant))
+        object.__setattr__(self, "variant", canonical_variant(self.family, self.block, self.variant, self.stem))
         # Accept any whole number (numpy.int64, or 56.0 from a pandas row), nothing fractional.
         depth = self.depth
         if isinstance(depth, float) and depth.is_integer():
@@ -202,6 +257,13 @@ class ModelSpec:
             object.__setattr__(self, "depth", operator.index(depth))
         except TypeError:
             raise ModelNameError(f"depth {self.depth!r} is not a whole number") from None
+        if self.stem == "imagenet":
+            if self.depth not in IMAGENET_STAGES[self.block]:
+                shown = ", ".join(map(str, IMAGENET_STAGES[self.block]))
+                raise ModelNameError(
+                    f"depth {self.depth} is not a V1 Table 1 depth for ImageNet block {self.block}; valid: {shown}"
+                )
+            return
         k = 3 * layers_per_unit(self.block, self.variant)
         if self.depth < k + 2 or (self.depth - 2) % k:
             shown = ", ".join(map(str, valid_depths(self.block, self.variant)))
@@ -217,7 +279,24 @@ class ModelSpec:
 
     @property
     def base_name(self) -> str:
-        return base_name(self.family, self.block, self.depth)
+        return base_name(self.family, self.block, self.depth, self.stem)
+
+    @property
+    def image_size(self) -> int:
+        """The papers' input side: 32 (CIFAR) or 224 (ImageNet crops); costs are per such image."""
+        return 32 if self.stem == "cifar" else 224
+
+    @property
+    def default_num_classes(self) -> int:
+        return 10 if self.stem == "cifar" else 1000
+
+    @property
+    def stride_in(self) -> str | None:
+        """Which conv of a downsampling bottleneck unit has stride 2: `1x1` (the first; the papers'
+        Caffe models and resnet-1k-layers) or `3x3` (variant stride3x3); None for other units."""
+        if self.unit_shape != "bottleneck":
+            return None
+        return "3x3" if self.variant == "stride3x3" else "1x1"
 
     @property
     def name(self) -> str:
@@ -251,7 +330,7 @@ class ModelSpec:
     def label(self) -> str:
         """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
         label = f"{FAMILY_LABELS[self.family]}-{self.depth}"
-        if self.block == "bottleneck" and self.depth not in (164, 1001):
+        if self.block == "bottleneck" and self.stem == "cifar" and self.depth not in (164, 1001):
             label += " (bottleneck)"
         return label if self.is_default else f"{label} {self.variant}"
 
@@ -262,12 +341,22 @@ class ModelSpec:
 
     @property
     def sort_key(self) -> tuple:
-        """The papers' order: family, block, depth, then variant."""
-        return FAMILY_ORDER[self.family], BLOCK_ORDER[self.block], self.depth, self.variant
+        """The papers' order: CIFAR nets before ImageNet nets, then family, block, depth, variant."""
+        return STEM_ORDER[self.stem], FAMILY_ORDER[self.family], BLOCK_ORDER[self.block], self.depth, self.variant
 
     @property
     def units_per_stage(self) -> int:
+        """n, the units in each of the three stages of a CIFAR net (ImageNet nets: `stage_units`)."""
+        if self.stem != "cifar":
+            raise ValueError(f"{self.name} has {self.stage_units} units per stage (stage_units), not one n")
         return (self.depth - 2) // (3 * layers_per_unit(self.block, self.variant))
+
+    @property
+    def stage_units(self) -> tuple[int, ...]:
+        """Units per stage: (n, n, n) for CIFAR, V1 Table 1's four counts for ImageNet."""
+        if self.stem == "imagenet":
+            return IMAGENET_STAGES[self.block][self.depth]
+        return (self.units_per_stage,) * 3
 
     def __str__(self) -> str:
         return self.name
@@ -275,16 +364,21 @@ class ModelSpec:
 
 def parse_model_name(name: str | ModelSpec) -> ModelSpec:
     """`v1-basic-110-exgate-b-6` -> ModelSpec('v1', 'basic', 110, 'exgate-b-6'); any valid depth,
-    or an alias (`resnet56` -> v1-basic-56). A spec is returned as it is."""
+    or an alias (`resnet56` -> v1-basic-56); `imagenet-v1-bottleneck-50` -> ModelSpec('v1',
+    'bottleneck', 50, 'optB', 'imagenet'). A spec is returned as it is."""
     if isinstance(name, ModelSpec):
         return name
     text = str(name).strip()
     text = ALIASES.get(text.lower(), text)
+    stem = "cifar"
+    if text.startswith(IMAGENET_PREFIX):
+        stem, text = "imagenet", text[len(IMAGENET_PREFIX):]
     parts = text.split("-", 3)
     if len(parts) < 3:
         raise ModelNameError(
             f"model name {name!r} is not {{family}}-{{block}}-{{depth}}[-{{variant}}]; "
-            f"e.g. plain-basic-20, v1-basic-56-optB, v2-bottleneck-164; or an alias: {', '.join(ALIASES)}"
+            f"e.g. plain-basic-20, v1-basic-56-optB, v2-bottleneck-164, imagenet-v1-bottleneck-50; "
+            f"or an alias: {', '.join(ALIASES)}"
         )
     family, block, depth = parts[:3]
     variant = parts[3] if len(parts) == 4 else ""
@@ -292,4 +386,4 @@ def parse_model_name(name: str | ModelSpec) -> ModelSpec:
         raise ModelNameError(f"unknown family {family!r} in {name!r}; valid: {', '.join(FAMILIES)}")
     if not re.fullmatch(r"\d+", depth):
         raise ModelNameError(f"depth {depth!r} in {name!r} is not a whole number")
-    return ModelSpec(family, block, int(depth), variant)
+    return ModelSpec(family, block, int(depth), variant, stem)

@@ -2,7 +2,8 @@
 
 A unit is built from a *plan*, the list of its weight layers as (kernel, in, out, stride):
 basic = two 3x3, bottleneck = 1x1-3x3-1x1 (stride in the first 1x1, as in the authors'
-resnet-1k-layers code), 1layer = one 3x3. The same forward() therefore draws the basic, the
+resnet-1k-layers code and their released Caffe ImageNet models; `stride_in="3x3"` moves it to the
+3x3, as torchvision and fb.resnet.torch do), 1layer = one 3x3. The same forward() therefore draws the basic, the
 bottleneck and the one-layer version of a figure.
 
 Every unit has `branches(x) -> (shortcut, residual)`: the two summands exactly as they are added
@@ -22,11 +23,13 @@ from .modulation import Unmodulated
 Plan = list[tuple[int, int, int, int]]  # (kernel, in_channels, out_channels, stride) per weight layer
 
 
-def layer_plan(shape: str, in_channels: int, out_channels: int, stride: int) -> Plan:
+def layer_plan(shape: str, in_channels: int, out_channels: int, stride: int, stride_in: str | None = None) -> Plan:
     if shape == "basic":
         return [(3, in_channels, out_channels, stride), (3, out_channels, out_channels, 1)]
     if shape == "bottleneck":
         mid = out_channels // 4
+        if stride_in == "3x3":
+            return [(1, in_channels, mid, 1), (3, mid, mid, stride), (1, mid, out_channels, 1)]
         return [(1, in_channels, mid, stride), (3, mid, mid, 1), (1, mid, out_channels, 1)]
     if shape == "1layer":
         return [(3, in_channels, out_channels, stride)]
