@@ -1,4 +1,4 @@
-"""The network zoo: sizes and costs against the papers and anchors, the names, the unit algebra,
+"""The network zoo: sizes and costs against the papers and published reimplementations, the names, the unit algebra,
 the identity path, the analysis hooks and activation checkpointing."""
 
 from __future__ import annotations
