@@ -78,9 +78,12 @@ def tiny_default_config(models: list[str], seeds: list[int], iterations: int,
     cfg["datasets"] = {"synthetic": {"kind": "synthetic",
                                      "options": {"train_size": 256, "test_size": 128, "seed": 0}}}
     recipe = cfg["recipes"]["quick"]
+    # fp32 as the tests' timings were made: the default's bf16 would make these runs so short
+    # that the lock-overlap checks of the GPU-pool tests lose their window.
     recipe.update(iterations=iterations, milestones=[iterations // 2, iterations * 3 // 4],
                   batch_size=32, warmup="none", eval_every=checkpoint_every, eval_batch_size=128,
-                  checkpoint_every=checkpoint_every, train_window=10, grad_norm_every=0)
+                  checkpoint_every=checkpoint_every, train_window=10, grad_norm_every=0,
+                  precision="fp32", channels_last=False)
     cfg["grid"] = [{"models": list(models), "datasets": ["synthetic"], "seeds": list(seeds),
                     "recipe": "quick"}]
     cfg.pop("analysis", None)
