@@ -78,6 +78,18 @@ class SlurmPipeline:
         return (self.result.stdout + self.result.stderr)[-4000:]
 
 
+
+def _run_snakemake(cmd: list[str], wd: Path) -> tuple[subprocess.Popen, str, str]:
+    """Run the pipeline to its end; past the timeout SIGINT it, so snakemake scancels its jobs."""
+    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    return proc, out, err
+
 def _squeue(*args: str) -> list[dict]:
     fields = ["id", "name", "comment", "state", "start", "end"]
     r = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%k|%T|%S|%e", *args],
@@ -119,13 +131,8 @@ def pipeline(tmp_path_factory) -> SlurmPipeline:
     watcher = threading.Thread(target=_interrupter, args=(pipe, stop), daemon=True)
     watcher.start()
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out, err = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)  # snakemake scancels its jobs
-        out, err = proc.communicate(timeout=120)
+        proc, out, err = _run_snakemake(cmd, wd)
     finally:
         stop.set()
         watcher.join(timeout=10)
@@ -271,13 +278,7 @@ def packed(tmp_path_factory) -> SlurmPipeline:
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
            "--until", "train"]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)  # snakemake scancels its jobs
-        out, err = proc.communicate(timeout=120)
+    proc, out, err = _run_snakemake(cmd, wd)
     pipe = SlurmPipeline(wd, cfg, subprocess.CompletedProcess(cmd, proc.returncode, out, err),
                          time.monotonic() - t0)
     logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
