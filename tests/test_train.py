@@ -244,3 +244,19 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, capsys, argv, needle
     err = capsys.readouterr().err.strip()
     assert code != 0 and needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "bad" / "summary.json").exists()
+
+
+def test_published_runs_keep_their_identity():
+    """Every committed run's config.json, read with today's code, gives the identity and config
+    hash it was recorded with: a new recipe knob (recipe.LATER_KNOBS) or a changed default must
+    not orphan published or half-finished runs, nor retrain them through the pipeline's params."""
+    root = Path(__file__).resolve().parent.parent / "results" / "published"
+    configs = sorted(root.rglob("config.json"))
+    assert len(configs) >= 10
+    for path in configs:
+        recorded = json.loads(path.read_text())
+        config = RunConfig.from_dict({k: v for k, v in recorded.items()
+                                      if k not in ("identity", "config_hash")})
+        assert config.identity_hash() == recorded["identity"], path
+        assert config.config_hash() == recorded["config_hash"], path
+        assert config.recipe.to_dict() == recorded["recipe"], path

@@ -100,6 +100,9 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        for key in LATER_KNOBS:  # recorded only when set: see LATER_KNOBS
+            if d[key] == _DEFAULTS[key]:
+                del d[key]
         return d
 
     @classmethod
@@ -118,6 +121,13 @@ class Recipe:
             d.pop(speed_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
+
+# Knobs added after runs were recorded and published. At their default they are left out of
+# to_dict(), and so out of the config hash, the run identity and the pipeline's train params:
+# adding a knob must neither retrain nor orphan a finished or half-finished run. Set, they are
+# recorded and hashed like any other knob.
+LATER_KNOBS: frozenset[str] = frozenset()
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Recipe)}
 
 # The validation layer's rules and the dataclass must name the same knobs.
 if {f.name for f in dataclasses.fields(Recipe)} != RECIPE_KEYS:
