@@ -19,8 +19,10 @@ A run directory holds:
 
 from __future__ import annotations
 
+import glob
 import json
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,47 @@ def describe() -> str:
     """summary.json's keys, one a line, with whether each is optional and what it holds."""
     return "\n".join(f"{f.name:<24}{'(optional) ' if f.default is not MISSING else ''}"
                      f"{f.metadata['help']}" for f in fields(Summary))
+
+
+# ---------------------------------------------------------------------------------------------
+# finding run directories (the layout every stage reads)
+
+def find_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
+    """Run directories named by `paths` (dirs, summary.json files, globs, parent dirs)."""
+    found: list[Path] = []
+    for raw in paths:
+        text = os.fspath(raw)
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        if not matches:
+            raise RecordError(f"{text}: no run records match this pattern")
+        for m in matches:
+            p = Path(m)
+            if p.is_file():
+                if p.name != SUMMARY:
+                    raise RecordError(f"{p}: expected a run directory or its summary.json")
+                found.append(p.parent)
+            elif p.is_dir():
+                if (p / SUMMARY).exists():
+                    found.append(p)
+                    continue
+                if (p / CONFIG).exists() or (p / TRAIN_LOG).exists():
+                    raise RecordError(f"{p / SUMMARY}: missing (run not finished)")
+                nested = sorted(s.parent for s in p.rglob(SUMMARY))
+                if not nested:
+                    raise RecordError(f"{p}: no run records (summary.json) found under it")
+                found.extend(nested)
+            else:
+                raise RecordError(f"{p}: no such file or directory")
+    unique = list(dict.fromkeys(d.resolve() for d in found))
+    return unique
+
+
+def run_ids(dirs: list[Path]) -> list[str]:
+    """Run ids: each directory relative to the deepest common parent (unique by construction)."""
+    if len(dirs) == 1:
+        return [dirs[0].name]
+    common = Path(os.path.commonpath([str(d) for d in dirs]))
+    return [d.relative_to(common).as_posix() for d in dirs]
 
 
 if __name__ == "__main__":  # `python -m resnet_bench.record`: the summary.json keys

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from resnet_bench.data.runs import load_run_data, split_training_set
-from resnet_bench.record import CONFIG, FINAL_WEIGHTS, SUMMARY, read_record_json
+from resnet_bench.record import (CONFIG, FINAL_WEIGHTS, SUMMARY, find_run_dirs, read_record_json,
+                                 run_ids)
 
 
 @dataclass
@@ -52,18 +53,9 @@ class TrainedRun:
         return self.loader.eval_batches(self.test_x[:n], self.test_y[:n], int(batch_size))
 
 
-def run_ids(dirs: list[Path]) -> list[str]:
-    """Each directory relative to the deepest common parent (unique by construction)."""
-    if len(dirs) == 1:
-        return [dirs[0].name]
-    common = Path(os.path.commonpath([str(d) for d in dirs]))
-    return [d.relative_to(common).as_posix() or d.name for d in dirs]
-
-
 def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     """Finished run directories named by `paths` (directories, summary.json files, globs, or
     parents searched for summary.json): the rule of `resnet-bench aggregate`."""
-    from resnet_bench.tables.aggregate import find_run_dirs
     return find_run_dirs(list(paths))
 
 

@@ -11,7 +11,6 @@ NaN/null final errors; a resumed run may repeat iterations in its train log (the
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from resnet_bench import record
-from resnet_bench.record import RecordError, SPLITS, read_record_json  # noqa: F401 (re-export)
+from resnet_bench.record import (RecordError, SPLITS, find_run_dirs, read_record_json,  # noqa: F401
+                                 run_ids)
 from resnet_bench.schema import CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, sort_runs
 
 TRAIN_COLUMNS = list(record.TRAIN_COLUMNS)
@@ -39,47 +39,6 @@ FINAL_MATCH_TOL_PCT = 0.01
 class RunSet:
     runs: pd.DataFrame     # one row per run, RUN_COLUMNS
     curves: pd.DataFrame   # tidy curves, CURVE_COLUMNS; split is train, test or val
-
-
-# ---------------------------------------------------------------------------------------------
-# finding run directories
-
-def find_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
-    """Run directories named by `paths` (dirs, summary.json files, globs, parent dirs)."""
-    found: list[Path] = []
-    for raw in paths:
-        text = os.fspath(raw)
-        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
-        if not matches:
-            raise RecordError(f"{text}: no run records match this pattern")
-        for m in matches:
-            p = Path(m)
-            if p.is_file():
-                if p.name != record.SUMMARY:
-                    raise RecordError(f"{p}: expected a run directory or its summary.json")
-                found.append(p.parent)
-            elif p.is_dir():
-                if (p / record.SUMMARY).exists():
-                    found.append(p)
-                    continue
-                if (p / record.CONFIG).exists() or (p / record.TRAIN_LOG).exists():
-                    raise RecordError(f"{p / record.SUMMARY}: missing (run not finished)")
-                nested = sorted(s.parent for s in p.rglob(record.SUMMARY))
-                if not nested:
-                    raise RecordError(f"{p}: no run records (summary.json) found under it")
-                found.extend(nested)
-            else:
-                raise RecordError(f"{p}: no such file or directory")
-    unique = list(dict.fromkeys(d.resolve() for d in found))
-    return unique
-
-
-def _run_ids(dirs: list[Path]) -> list[str]:
-    """Run ids: each directory relative to the deepest common parent (unique by construction)."""
-    if len(dirs) == 1:
-        return [dirs[0].name]
-    common = Path(os.path.commonpath([str(d) for d in dirs]))
-    return [d.relative_to(common).as_posix() for d in dirs]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +171,7 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
     if not dirs:
         raise RecordError("no run records given")
     rows, curves = [], []
-    for d, rid in zip(dirs, _run_ids(dirs)):
+    for d, rid in zip(dirs, run_ids(dirs)):
         row, curve = load_run(d, rid)
         rows.append(row)
         curves.append(curve)

@@ -36,14 +36,14 @@ def select_runs(runs: pd.DataFrame, curves: pd.DataFrame, paths: Iterable[str | 
     """The rows of the runs and curves tables of the run directories named by `paths` (as
     `resnet-bench aggregate --runs` takes them), with run ids relative to those runs' common
     parent, as aggregating only them would name them."""
-    from resnet_bench.tables.aggregate import _run_ids, find_run_dirs
+    from resnet_bench.record import find_run_dirs, run_ids
 
     dirs = find_run_dirs(list(paths))
     by_path = dict(zip(runs["path"], runs["run_id"]))
     missing = [d for d in dirs if str(d) not in by_path]
     if missing:
         raise ValueError(f"{missing[0]}: not in the runs table (aggregate it first)")
-    ids = {by_path[str(d)]: rid for d, rid in zip(dirs, _run_ids(dirs))}
+    ids = {by_path[str(d)]: rid for d, rid in zip(dirs, run_ids(dirs))}
     runs = runs[runs["run_id"].isin(set(ids))].assign(run_id=lambda r: r["run_id"].map(ids))
     curves = curves[curves["run_id"].isin(set(ids))].assign(
         run_id=lambda c: c["run_id"].map(ids))
