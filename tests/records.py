@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from resnet_bench.record import Summary
+
 
 DEFAULT_VARIANT = {("plain", "basic"): "none", ("v1", "basic"): "optA", ("v2", "basic"): "optA",
                    ("v1", "bottleneck"): "optB", ("v2", "bottleneck"): "optB"}
@@ -72,7 +74,7 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
 
     window = train[train["iteration"] > done - train_window]
     completed = status == "completed"
-    summary = {
+    summary = Summary(**{  # the one definition of the record: a key it lacks fails here
         "status": status, "model": model, "family": family, "block": block, "depth": depth,
         # like the trainer: the canonical default variant is spelled out here, not in the name
         "variant": variant or DEFAULT_VARIANT[family, block], "dataset": dataset, "dataset_label": label, "seed": seed,
@@ -84,7 +86,7 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
         "wall_time_s": 10.0 + seed, "train_time_s": 8.0 + seed, "compile_time_s": 1.0,
         "images_per_s": 1000.0 * (seed + 1), "tflops_per_s": 0.5, "params": params,
         "macs": macs, "activation_checkpointing": False, "resumed": 0, "device": "cpu",
-    }
+    }).to_dict()
     config = {"model": model, "dataset": dataset, "seed": seed,
               "recipe": {"name": recipe, "iterations": planned, "batch_size": batch_size,
                          "eval_every": eval_every, "train_window": train_window}}
