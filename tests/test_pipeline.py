@@ -45,15 +45,6 @@ def load_config(name: str) -> dict:
 # --- the grid ----------------------------------------------------------------------------------
 
 
-def test_listing_the_pipeline_outputs_imports_no_plotting_and_no_torch():
-    code = ("import sys; import resnet_bench.pipeline.outputs; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'matplotlib', 'seaborn', 'torch'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
-
-
 def test_analysis_arguments_are_built_from_the_config_with_the_cli_defaults():
     from resnet_bench.pipeline import outputs as O
     config = load_config("config.yaml")

@@ -322,19 +322,6 @@ def test_cli_aggregate_bad_input(tmp_path, capsys):
     assert len(err) == 1 and "no such file or directory" in err[0]
 
 
-def test_the_tables_and_figure_stages_import_neither_torch_nor_the_inside_stage():
-    """Stages reach only down: tables (pandas) and figures import no torch and nothing of
-    resnet_bench.inside; the names they share live in resnet_bench.schema."""
-    import subprocess
-    code = ("import sys; import resnet_bench.tables.cli, resnet_bench.tables.depth, "
-            "resnet_bench.plots.cli, resnet_bench.plots.inside; "
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') "
-            "or m.startswith('resnet_bench.inside') or m.startswith('resnet_bench.train')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
-
-
 def test_seed_stats_is_the_one_definition_of_the_statistics_over_seeds():
     from resnet_bench.tables import build, claims
     from resnet_bench.tables.stats import seed_stats
