@@ -78,8 +78,8 @@ class _Failure:
     """A DatasetError raised in a worker, carried to the main process as its one-line message
     (DataLoader would re-raise it as a multi-line RuntimeError)."""
 
-    def __init__(self, message: str) -> None:
-        self.message = message
+    def __init__(self, exc: DatasetError) -> None:
+        self.path, self.problem = exc.path, str(exc)[len(exc.path) + 2:]
 
 
 def _identity(item):
@@ -135,7 +135,7 @@ class _TrainBatches(Dataset):
                 return items, params, self.y[idx]
             return _train_crops(decode_rgb(items), params, self.options), params, self.y[idx]
         except DatasetError as exc:
-            return _Failure(str(exc))
+            return _Failure(exc)
 
 
 class _EvalChunks(Dataset):
@@ -156,7 +156,7 @@ class _EvalChunks(Dataset):
                 return items, y
             return _eval_groups(decode_rgb(items), y, self.mode, self.options)
         except DatasetError as exc:
-            return _Failure(str(exc))
+            return _Failure(exc)
 
 
 class _From(Sampler):
@@ -171,7 +171,7 @@ class _From(Sampler):
 
 def _unwrap(item):
     if isinstance(item, _Failure):
-        raise DatasetError("imagenet", item.message)
+        raise DatasetError(item.path, item.problem)
     return item
 
 
