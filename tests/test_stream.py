@@ -283,3 +283,37 @@ def test_prepared_index_damage_and_moved_root(tree, tmp_path):
     with pytest.raises(DatasetError, match="not a directory"):
         load_prepared(tmp_path / "moved.pt")
     assert load_prepared(out).train_files == index.train_files
+
+
+def test_pipeline_config_names_the_kind_and_its_options(tree, tmp_path):
+    import shlex
+
+    from resnet_bench.pipeline import grid as G
+    from resnet_bench.pipeline.outputs import prepare_args
+    spec = {"kind": "imagenet", "root": str(tree),
+            "options": {**SMALL, "final_eval": "ten_crop", "pca_std": 0.05}}
+    cfg = {"experiment": "tiny", "datasets": {"inet": spec},
+           "recipes": {"r": {"iterations": 2, "batch_size": 4, "data_workers": 2}},
+           "grid": [{"models": ["imagenet-v1-basic-18"], "datasets": ["inet"], "seeds": [0],
+                     "recipe": "r"}]}
+    G.check_schema(cfg, Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
+    assert len(G.validate(cfg)) == 1
+    out = tmp_path / "inet.pt"
+    assert main(["data", "prepare", *shlex.split(prepare_args(spec)), "--out", str(out)]) == 0
+    index = load_prepared(out)
+    assert index.options["test_scales"] == [64, 80] and index.options["pca_std"] == 0.05
+    bad = {**cfg, "datasets": {"inet": {**spec, "options": {"crop": 300}}}}
+    with pytest.raises(ValueError, match="crop"):
+        G.validate(bad)
+
+
+def test_bench_stream_times_both_paths(capsys):
+    argv = ["bench", "--stream", "--device", "cpu", "--batch-size", "4", "--stream-images", "12",
+            "--stream-batches", "1", "--stream-workers", "0", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("torchvision", "resnet"))]
+    assert len(rows) == 4 and all(float(r[-2]) > 0 for r in rows)
+    assert [r[-1] for r in rows[::2]] == ["1.00", "1.00"]  # the baseline is the unit
+    err = _error(capsys, [*argv[:-3], "--stream-batches", "9"])
+    assert "need 40 training images" in err
