@@ -114,3 +114,14 @@ def test_reading_a_record_does_not_import_torch_or_pandas():
             "print(sorted(m for m in ('torch', 'pandas', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_top5_is_optional_and_checked(tmp_path):
+    data = _summary().to_dict()
+    assert data["final_test_top5_error_pct"] is None  # CIFAR runs: null
+    assert read_summary(_write(tmp_path, {**data, "final_test_top5_error_pct": 3.5})
+                        ).final_test_top5_error_pct == 3.5
+    del data["final_test_top5_error_pct"]  # records written before the key existed
+    assert read_summary(_write(tmp_path, data)).final_test_top5_error_pct is None
+    message = _one_line_error(tmp_path, {**data, "final_test_top5_error_pct": 120.0})
+    assert "final_test_top5_error_pct must be a percentage" in message

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -86,8 +87,15 @@ def _identity(item):
     return item
 
 
-def _read(root: Path, files: list[str], idx: list[int]) -> list[tuple[str, bytes]]:
-    return [(str(root / files[k]), read_bytes(root / files[k])) for k in idx]
+def _packed(files: list[str]) -> np.ndarray:
+    """File names as one numpy bytes array: worker processes touching a list of 1.3M Python
+    strings would copy the pages their reference counts live on (pytorch/pytorch#13246)."""
+    return np.array([f.encode() for f in files], dtype=np.bytes_)
+
+
+def _read(root: Path, files: np.ndarray, idx: list[int]) -> list[tuple[str, bytes]]:
+    paths = [root / files[k].decode() for k in idx]
+    return [(str(p), read_bytes(p)) for p in paths]
 
 
 def _train_crops(imgs: list[torch.Tensor], params: list[dict] | None,
@@ -113,7 +121,7 @@ class _TrainBatches(Dataset):
     raw bytes when the main process decodes on the GPU."""
 
     def __init__(self, loader: "StreamLoader") -> None:
-        self.root, self.files, self.y = loader.root, loader.files, loader.y
+        self.root, self.files, self.y = loader.root, _packed(loader.files), loader.y
         self.order = _Order(loader.n, loader.batch_size, loader.seed)
         self.lo, self.hi = loader.lo, loader.hi
         self.seed, self.options, self.augment = loader.seed, loader.options, loader.augment
@@ -141,7 +149,7 @@ class _TrainBatches(Dataset):
 class _EvalChunks(Dataset):
     def __init__(self, loader: "StreamLoader", files: list[str], y: torch.Tensor, mode: str,
                  per_chunk: int) -> None:
-        self.root, self.files, self.y, self.mode = loader.root, files, y, mode
+        self.root, self.files, self.y, self.mode = loader.root, _packed(files), y, mode
         self.options, self.per_chunk = loader.options, per_chunk
         self.decode_here = loader.decode == "cpu"
 
