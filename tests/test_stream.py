@@ -317,3 +317,19 @@ def test_bench_stream_times_both_paths(capsys):
     assert [r[-1] for r in rows[::2]] == ["1.00", "1.00"]  # the baseline is the unit
     err = _error(capsys, [*argv[:-3], "--stream-batches", "9"])
     assert "need 40 training images" in err
+
+
+def test_every_option_has_one_rule_and_one_prepare_flag():
+    from resnet_bench.data.cli import _OPTION_ARGS
+    from resnet_bench.data.registry import options_for
+    from resnet_bench.validation import _OPTION_RULES
+    assert set(options_for("imagenet")) == set(_OPTION_RULES["imagenet"])
+    assert set(options_for("imagenet")) <= set(_OPTION_ARGS)
+
+
+def test_streaming_leaves_the_global_rng_alone(index):
+    state = torch.get_rng_state()
+    loader = StreamLoader(index, batch_size=4, seed=0, workers=1)
+    loader.batch(2), loader.batch(0)
+    list(loader.eval_views(index.test_files, index.test_y, 8, "ten_crop"))
+    assert torch.equal(state, torch.get_rng_state())  # the checkpoint's RNG state stays exact

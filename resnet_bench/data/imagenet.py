@@ -64,6 +64,7 @@ machines; it was not run on the CPU-only machine this was written on (see docs/d
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -87,10 +88,6 @@ PAPER_SCALES = (224, 256, 384, 480, 640)
 STATS_SEED = 0
 _STATS_STREAM = 0x53544154  # tag of the statistics sample's generator
 _CHUNK = 1 << 20
-# the defaults of load_imagenet's keyword options, i.e. the paper's sizes
-DEFAULTS: dict[str, Any] = {"resize_min": 256, "resize_max": 480, "crop": 224, "test_resize": 256,
-                            "pca_std": 0.1, "stats_images": 10_000, "final_eval": "center",
-                            "test_scales": list(PAPER_SCALES), "decode": "cpu"}
 
 
 @dataclass
@@ -364,3 +361,9 @@ def load_imagenet(root: str | Path | None, *, resize_min: int = 256, resize_max:
                       test_y=torch.tensor(test_y, dtype=torch.int64), name=name,
                       label=label or f"{name} (ImageNet-style folder)", options=options,
                       stats=stats, meta=meta)
+
+
+# the defaults of load_imagenet's keyword options (the paper's sizes), for the validation layer
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in
+                            inspect.signature(load_imagenet).parameters.values()
+                            if p.kind is inspect.Parameter.KEYWORD_ONLY}

@@ -247,8 +247,12 @@ class StreamLoader:
 
     # ---- batches -----------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, sampler) -> DataLoader:
+        # A generator of its own: DataLoader otherwise draws its workers' base seed from the
+        # global RNG at every iterator (each restart and evaluation), which the checkpoint
+        # restores; nothing here uses the workers' RNG.
         return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_identity,
-                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(0))
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if i < 0:
