@@ -333,3 +333,11 @@ def test_streaming_leaves_the_global_rng_alone(index):
     loader.batch(2), loader.batch(0)
     list(loader.eval_views(index.test_files, index.test_y, 8, "ten_crop"))
     assert torch.equal(state, torch.get_rng_state())  # the checkpoint's RNG state stays exact
+
+
+def test_inside_analyses_refuse_a_streamed_run_in_one_line(tree, tmp_path):
+    from resnet_bench.inside.trained import load_trained
+    out = tmp_path / "run"
+    train(_config(tree, iterations=1, milestones=()), out, progress=False)
+    with pytest.raises(ValueError, match="streamed dataset"):
+        load_trained(out)
