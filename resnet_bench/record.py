@@ -92,6 +92,9 @@ class Summary:
     final_test_loss: float = _key("test loss at the last iteration (never a best epoch)",
                                   kind="result")
     final_test_error_pct: float = _key("test error (%) at the last iteration", kind="result")
+    final_test_top5_error_pct: float | None = _key(
+        "top-5 test error (%) at the last iteration (streamed ImageNet-style runs; else null)",
+        default=None)
     wall_time_s: float | None = _key("wall time of all sessions", kind="cost")
     train_time_s: float | None = _key("time in training iterations (no eval, checkpoints or "
                                       "compilation)", kind="cost")
@@ -187,6 +190,12 @@ def read_summary(path: str | Path) -> Summary:
         activation_checkpointing=bool(s["activation_checkpointing"]),
         device="" if s["device"] is None else str(s["device"]),
     )
+    if s.get("final_test_top5_error_pct") is not None:
+        value = _number(path, "final_test_top5_error_pct", s["final_test_top5_error_pct"],
+                        allow_null=True)
+        if not (isinstance(value, float) and math.isnan(value)) and not 0 <= value <= 100:
+            raise RecordError(f"{path}: final_test_top5_error_pct must be a percentage in "
+                              f"[0, 100], got {float(value)}")
     if s.get("target_iterations") is not None:
         out["target_iterations"] = _integer(path, "target_iterations", s["target_iterations"])
     base = base_name(out["family"], out["block"], out["depth"])

@@ -91,7 +91,7 @@ _INT_RANGES = {
     "warmup_iters": (0, MAX_ITERATIONS), "val_split": (0, MAX_IMAGES),
     "eval_every": (1, MAX_ITERATIONS), "eval_batch_size": (1, MAX_BATCH),
     "checkpoint_every": (1, MAX_ITERATIONS), "train_window": (1, MAX_ITERATIONS),
-    "grad_norm_every": (0, MAX_ITERATIONS),
+    "grad_norm_every": (0, MAX_ITERATIONS), "data_workers": (0, 256),
 }
 _NUMBERS = {
     "lr": ("> 0", lambda v: v > 0),
@@ -194,6 +194,20 @@ def _verify(key: str, value: Any, where: str) -> Any:
     raise refuse(key, value, "true, false or a mapping of file name to md5", where)
 
 
+def _sizes(key: str, value: Any, where: str) -> list[int]:
+    allowed = "a non-empty list of integers in 1..4096"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise refuse(key, value, allowed, where)
+    try:
+        return [integer(key, v, 1, 4096) for v in value]
+    except ConfigError:
+        raise refuse(key, list(value), allowed, where) from None
+
+
+def _side(k: str, v: Any, w: str) -> int:
+    return integer(k, v, 1, 4096, w)
+
+
 _OPTION_RULES = {
     "synthetic": {
         "seed": lambda k, v, w: check_seed(v, k, w),
@@ -214,8 +228,19 @@ _OPTION_RULES = {
         "label": lambda k, v, w: text(k, v, w),
         "name": lambda k, v, w: text(k, v, w, NAME_PATTERN),
     },
+    "imagenet": {
+        "resize_min": _side, "resize_max": _side, "crop": _side, "test_resize": _side,
+        "pca_std": lambda k, v, w: number(k, v, ">= 0", lambda x: x >= 0, w),
+        "stats_images": lambda k, v, w: integer(k, v, 1, MAX_IMAGES, w),
+        "final_eval": lambda k, v, w: choice(k, v, ("center", "ten_crop", "multiscale"), w),
+        "test_scales": _sizes,
+        "decode": lambda k, v, w: choice(k, v, ("cpu", "cuda"), w),
+        "max_per_class": lambda k, v, w: integer(k, v, 1, MAX_IMAGES, w),
+        "label": lambda k, v, w: text(k, v, w),
+        "name": lambda k, v, w: text(k, v, w, NAME_PATTERN),
+    },
 }
-DATASET_KINDS = ("synthetic", "cifar10", "cifar100", "folder")
+DATASET_KINDS = ("synthetic", "cifar10", "cifar100", "folder", "imagenet")
 
 
 def check_dataset_options(kind: str, options: Any, where: str = "data option ") -> dict[str, Any]:
@@ -230,7 +255,18 @@ def check_dataset_options(kind: str, options: Any, where: str = "data option ") 
     if unknown:
         raise ConfigError(f"{where}{', '.join(unknown)}: unknown for dataset {kind}; "
                           f"valid: {', '.join(rules)}")
-    return {k: rules[k](k, v, where) for k, v in options.items()}
+    checked = {k: rules[k](k, v, where) for k, v in options.items()}
+    if kind == "imagenet":  # the crop must fit every shorter side it is cut from
+        from resnet_bench.data.imagenet import DEFAULTS
+        o = {**DEFAULTS, **checked}
+        if o["resize_min"] > o["resize_max"]:
+            raise refuse("resize_min", o["resize_min"], f"at most resize_max ({o['resize_max']})",
+                         where)
+        for key in ("resize_min", "test_resize"):
+            if o["crop"] > o[key]:
+                raise refuse("crop", o["crop"], f"at most {key} ({o[key]}), the shorter side "
+                                                "it is cut from", where)
+    return checked
 
 
 def known_train_size(kind: str, options: Mapping[str, Any]) -> int | None:

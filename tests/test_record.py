@@ -105,3 +105,14 @@ def test_costs_may_be_null_for_any_run(tmp_path):
     data = {**_summary().to_dict(), **{k: None for k in COST_KEYS}}
     back = read_summary(_write(tmp_path, data))
     assert all(getattr(back, k) is None for k in COST_KEYS)
+
+
+def test_top5_is_optional_and_checked(tmp_path):
+    data = _summary().to_dict()
+    assert data["final_test_top5_error_pct"] is None  # CIFAR runs: null
+    assert read_summary(_write(tmp_path, {**data, "final_test_top5_error_pct": 3.5})
+                        ).final_test_top5_error_pct == 3.5
+    del data["final_test_top5_error_pct"]  # records written before the key existed
+    assert read_summary(_write(tmp_path, data)).final_test_top5_error_pct is None
+    message = _one_line_error(tmp_path, {**data, "final_test_top5_error_pct": 120.0})
+    assert "final_test_top5_error_pct must be a percentage" in message

@@ -60,6 +60,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="training iterations per fidelity run [cuda: 2000, cpu: 60]")
     fid.add_argument("--seeds", type=int, nargs="+",
                      help="fidelity seeds [cuda: 0 1 2 3 4, cpu: 0 1]")
+    st = parser.add_argument_group("streaming input pipeline (--stream)")
+    st.add_argument("--stream", action="store_true",
+                    help="instead of timing networks: images/s of the streaming ImageNet loader "
+                         "against torchvision ImageFolder + DataLoader, same transforms (no model)")
+    st.add_argument("--stream-root", metavar="DIR",
+                    help="an ImageFolder tree train/<class>/*, val/<class>/* [generate 500x375 "
+                         "q90 JPEGs in a temporary folder]")
+    st.add_argument("--stream-images", type=int, default=384,
+                    help="training JPEGs to generate [384]")
+    st.add_argument("--stream-batches", type=int, default=4,
+                    help="timed batches per path, after one untimed [4]")
+    st.add_argument("--stream-workers", type=int, nargs="+", default=[1, 2],
+                    help="decoding worker counts to compare [1 2]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     _validate(args, device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stream:
+        from resnet_bench.bench.stream import run_stream_bench
+        return run_stream_bench(args, device)
     if args.fidelity:
         from resnet_bench.bench.fidelity import run_fidelity
         return run_fidelity(args, device)
@@ -105,6 +121,11 @@ def _validate(args: argparse.Namespace, device) -> None:
             raise ValueError("--train-size applies to the synthetic dataset only")
         if args.train_size < 1:
             raise ValueError(f"--train-size must be >= 1, got {args.train_size}")
+    for key in ("stream_images", "stream_batches"):
+        if getattr(args, key) < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if any(w < 0 for w in args.stream_workers):
+        raise ValueError(f"--stream-workers must be >= 0, got {args.stream_workers}")
     if args.compile_mode and not args.compile:
         raise ValueError("--compile-mode needs --compile")
     if args.fidelity and len(args.models) != 1:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from .dataset import DatasetError, ImageDataset
+from .imagenet import FORMAT as INDEX_FORMAT
+from .imagenet import ImageIndex
 from .registry import load_dataset
 
 FORMAT = "resnet-bench-dataset"
@@ -27,9 +29,9 @@ VERSION = 1
 _TENSORS = ("train_x", "train_y", "test_x", "test_y")
 
 
-def tensor_digest(ds_tensors: dict[str, torch.Tensor]) -> str:
+def tensor_digest(ds_tensors: dict[str, torch.Tensor], keys: tuple[str, ...] = _TENSORS) -> str:
     h = hashlib.sha256()
-    for key in _TENSORS:
+    for key in keys:
         t = ds_tensors[key].contiguous().cpu()
         h.update(f"{key}:{t.dtype}:{list(t.shape)}\n".encode())
         h.update(t.numpy().data)  # hashes the buffer in place, no copy
@@ -51,17 +53,25 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def save_prepared(ds: ImageDataset, out_path: str | Path, *, extra: dict | None = None) -> Path:
+def save_prepared(ds: ImageDataset | ImageIndex, out_path: str | Path, *,
+                  extra: dict | None = None) -> Path:
+    """Write a dataset's tensors, or an `ImageIndex` (kind imagenet: files, labels, statistics)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: getattr(ds, k).contiguous().cpu() for k in _TENSORS}
     meta = _jsonable(dict(ds.meta))
     meta["prepared"] = _jsonable({
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
         "python": platform.python_version(), **(extra or {})})
-    blob = {"format": FORMAT, "version": VERSION, **tensors, "classes": list(ds.classes),
-            "name": ds.name, "label": ds.label, "meta": meta,
-            "tensor_sha256": tensor_digest(tensors)}
+    if isinstance(ds, ImageIndex):
+        blob = {**ds.to_blob(), "meta": meta, "options": _jsonable(ds.options)}
+        blob["tensor_sha256"] = tensor_digest({"train_y": ds.train_y, "test_y": ds.test_y,
+                                               **ds.stats}, keys=("train_y", "test_y",
+                                                                  *sorted(ds.stats)))
+    else:
+        tensors = {k: getattr(ds, k).contiguous().cpu() for k in _TENSORS}
+        blob = {"format": FORMAT, "version": VERSION, **tensors, "classes": list(ds.classes),
+                "name": ds.name, "label": ds.label, "meta": meta,
+                "tensor_sha256": tensor_digest(tensors)}
     # Leftovers of a prepare killed mid-write (another pid's temp name) are swept first.
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
         stale.unlink(missing_ok=True)
@@ -86,7 +96,7 @@ def save_prepared(ds: ImageDataset, out_path: str | Path, *, extra: dict | None 
 
 
 def prepare_dataset(kind: str, root: str | Path | None, out_path: str | Path,
-                    **options: Any) -> ImageDataset:
+                    **options: Any) -> ImageDataset | ImageIndex:
     """Load `kind` from `root` with `options` and write it to `out_path` (atomically)."""
     ds = load_dataset(kind, root, **options)
     save_prepared(ds, out_path, extra={"kind": kind, "root": str(root) if root else None,
@@ -94,7 +104,7 @@ def prepare_dataset(kind: str, root: str | Path | None, out_path: str | Path,
     return ds
 
 
-def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset:
+def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset | ImageIndex:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, "prepared dataset file not found "
@@ -104,6 +114,8 @@ def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset:
     except Exception as exc:  # zip/pickle/unsafe-type errors all mean "not our file"
         raise DatasetError(path, f"not a readable prepared dataset ({type(exc).__name__}: "
                                  f"{str(exc)[:200]})") from exc
+    if isinstance(blob, dict) and blob.get("format") == INDEX_FORMAT:
+        return _load_index(path, blob, verify)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise DatasetError(path, f"not a {FORMAT} file")
     if blob.get("version") != VERSION:
@@ -118,3 +130,14 @@ def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset:
     meta["prepared_file"] = str(path)
     return ImageDataset(*(blob[k] for k in _TENSORS), classes=blob["classes"], name=blob["name"],
                         label=blob["label"], meta=meta)
+
+
+def _load_index(path: Path, blob: dict, verify: bool) -> ImageIndex:
+    """An `ImageIndex` file (kind imagenet); its labels and statistics are checksummed."""
+    index = ImageIndex.from_blob(blob, path)
+    keys = ("train_y", "test_y", *sorted(index.stats))
+    if verify and tensor_digest({"train_y": index.train_y, "test_y": index.test_y,
+                                 **index.stats}, keys) != blob.get("tensor_sha256"):
+        raise DatasetError(path, "checksum mismatch: the prepared file is damaged; re-run prepare")
+    index.meta = {**index.meta, "prepared_file": str(path)}
+    return index

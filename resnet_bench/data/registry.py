@@ -9,19 +9,21 @@ from pathlib import Path
 from .cifar import load_cifar
 from .dataset import DatasetError, ImageDataset
 from .folder import load_folder
+from .imagenet import ImageIndex, load_imagenet
 from .synthetic import load_synthetic
 
-LOADERS: dict[str, Callable[..., ImageDataset]] = {
+LOADERS: dict[str, Callable[..., ImageDataset | ImageIndex]] = {
     "synthetic": load_synthetic,
     "cifar10": lambda root=None, **kw: load_cifar("cifar10", root, **kw),
     "cifar100": lambda root=None, **kw: load_cifar("cifar100", root, **kw),
     "folder": load_folder,
+    "imagenet": load_imagenet,  # an index of files, streamed per batch (resnet_bench.data.stream)
 }
 KINDS = tuple(LOADERS)
 # Other names for a kind (torchvision's), resolved here so a run records the kind's own name.
 KIND_ALIASES = {"imagefolder": "folder"}
 _OPTION_SOURCES = {"synthetic": load_synthetic, "cifar10": load_cifar, "cifar100": load_cifar,
-                   "folder": load_folder}
+                   "folder": load_folder, "imagenet": load_imagenet}
 
 
 def canonical_kind(kind: str) -> str:
@@ -35,8 +37,10 @@ def options_for(kind: str) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def load_dataset(kind: str, root: str | Path | None = None, **options) -> ImageDataset:
-    """Load a dataset of `kind` (synthetic, cifar10, cifar100, folder or imagefolder) from `root`."""
+def load_dataset(kind: str, root: str | Path | None = None, **options
+                 ) -> ImageDataset | ImageIndex:
+    """Load a dataset of `kind` (synthetic, cifar10, cifar100, folder or imagefolder) from `root`;
+    kind imagenet gives an `ImageIndex` (files and statistics), not images in memory."""
     kind = canonical_kind(kind)
     if kind not in LOADERS:
         raise DatasetError(kind, f"unknown dataset kind; valid kinds: {', '.join(KINDS)}")

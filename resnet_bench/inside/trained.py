@@ -121,6 +121,9 @@ def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
         raise FileNotFoundError(f"{weights}: missing (the final weights of a finished run)")
     device = torch.device(device)
     ds = dataset if dataset is not None else _load_dataset(config, prepared)
+    if getattr(ds, "streaming", False):
+        raise ValueError(f"{d}: trained on a streamed dataset (kind imagenet); the analyses "
+                         "inside the networks read in-memory datasets only")
     model = build_model(config["model"], num_classes=len(ds.classes),
                         in_channels=int(ds.train_x.shape[1]))
     try:

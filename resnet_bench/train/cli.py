@@ -34,7 +34,8 @@ def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="network name (see `resnet-bench models`)")
     parser.add_argument("--dataset", default="synthetic",
-                        help="synthetic | cifar10 | cifar100 | folder (default: synthetic, embedded); "
+                        help="synthetic | cifar10 | cifar100 | folder | imagenet (streamed from disk) "
+                             "(default: synthetic, embedded); "
                              "with --prepared, the name recorded for that dataset")
     parser.add_argument("--data-dir", help="dataset root (CIFAR download/archive dir, or ImageFolder tree/archive)")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",

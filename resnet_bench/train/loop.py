@@ -135,19 +135,27 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
                      FINAL_WEIGHTS):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y, recipe.val_split)
-    loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
-                          seed=config.seed, augment=recipe.augment, normalize=recipe.normalize,
-                          channels_last=recipe.channels_last)
-    test = (dataset.test_x.to(device), dataset.test_y.to(device))
-    if val is not None:
-        val = (val[0].to(device), val[1].to(device))
+    if getattr(dataset, "streaming", False):  # kind imagenet: files decoded per batch
+        from resnet_bench.data.stream import stream_for_run
+        loader, test, val = stream_for_run(dataset, recipe, seed=config.seed, device=device)
+        in_channels, (h, w), cost_side = 3, loader.image_hw, spec.image_size
+    else:
+        train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y,
+                                                   recipe.val_split)
+        loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
+                              seed=config.seed, augment=recipe.augment,
+                              normalize=recipe.normalize, channels_last=recipe.channels_last)
+        test = (dataset.test_x.to(device), dataset.test_y.to(device))
+        if val is not None:
+            val = (val[0].to(device), val[1].to(device))
+        in_channels, (h, w), cost_side = int(train_x.shape[1]), train_x.shape[2:], 32
 
-    num_classes, in_channels = len(dataset.classes), int(train_x.shape[1])
+    num_classes = len(dataset.classes)
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
-    # Costs are counted at 32x32; convolution MACs scale with the image area.
-    macs = int(macs * train_x.shape[2] * train_x.shape[3] / (32 * 32))
+    # Costs are counted at 32x32 (CIFAR nets) or 224x224 (ImageNet nets, on the streamed
+    # crops); convolution MACs scale with the image area.
+    macs = int(macs * h * w / (cost_side * cost_side))
     prepare_model(model, device, recipe)
     if recipe.activation_checkpointing:
         model.set_activation_checkpointing(True)
@@ -297,7 +305,7 @@ def _finish(run: Session, status: str, diverged_at: int | None, it: int) -> Outc
     """Final-iteration numbers only, never a best epoch; summary.json is written last."""
     recipe, state = run.recipe, run.state
     if status == "completed":
-        test_loss, test_err = run.run_eval(recipe.iterations)
+        test_loss, test_err = run.run_eval(recipe.iterations, final=True)
     else:
         test_loss, test_err = float("nan"), float("nan")
     run.account_time()
@@ -323,6 +331,7 @@ def _finish(run: Session, status: str, diverged_at: int | None, it: int) -> Outc
                                else float("nan")),
         train_window=recipe.train_window,
         final_test_loss=test_loss, final_test_error_pct=test_err,
+        final_test_top5_error_pct=run.test_top5 if completed else None,
         wall_time_s=state["wall_time_s"], train_time_s=state["train_time_s"],
         compile_time_s=state["compile_time_s"], images_per_s=images_per_s,
         # Training costs ~3 forward passes (forward, grad wrt activations, grad wrt weights).

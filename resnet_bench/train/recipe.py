@@ -66,6 +66,8 @@ class Recipe:
     checkpoint_every: int = knob(1_000, "write a resumable checkpoint every k iterations")
     train_window: int = knob(100, "final training error/loss = mean over the last k mini-batches")
     grad_norm_every: int = knob(0, "log per-layer gradient norms every k iterations (0: off)")
+    data_workers: int = knob(4, "decoding worker processes of the streaming loader (dataset "
+                             "kind imagenet only; batches do not depend on it)")
     name: str = knob("paper", "recipe name recorded with the run")
 
     def __post_init__(self) -> None:
@@ -117,8 +119,8 @@ class Recipe:
         d = self.to_dict()
         for speed_only in ("compile", "channels_last", "activation_checkpointing",
                            "eval_every", "eval_batch_size", "checkpoint_every", "grad_norm_every",
-                           "name"):
-            d.pop(speed_only)
+                           "name", "data_workers"):
+            d.pop(speed_only, None)  # LATER_KNOBS at their default are not in d
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -126,7 +128,7 @@ class Recipe:
 # to_dict(), and so out of the config hash, the run identity and the pipeline's train params:
 # adding a knob must neither retrain nor orphan a finished or half-finished run. Set, they are
 # recorded and hashed like any other knob.
-LATER_KNOBS: frozenset[str] = frozenset()
+LATER_KNOBS: frozenset[str] = frozenset({"data_workers"})
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Recipe)}
 
 # The validation layer's rules and the dataclass must name the same knobs.

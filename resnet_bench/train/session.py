@@ -37,6 +37,34 @@ def evaluate(model, loader, x, y, device, precision: str, batch_size: int) -> tu
     return float(loss_sum) / n, 100.0 * float(wrong) / n
 
 
+@torch.no_grad()
+def evaluate_views(model, groups, device, precision: str) -> tuple[float, float, float]:
+    """Mean loss, top-1 and top-5 error (%) over (views, labels) groups (StreamLoader.eval_views):
+    the softmax probabilities of an image's views are averaged (log-mean-exp of the
+    log-probabilities) and scored once; with fewer than 5 classes top-5 is over all of them."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    wrong1 = torch.zeros((), device=device, dtype=torch.int64)
+    wrong5 = torch.zeros((), device=device, dtype=torch.int64)
+    n = 0
+    for inputs, yb in groups:
+        logp = []
+        for x in inputs:
+            with autocast(device, precision):
+                out = model(x)
+            logp.append(out.float().log_softmax(1).view(-1, len(yb), out.shape[1]))
+        logp = torch.cat(logp)
+        mean = logp.logsumexp(0) - math.log(logp.shape[0])               # [b, classes]
+        loss_sum += F.nll_loss(mean, yb, reduction="sum").double()
+        top = mean.topk(min(5, mean.shape[1]), dim=1).indices
+        wrong1 += (top[:, 0] != yb).sum()
+        wrong5 += (top != yb[:, None]).all(1).sum()
+        n += len(yb)
+    model.train(was_training)
+    return float(loss_sum) / n, 100.0 * float(wrong1) / n, 100.0 * float(wrong5) / n
+
+
 def _grad_norm_rows(model, iteration: int) -> list[tuple]:
     from resnet_bench.models import conv_layers
     rows = []
@@ -56,9 +84,9 @@ class Session:
     device: torch.device
     identity: str
     dataset: Any                               # the loaded dataset (label and meta are recorded)
-    loader: Any                                # DeviceLoader of the training images
-    test: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor] | None
+    loader: Any                                # DeviceLoader or StreamLoader (kind imagenet)
+    test: tuple[Any, torch.Tensor]             # images (or StreamLoader's files) and labels
+    val: tuple[Any, torch.Tensor] | None
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     step_model: Any                            # the model, or its torch.compile'd wrapper
@@ -74,6 +102,7 @@ class Session:
     steps: StepValues = field(default_factory=StepValues)
     clock: dict[str, float] = field(default_factory=dict)
     bar: Progress | None = None
+    test_top5: float | None = None             # of the last test evaluation (StreamLoader only)
 
     @property
     def recipe(self):
@@ -119,14 +148,32 @@ class Session:
         checkpoint.save(self.out / CHECKPOINT, model=self.model, optimizer=self.optimizer,
                         iteration=iteration, state=self.state, identity=self.identity)
 
-    def run_eval(self, iteration: int) -> tuple[float, float]:
+    def run_eval(self, iteration: int, final: bool = False) -> tuple[float, float]:
         r = self.recipe
+        if hasattr(self.loader, "eval_views"):
+            return self._run_view_eval(iteration, final)
         loss, err = evaluate(self.model, self.loader, *self.test, self.device, r.precision,
                              r.eval_batch_size)
         self.eval_log.append((iteration, "test", loss, err))
         if self.val is not None:
             vloss, verr = evaluate(self.model, self.loader, *self.val, self.device, r.precision,
                                    r.eval_batch_size)
+            self.eval_log.append((iteration, "val", vloss, verr))
+        return loss, err
+
+    def _run_view_eval(self, iteration: int, final: bool) -> tuple[float, float]:
+        """StreamLoader: centre crops during training, the dataset's final_eval at the end;
+        top-5 is kept for the summary."""
+        r = self.recipe
+        mode = self.loader.options["final_eval"] if final else "center"
+        loss, err, self.test_top5 = evaluate_views(
+            self.model, self.loader.eval_views(*self.test, r.eval_batch_size, mode),
+            self.device, r.precision)
+        self.eval_log.append((iteration, "test", loss, err))
+        if self.val is not None:
+            vloss, verr, _ = evaluate_views(
+                self.model, self.loader.eval_views(*self.val, r.eval_batch_size, "center"),
+                self.device, r.precision)
             self.eval_log.append((iteration, "val", vloss, verr))
         return loss, err
 
