@@ -29,7 +29,8 @@ BLOCKS = tuple(BLOCK_ORDER)
 
 
 def is_default_variant(runs: pd.DataFrame) -> pd.Series:
-    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
+    """True where a run's model is its family/block/depth's default CIFAR net (no name suffix;
+    an ImageNet net, `imagenet-...`, is never one: the CIFAR figures leave them out)."""
     base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
     return runs["model"] == pd.Series(base, index=runs.index)
 
