@@ -350,8 +350,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
                                  "no runs of imagenet-plain/v1-basic-18/34",
                                  CURVE_FIGURE_COLUMNS)
     fig, axes = style.figure(ncols=2, sharey=True)
-    labels = {"train_error": "training error (thin)",
-              "test_error": "validation error (bold; our test split)"}
+    labels = {"train_error": "training error", "test_error": "validation error (test split)"}
     for ax, (which, df) in zip(axes[0], frames.items()):
         ax.set_title(FIG4_TITLES[which])
         if df.empty:
@@ -365,7 +364,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
         handles += [Line2D([], [], color="0.3", label=labels[s],
                            **(FIG4_TRAIN_STYLE if s == "train_error" else style.TEST_STYLE))
                     for s in labels]
-        ax.legend(handles=handles, loc="upper right")
+        ax.legend(handles=handles, loc="best")
         _finish(ax, data, "error (%)")
     fig.suptitle(_title(title, data), fontsize=9)
     df = pd.concat([f for f in frames.values() if not f.empty],
