@@ -27,7 +27,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, base_name  # torch-free grammar
+from resnet_bench.models.spec import (BLOCK_ORDER, FAMILIES, IMAGENET_PREFIX,  # torch-free
+                                      base_name)
 
 TRAIN_LOG = "train_log.csv"
 EVAL_LOG = "eval_log.csv"
@@ -198,7 +199,8 @@ def read_summary(path: str | Path) -> Summary:
                               f"[0, 100], got {float(value)}")
     if s.get("target_iterations") is not None:
         out["target_iterations"] = _integer(path, "target_iterations", s["target_iterations"])
-    base = base_name(out["family"], out["block"], out["depth"])
+    stem = "imagenet" if out["model"].startswith(IMAGENET_PREFIX) else "cifar"
+    base = base_name(out["family"], out["block"], out["depth"], stem)
     if out["model"] != base and not out["model"].startswith(base + "-"):
         raise RecordError(f"{path}: model {out['model']!r} does not match "
                           f"family/block/depth {base!r}")

@@ -29,7 +29,8 @@ BLOCKS = tuple(BLOCK_ORDER)
 
 
 def is_default_variant(runs: pd.DataFrame) -> pd.Series:
-    """True where a run's model is its family/block/depth's default variant (no name suffix)."""
+    """True where a run's model is its family/block/depth's default CIFAR net (no name suffix;
+    an ImageNet net, `imagenet-...`, is never one: the CIFAR figures leave them out)."""
     base = [base_name(f, b, d) for f, b, d in zip(runs["family"], runs["block"], runs["depth"])]
     return runs["model"] == pd.Series(base, index=runs.index)
 
@@ -133,10 +134,15 @@ def _read_csv(path: Path, strings) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # the figures (`resnet-bench plot`): <name>.png, .pdf and .csv per (dataset, recipe)
 
-FIGURES = ("v1_fig1", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right", "v2_fig1",
-           "v2_fig3", "v2_fig6", "degradation")
+FIGURES = ("v1_fig1", "v1_fig4", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right",
+           "v2_fig1", "v2_fig3", "v2_fig6", "degradation")
 # V2 ablation figure -> the claim (resnet_bench.tables.claims.CLAIMS) whose pairs it draws
 FIGURE_CLAIMS = {"v2_fig3": "v2-table1-shortcuts", "v2_fig6": "v2-table2-units"}
+# V1 Fig. 4 (ImageNet): panel -> its networks (V1 Table 2's, option A). A grid draws it when it
+# has any of them; every other figure draws CIFAR-stem nets and is drawn for grids with those.
+V1_FIG4_PANELS = {"left": ("imagenet-plain-basic-18", "imagenet-plain-basic-34"),
+                  "right": ("imagenet-v1-basic-18", "imagenet-v1-basic-34")}
+FIGURE_NETS = {"v1_fig4": tuple(m for nets in V1_FIG4_PANELS.values() for m in nets)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -279,6 +279,25 @@ def known_train_size(kind: str, options: Mapping[str, Any]) -> int | None:
     return KNOWN_SIZES.get(kind)
 
 
+# Training-image side of the kinds whose size is fixed, and of the streaming `imagenet` kind's
+# default crop (V1 Sec. 3.4: 224x224 crops); a folder's is its `image_size` option.
+KNOWN_IMAGE_SIDES = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
+
+
+def known_image_size(kind: str, options: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of the training images known from the config alone: an `image_size`
+    option (int or [h, w]), else the kind's fixed size; None for a folder without one (its
+    images' own size, known only once loaded)."""
+    from resnet_bench.data.registry import canonical_kind
+    size = options.get("image_size") if isinstance(options, Mapping) else None
+    if size is None:
+        side = KNOWN_IMAGE_SIDES.get(canonical_kind(kind))
+        return None if side is None else (side, side)
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
 def check_fits(recipe, n_train: int, dataset: str, where: str = "recipe key ") -> None:
     """The training set can hold out `val_split` images and still fill one batch.
 

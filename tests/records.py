@@ -34,13 +34,14 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
               train_window: int = 10, status: str = "completed", diverge_at: int | None = None,
               final_test_error: float | None = None, with_val: bool = False,
               run_name: str | None = None, params: int = 1000, macs: int = 5000,
-              skip: tuple[str, ...] = ()) -> Path:
+              skip: tuple[str, ...] = (), stem: str = "cifar") -> Path:
     """Write one run directory under `root` and return it.
 
     `final_test_error` forces the last test error (so tests can pick exact statistics).
     A `diverged` run stops at `diverge_at` with null final errors.
     """
-    model = f"{family}-{block}-{depth}" + (f"-{variant}" if variant else "")
+    model = ("imagenet-" if stem == "imagenet" else "") + f"{family}-{block}-{depth}" \
+        + (f"-{variant}" if variant else "")
     label = dataset_label or {"synthetic": "Synthetic", "cifar10": "CIFAR-10",
                               "cifar100": "CIFAR-100",
                               "cifar10-jpeg": "CIFAR-10 (JPEG q75 mirror)"}.get(dataset, dataset)

@@ -186,9 +186,14 @@ def test_reference_names_are_canonical_and_cover_every_compared_row():
     # the V2 Table 1 "b_g = 0 to -5" row stands for six networks, each one joined row
     fail = rows[rows["paper_variant"].str.contains("b_g=0 to -5", na=False)]
     assert list(fail["suite_model"]) == [f"v1-basic-110-exgate-b{b}" for b in (0, -1, -2, -3, -4, -5)]
-    # external baselines and ImageNet networks name no suite model
+    # external baselines name no suite model; every ImageNet error of a net of the zoo does
     assert ref.loc[ref["variant"] == "(external baseline)", "suite_model"].isna().all()
-    assert ref.loc[ref["dataset"].str.startswith("ImageNet"), "suite_model"].isna().all()
+    imagenet = ref[ref["dataset"].str.startswith("ImageNet-1k val")
+                   & ref["metric"].isin(["top1_error_pct", "top5_error_pct", "top1/top5_error_pct"])
+                   & ref["model"].str.match(r"(plain|ResNet)")]
+    assert len(imagenet) == 42 and imagenet["suite_model"].notna().all()
+    assert all(n.startswith("imagenet-") for cell in imagenet["suite_model"]
+               for n in suite_models(cell))
 
 
 def test_reference_without_the_name_column_is_refused(tmp_path):

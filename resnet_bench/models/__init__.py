@@ -4,6 +4,7 @@
         (.stem, .stages, .head; num_classes defaults to 10 for CIFAR nets, 1000 for ImageNet nets)
     parse_model_name(name) -> ModelSpec;  list_models() -> list[ModelSpec]
     model_cost(spec_or_name) -> (params, MACs per 32x32 CIFAR / 224x224 ImageNet image)
+    conv_output_elements(spec_or_name) -> conv output elements per such image (memory estimates)
     from_torchvision_state_dict(sd): torchvision resnet18...152 weights for TORCHVISION_EQUIVALENTS
     response_layers(model), conv_layers(model), residual_units(model): analysis hooks
     model.set_activation_checkpointing(True): recompute unit activations in the backward pass
@@ -17,7 +18,7 @@ from importlib import import_module
 from .spec import ModelNameError, ModelSpec, parse_model_name
 
 _LAZY = {
-    "model_cost": ".cost", "model_costs": ".cost",
+    "model_cost": ".cost", "model_costs": ".cost", "conv_output_elements": ".cost",
     "CifarResNet": ".networks", "ImageNetResNet": ".networks", "ResNet": ".networks",
     "from_torchvision_state_dict": ".torchvision_compat", "torchvision_equivalent": ".torchvision_compat",
     "conv_layers": ".probes", "residual_units": ".probes", "response_layers": ".probes",

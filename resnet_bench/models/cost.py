@@ -118,6 +118,29 @@ def model_costs(specs: list[ModelSpec | str], num_classes: int | None = None,
     return {name: _memory[k] for name, k in keys.items()}
 
 
+@lru_cache(maxsize=None)
+def conv_output_elements(spec: ModelSpec | str) -> int:
+    """Elements of every convolution's output per `spec.image_size` image, summed: what a
+    training step keeps for backward grows with it (each conv output, its BN output and ReLU
+    output are saved). Measured on the 'meta' device like the MACs; scales with the image area."""
+    spec = parse_model_name(spec)
+    model = build_model(spec).eval().to("meta")
+    _replace_batchnorm(model)
+    total = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal total
+        total += output[0].numel()   # one image
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(count)
+    size = IMAGE_SIZE if spec.stem == "cifar" else spec.image_size
+    with torch.no_grad():
+        model(torch.empty(1, 3, size, size, device="meta"))
+    return total
+
+
 def model_cost(spec: ModelSpec | str, num_classes: int | None = None, in_channels: int = 3) -> tuple[int, int]:
     """(params, MACs per image: 32x32 CIFAR, 224x224 ImageNet) of a network; cached."""
     return next(iter(model_costs([spec], num_classes, in_channels).values()))

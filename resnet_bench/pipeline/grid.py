@@ -38,18 +38,25 @@ def _as_list(value: Any) -> list:
 
 def models_of(entry: dict[str, Any]) -> list[ModelSpec]:
     """The networks of one grid entry: an explicit `models` list (names or aliases), or a
-    product of `family` x `block` x `depth` x `variant` (each a value or a list)."""
+    product of `family` x `block` x `depth` x `variant` (each a value or a list) with the
+    entry's `stem`: `cifar` (default) or `imagenet` (V1 Table 1's nets, depths 18 ... 200)."""
     specs: list[ModelSpec] = [parse_model_name(name) for name in entry.get("models", [])]
     if "family" in entry:
+        if "depth" not in entry:
+            raise GridError("`family` needs `depth` (a value or a list)")
+        stem = entry.get("stem", "cifar")
         for family, block, depth, variant in itertools.product(
                 _as_list(entry["family"]), _as_list(entry.get("block", "basic")),
                 _as_list(entry["depth"]), _as_list(entry.get("variant", "default"))):
             if family == "plain" and block != "basic":
                 continue  # the papers have no plain bottleneck nets
-            specs.append(parse_model_name(f"{family}-{block}-{depth}"
-                                          + ("" if variant in ("default", None) else f"-{variant}")))
+            specs.append(ModelSpec(family, block, int(depth),
+                                   "" if variant in ("default", None) else str(variant), stem))
     if not specs:
         raise GridError("grid entry lists no models: give `models: [...]` or `family`/`depth`")
+    if "stem" in entry and "family" not in entry:
+        raise GridError("`stem` applies to `family`/`depth` products; `models` names carry "
+                        "their own (imagenet-... for the ImageNet nets)")
     return list(dict.fromkeys(specs))
 
 
@@ -155,6 +162,13 @@ def check_results_dir(results: str) -> None:
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
             raise GridError(f"config key results: {results!r}: {p} exists and is not a directory")
+
+
+def image_size_of(config: dict[str, Any], dataset: str) -> tuple[int, int] | None:
+    """(h, w) of a dataset's training images as far as the config tells (the resources'
+    scale; None for a folder without `image_size`)."""
+    spec = config["datasets"][dataset]
+    return V.known_image_size(spec["kind"], spec.get("options") or {})
 
 
 def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from resnet_bench.schema import ANALYSES, FIGURE_CLAIMS, FIGURES, TABLES, analysis_stems
+from resnet_bench.schema import (ANALYSES, FIGURE_CLAIMS, FIGURE_NETS, FIGURES, TABLES,
+                                 analysis_stems)
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
 TABLE_FORMATS = ("csv", "md")
@@ -31,13 +32,21 @@ def figure_targets(runs) -> list[tuple[str, str]]:
 
 
 def figure_names(runs) -> list[str]:
-    """The figures this grid draws: every figure, except a V2 ablation figure (Fig. 3, Fig. 6)
-    when the grid has none of the variants its claim pairs (the claims table decides)."""
+    """The figures this grid draws: V1 Fig. 4 when it has any of that figure's ImageNet nets;
+    the CIFAR figures when it has CIFAR-stem nets, except a V2 ablation figure (Fig. 3,
+    Fig. 6) when the grid has none of the variants its claim pairs (the claims table decides)."""
     from resnet_bench.models import parse_model_name  # the model package imports torch
     specs = {s.name: s for s in (parse_model_name(r.model) for r in runs)}
     by_id = {c.id: c for c in CLAIMS}
-    return [fig for fig in FIGURES if fig not in FIGURE_CLAIMS
-            or not isinstance(PAIRINGS[by_id[FIGURE_CLAIMS[fig]].pairing](specs), str)]
+    cifar = any(s.stem == "cifar" for s in specs.values())
+
+    def drawn(fig: str) -> bool:
+        if fig in FIGURE_NETS:
+            return bool(set(FIGURE_NETS[fig]) & set(specs))
+        return cifar and (fig not in FIGURE_CLAIMS or not isinstance(
+            PAIRINGS[by_id[FIGURE_CLAIMS[fig]].pairing](specs), str))
+
+    return [fig for fig in FIGURES if drawn(fig)]
 
 
 def figure_files(out: str, runs) -> list[str]:

@@ -1,8 +1,15 @@
-"""Cluster resources of a training job, growing with the network's cost.
+"""Cluster resources of a training job, growing with the network's cost at the data's image size.
 
 Estimates, not measurements: the scheduler needs an upper bound before the job runs. Runtime
 is the schedule's training FLOPs over an assumed sustained throughput, with a safety factor;
-memory is the activations a depth-d net keeps for backward at the recipe's batch size.
+memory is the activations a training step keeps for backward at the recipe's batch size.
+
+Both come from the network itself (`models.cost`: MACs and conv output elements measured on the
+'meta' device at the net's own input, 32x32 CIFAR or 224x224 ImageNet, where the ImageNet stem's
+first maps are 112x112) and are scaled by the area of the dataset's training images
+(`validation.known_image_size`; a folder without `image_size` is taken at the net's own size).
+Convolutions, global pooling and a stride-32 stem keep both linear in the area for sides that
+are multiples of 32.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from resnet_bench.models import model_cost
+from resnet_bench.models import conv_output_elements, model_cost
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.train.recipe import Recipe
 
@@ -22,37 +29,56 @@ DEFAULTS = {
     "min_runtime_min": 10,
     "base_mem_mb": 3000,
 }
+# Tensors kept for backward per conv output: the conv's output (BN's input), BN's output
+# (ReLU's input) and ReLU's output, plus one for sums, shortcuts and the autograd workspace.
+SAVED_PER_CONV_OUTPUT = 4
 
 
-def training_flops(spec: ModelSpec, recipe: Recipe, image_size: int = 32) -> float:
+def area_scale(spec: ModelSpec, image_size: tuple[int, int] | int | None) -> float:
+    """Training-image area over the area the net's cost is measured at (1 when unknown)."""
+    if image_size is None:
+        return 1.0
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return h * w / spec.image_size**2
+
+
+def training_flops(spec: ModelSpec, recipe: Recipe,
+                   image_size: tuple[int, int] | int | None = None) -> float:
+    """Forward + backward (~3x the forward) of every image of the schedule, 2 FLOPs per MAC."""
     _, macs = model_cost(spec)
-    scale = (image_size / 32) ** 2
-    return recipe.iterations * recipe.batch_size * macs * scale * 2 * 3
+    return recipe.iterations * recipe.batch_size * macs * area_scale(spec, image_size) * 2 * 3
 
 
 def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
-                settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
+                settings: dict[str, Any] | None = None, attempt: int = 1,
+                image_size: tuple[int, int] | int | None = None) -> int:
     s = {**DEFAULTS, **(settings or {})}
     tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"]
-    seconds = training_flops(parse_model_name(model), recipe) / (tflops * 1e12) * s["safety"]
+    flops = training_flops(parse_model_name(model), recipe, image_size)
+    seconds = flops / (tflops * 1e12) * s["safety"]
     if recipe.activation_checkpointing or attempt > 1:
         seconds *= 1.4  # recomputing activations costs about one more forward
     return max(int(s["min_runtime_min"]), math.ceil(seconds / 60))
 
 
-def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | None = None, attempt: int = 1) -> int:
+def activation_bytes(model: ModelSpec | str, recipe: Recipe,
+                     image_size: tuple[int, int] | int | None = None) -> float:
+    """What one training step keeps for backward: the measured conv outputs of the net at the
+    dataset's image size, times the tensors saved per output, per image of the batch."""
+    spec = parse_model_name(model)
+    elements = conv_output_elements(spec) * area_scale(spec, image_size)
+    per_element = 2 if recipe.precision == "bf16" else 4
+    act = elements * SAVED_PER_CONV_OUTPUT * per_element * recipe.batch_size
+    return act / 8 if recipe.activation_checkpointing else act
+
+
+def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | None = None,
+           attempt: int = 1, image_size: tuple[int, int] | int | None = None) -> int:
     """Host memory: the dataset and framework, plus the activations when training on CPU.
 
     A retry asks for more, never less: a job killed for host memory must not be resubmitted
     with a smaller request (GPU memory is handled in-process by activation checkpointing).
     """
     s = {**DEFAULTS, **(settings or {})}
-    spec = parse_model_name(model)
-    # ~5 stored activations of a 16x32x32 fp32 map per layer and image.
-    per_image_layer = 5 * 16 * 32 * 32 * 4
-    act = spec.depth * recipe.batch_size * per_image_layer
-    if recipe.precision == "bf16":
-        act //= 2
-    if recipe.activation_checkpointing:
-        act //= 8
+    act = activation_bytes(model, recipe, image_size)
     return int((s["base_mem_mb"] + act / 2**20) * (1 + 0.5 * (attempt - 1)))

@@ -10,7 +10,8 @@ over one epoch of iterations (iterations per epoch from the log's epoch column),
 `step` iterations: the last logged point in each bin [k*step, (k+1)*step), with
 `step` = ceil(longest run / MAX_POINTS), so seeds share x values and each run keeps its last point.
 Test curves are the eval_log points, unsmoothed. Only default-variant nets (a model name with no
-variant suffix) enter the V1 figures, V2 Fig. 1 and the degradation figure. The V2 ablation
+variant suffix) enter the V1 figures, V2 Fig. 1 and the degradation figure; the CIFAR figures
+draw CIFAR-stem nets, V1 Fig. 4 (ImageNet) the four nets of `schema.V1_FIG4_PANELS`. The V2 ablation
 figures (Fig. 3: Table 1 shortcuts; Fig. 6: Table 2 units) draw the models that the claims table
 pairs for those tables (`FIGURE_CLAIMS`), so which net is a Table 1/2 variant is decided in one
 place (resnet_bench.tables.claims), from the tables. Figure names and the tables' columns come from
@@ -31,7 +32,8 @@ from matplotlib.lines import Line2D
 from resnet_bench.models.spec import parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
-    CLAIM_COLUMNS, FIGURE_CLAIMS, base_name, is_default_variant, read_table, sort_runs,
+    CLAIM_COLUMNS, FIGURE_CLAIMS, V1_FIG4_PANELS, base_name, is_default_variant, read_table,
+    sort_runs,
 )
 
 MAX_POINTS = 400
@@ -177,8 +179,9 @@ def net_label(run) -> str:
 # ---------------------------------------------------------------------------------------------
 # drawing helpers
 
-def _draw_curves(ax, df: pd.DataFrame, palette: dict, order: list[str]) -> None:
-    for name, st in (("train_error", style.TRAIN_STYLE), ("train_loss", style.TRAIN_STYLE),
+def _draw_curves(ax, df: pd.DataFrame, palette: dict, order: list[str],
+                 train_style: dict = style.TRAIN_STYLE) -> None:
+    for name, st in (("train_error", train_style), ("train_loss", train_style),
                      ("test_error", style.TEST_STYLE)):
         sub = df[df["series"] == name]
         if sub.empty:
@@ -321,6 +324,51 @@ def v1_fig1(data: PlotData, out_dir) -> pd.DataFrame:
         ax.set_title(panel)
     _legend(axes[0, 1], palette, order, [])
     fig.suptitle(_title(title, data), fontsize=9)
+    style.save(fig, out_dir, name, df)
+    return df
+
+
+# V1 Fig. 4's own line styles: training error thin, validation error bold, both solid
+FIG4_TRAIN_STYLE = {"linestyle": "-", "linewidth": 0.8}
+FIG4_TITLES = {"left": "plain-18 / plain-34", "right": "ResNet-18 / ResNet-34"}
+
+
+def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
+    """V1 Fig. 4 (ImageNet): training error (thin) and validation error (bold) against
+    iterations, plain-18/34 left, ResNet-18/34 (option A) right, one colour per depth.
+
+    The papers' validation set is the test split of our runs (eval_log `test`); the training
+    curve is the mini-batch error on augmented crops, smoothed over one epoch like every
+    figure's. Its CSV has both panels, `panel` naming each (left/right).
+    """
+    name, title = "v1_fig4", "V1 Fig. 4: ImageNet, plain (left) vs ResNet (right)"
+    frames = {which: curve_data(data, sort_runs(data.runs[data.runs["model"].isin(nets)]),
+                                ["train_error", "test_error"], net_label).assign(panel=which)
+              for which, nets in V1_FIG4_PANELS.items()}
+    if all(f.empty for f in frames.values()):
+        return style.placeholder(out_dir, name, _title(title, data),
+                                 "no runs of imagenet-plain/v1-basic-18/34",
+                                 CURVE_FIGURE_COLUMNS)
+    fig, axes = style.figure(ncols=2, sharey=True)
+    labels = {"train_error": "training error", "test_error": "validation error (test split)"}
+    for ax, (which, df) in zip(axes[0], frames.items()):
+        ax.set_title(FIG4_TITLES[which])
+        if df.empty:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"no {FIG4_TITLES[which]} runs", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        order, palette = _labels_in_order(df), _depth_colors(df)
+        _draw_curves(ax, df, palette, order, train_style=FIG4_TRAIN_STYLE)
+        handles = [Line2D([], [], color=palette[lab], linewidth=2, label=lab) for lab in order]
+        handles += [Line2D([], [], color="0.3", label=labels[s],
+                           **(FIG4_TRAIN_STYLE if s == "train_error" else style.TEST_STYLE))
+                    for s in labels]
+        ax.legend(handles=handles, loc="best")
+        _finish(ax, data, "error (%)")
+    fig.suptitle(_title(title, data), fontsize=9)
+    df = pd.concat([f for f in frames.values() if not f.empty],
+                   ignore_index=True)[CURVE_FIGURE_COLUMNS]
     style.save(fig, out_dir, name, df)
     return df
 
@@ -502,6 +550,7 @@ def v2_fig6(data: PlotData, out_dir) -> pd.DataFrame:
 
 FIGURES = {
     "v1_fig1": v1_fig1,
+    "v1_fig4": v1_fig4,
     "v1_fig6": v1_fig6,
     "v1_fig6_left": v1_fig6_left,
     "v1_fig6_middle": v1_fig6_middle,

@@ -39,7 +39,9 @@ NOTES = {
                         "single (n not stated) -> our mean. within_paper_spread: mean±std rows "
                         "|diff| <= paper std; bounds (fail = >20%) the bound holds; else empty. "
                         "comparable: same data (original CIFAR archives) and the paper's schedule "
-                        "(64k iterations, batch 128; † rows batch 64).",
+                        "(64k iterations, batch 128; † rows batch 64); ImageNet: a dataset "
+                        "labelled ImageNet-1k and batch 256, the paper's test protocol in note; "
+                        "top-5 rows need runs that record a top-5 error.",
 }
 
 

@@ -94,6 +94,18 @@ CLAIMS: tuple[Claim, ...] = (
           "ReLU (original, BN after addition, ReLU before addition, ReLU-only pre-activation)",
           ("test_error",), "preact_vs_units", ("Table 2",),
           min_depth=110, min_depth_why="Table 2 is on ResNet-110 and ResNet-164"),
+    # ImageNet (V1 Sec. 4.1): the papers' validation set is our test split
+    Claim("v1-imagenet-degradation", "V1", "Fig. 4 left, Table 2",
+          "ImageNet degradation: plain-34 has a higher training and validation error than "
+          "plain-18", ("train_error", "test_error"), "imagenet_plain_depth", ("Table 2",)),
+    Claim("v1-imagenet-deeper-resnet", "V1", "Fig. 4 right, Table 2",
+          "on ImageNet ResNet-34 has a lower training and validation error than ResNet-18",
+          ("train_error", "test_error"), "imagenet_resnet_depth", ("Table 2",)),
+    Claim("v1-imagenet-resnet-vs-plain", "V1", "Fig. 4, Table 2",
+          "on ImageNet ResNet-34 has a lower training and validation error than plain-34",
+          ("train_error", "test_error"), "imagenet_resnet_vs_plain", ("Table 2",),
+          min_depth=34, min_depth_why="at 18 layers V1 reports the two similarly accurate "
+          "(27.88 vs 27.94), ResNet-18 only converging faster"),
 )
 
 DECISION_RULE = (
@@ -125,10 +137,12 @@ def _is_default(spec) -> bool:
     return spec.variant == default_variant(spec.family, spec.block)
 
 
-def _defaults(specs: dict, family: str, block: str | None = "basic") -> list:
-    """Default-variant specs of one family (and block), shallow to deep."""
+def _defaults(specs: dict, family: str, block: str | None = "basic", stem: str = "cifar") -> list:
+    """Default-variant specs of one family (and block) with one input stem, shallow to deep:
+    the CIFAR claims pair CIFAR nets, the ImageNet claims ImageNet nets."""
     return sorted((s for s in specs.values() if s.family == family and _is_default(s)
-                   and (block is None or s.block == block)), key=lambda s: (s.block, s.depth))
+                   and s.stem == stem and (block is None or s.block == block)),
+                  key=lambda s: (s.block, s.depth))
 
 
 def _depth_pair(nets: list, what: str, one: str) -> list[tuple] | str:
@@ -153,9 +167,10 @@ def resnet_depth(specs: dict) -> Pairs | str:
     return pair if isinstance(pair, str) else [(hi.name, lo.name, lo.depth) for lo, hi in pair]
 
 
-def _same_depth(specs: dict, lower_family: str, higher_family: str, block, what: str):
-    low = {(s.block, s.depth): s for s in _defaults(specs, lower_family, block)}
-    high = {(s.block, s.depth): s for s in _defaults(specs, higher_family, block)}
+def _same_depth(specs: dict, lower_family: str, higher_family: str, block, what: str,
+               stem: str = "cifar"):
+    low = {(s.block, s.depth): s for s in _defaults(specs, lower_family, block, stem)}
+    high = {(s.block, s.depth): s for s in _defaults(specs, higher_family, block, stem)}
     common = sorted(set(low) & set(high), key=lambda k: (k[0], k[1]))
     if not common:
         return f"no depth with both {what}"
@@ -178,8 +193,29 @@ def r1202_vs_r110(specs: dict) -> Pairs | str:
     return [("v1-basic-110", "v1-basic-1202", 110)]
 
 
+def _imagenet_pair(specs: dict, lower: str, higher: str, depth: int) -> Pairs | str:
+    missing = [m for m in (lower, higher) if m not in specs]
+    if missing:
+        return f"model not in grid: {', '.join(missing)}"
+    return [(lower, higher, depth)]
+
+
+# V1 Sec. 4.1 / Table 2 / Fig. 4: the 18- and 34-layer nets, option A (no extra parameters)
+def imagenet_plain_depth(specs: dict) -> Pairs | str:
+    return _imagenet_pair(specs, "imagenet-plain-basic-18", "imagenet-plain-basic-34", 18)
+
+
+def imagenet_resnet_depth(specs: dict) -> Pairs | str:
+    return _imagenet_pair(specs, "imagenet-v1-basic-34", "imagenet-v1-basic-18", 18)
+
+
+def imagenet_resnet_vs_plain(specs: dict) -> Pairs | str:
+    return _same_depth(specs, "v1", "plain", "basic", "an ImageNet plain net and ResNet "
+                       "(v1 basic, option A)", stem="imagenet")
+
+
 def identity_vs_shortcuts(specs: dict) -> Pairs | str:
-    variants = sorted((s for s in specs.values() if s.family == "v1"
+    variants = sorted((s for s in specs.values() if s.family == "v1" and s.stem == "cifar"
                        and s.variant.split("-")[0] in TABLE1_KINDS),
                       key=lambda s: (s.block, s.depth, s.name))
     if not variants:
@@ -188,7 +224,8 @@ def identity_vs_shortcuts(specs: dict) -> Pairs | str:
 
 
 def preact_vs_units(specs: dict) -> Pairs | str:
-    others = sorted((s for s in specs.values() if s.variant in TABLE2_UNITS.get(s.family, ())),
+    others = sorted((s for s in specs.values() if s.stem == "cifar"
+                     and s.variant in TABLE2_UNITS.get(s.family, ())),
                     key=lambda s: (s.block, s.depth, s.family, s.name))
     if not others:
         # without a Table 2 variant this would repeat v2-preact-test
@@ -206,7 +243,9 @@ PAIRINGS: dict[str, Callable[[dict], Pairs | str]] = {
     "plain_depth": plain_depth, "resnet_depth": resnet_depth,
     "resnet_vs_plain": resnet_vs_plain, "preact_vs_original": preact_vs_original,
     "r1202_vs_r110": r1202_vs_r110, "identity_vs_shortcuts": identity_vs_shortcuts,
-    "preact_vs_units": preact_vs_units,
+    "preact_vs_units": preact_vs_units, "imagenet_plain_depth": imagenet_plain_depth,
+    "imagenet_resnet_depth": imagenet_resnet_depth,
+    "imagenet_resnet_vs_plain": imagenet_resnet_vs_plain,
 }
 
 

@@ -1,10 +1,19 @@
-"""Published CIFAR numbers (package data `reference/paper_reference.csv`) next to ours.
+"""Published CIFAR and ImageNet numbers (package data `reference/paper_reference.csv`) next to ours.
 
 Which paper rows are used: CIFAR rows whose metric is a final train/test error
-(`test_error*_pct`, `train_error_pct`, `test_or_train_error_pct`) and whose `suite_model` column
-names the suite's networks (canonical model names, `|`-separated where one published number
-stands for several, e.g. V2 Table 1's "b_g = 0 to -5"; empty for external baselines and
-ImageNet nets). The comparison is a join of our runs and these rows on the canonical model name.
+(`test_error*_pct`, `train_error_pct`, `test_or_train_error_pct`) and ImageNet validation rows
+(`top1_error_pct`, `top5_error_pct`, V2's "top1/top5" text values split in two) whose
+`suite_model` column names the suite's networks (canonical model names, `|`-separated where one
+published number stands for several, e.g. V2 Table 1's "b_g = 0 to -5"; empty for external
+baselines). The comparison is a join of our runs and these rows on the canonical model name.
+
+ImageNet: the papers' validation set is our test split, so top-1 is compared with
+`final_test_error_pct` and top-5 with `final_test_top5_error_pct` where the run records one
+(the field is optional: without it the row says so and has no reproduced value). The paper's
+test protocol (10-crop, single 224/320 crop, multi-scale fully-convolutional) is in `note`;
+the runs table does not carry ours, so `comparable` needs the full data set (a dataset labelled
+"ImageNet-1k") and the papers' batch of 256, and the protocol is left to the reader. The papers
+fix no ImageNet schedule length (V1: "up to 60x10^4 iterations"), so none is checked.
 
 Statistic of a paper row, from its `metric` and `n_runs` columns:
 
@@ -42,6 +51,13 @@ FAIL_THRESHOLD_PCT = 20.0   # V2 Table 1: "fail" = test error above 20%
 STAT_OF_REPRODUCED = {"best": "min", "median": "median", "mean": "mean", "single": "mean"}
 
 _ERROR_METRIC = re.compile(r"^(test|train|test_or_train)_error(_[a-z0-9_]+)?_pct$")
+_IMAGENET_METRICS = {"top1_error_pct": ("test",), "top5_error_pct": ("test_top5",),
+                     "top1/top5_error_pct": ("test", "test_top5")}   # V2 text: "23.6/7.1"
+# `quantity` of a paper row -> the runs-table column it is compared with
+QUANTITY_COLUMNS = {"train": "final_train_error_pct", "test": "final_test_error_pct",
+                    "test_top5": "final_test_top5_error_pct"}
+IMAGENET_BATCH = 256          # V1 Sec. 3.4, V2 appendix
+IMAGENET_FULL_LABELS = ("imagenet-1k",)   # a dataset label that says: all 1000 classes
 
 
 
@@ -90,6 +106,8 @@ def _paper_value(text: str) -> tuple[str, float] | None:
 
 def _paper_dataset(text: str) -> str | None:
     t = str(text).strip()
+    if t.startswith("ImageNet-1k val"):
+        return "imagenet"
     if t.startswith("CIFAR-100"):
         return "cifar100"
     if t.startswith("CIFAR-10") and not t.startswith("CIFAR-10/"):
@@ -109,25 +127,46 @@ def paper_rows(reference: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
     for _, r in ref.iterrows():
         metric = str(r["metric"])
-        if not _ERROR_METRIC.match(metric) or "convergence" in metric:
-            continue
         dataset = _paper_dataset(r["dataset"])
-        value = _paper_value(r["value"])
-        if dataset is None or value is None:
+        if dataset == "imagenet" and metric in _IMAGENET_METRICS:
+            quantities = _IMAGENET_METRICS[metric]
+            texts = str(r["value"]).split("/")
+            batch = IMAGENET_BATCH
+        elif dataset is not None and _ERROR_METRIC.match(metric) and "convergence" not in metric:
+            quantities, texts = ("train" if metric.startswith("train") else "test",), [r["value"]]
+            batch = 64 if "batch 64" in str(r["variant"]).lower() else PAPER_BATCH
+        else:
+            continue
+        if len(texts) != len(quantities):
             continue
         short = "V1" if str(r["paper"]).startswith("ResNetV1") else "V2"
-        for model in suite_models(r["suite_model"]):
-            rows.append({
-                "paper": short, "table": r["table_or_figure"], "paper_model": r["model"],
-                "paper_variant": r["variant"], "paper_dataset": r["dataset"],
-                "ref_dataset": dataset, "suite_model": model,
-                "quantity": "train" if metric.startswith("train") else "test",
-                "statistic": paper_statistic(metric, r["n_runs"]),
-                "relation": value[0], "paper_value": value[1], "paper_std": r["std"],
-                "paper_n": _paper_n(metric, r["n_runs"]), "paper_text": r["value"],
-                "paper_batch": 64 if "batch 64" in str(r["variant"]).lower() else PAPER_BATCH,
-            })
+        for quantity, text in zip(quantities, texts):
+            value = _paper_value(text)
+            if value is None:
+                continue
+            for model in suite_models(r["suite_model"]):
+                rows.append({
+                    "paper": short, "table": r["table_or_figure"], "paper_model": r["model"],
+                    "paper_variant": r["variant"], "paper_dataset": r["dataset"],
+                    "ref_dataset": dataset, "suite_model": model, "quantity": quantity,
+                    "statistic": paper_statistic(metric, r["n_runs"]),
+                    "relation": value[0], "paper_value": value[1], "paper_std": r["std"],
+                    "paper_n": _paper_n(metric, r["n_runs"]), "paper_text": text,
+                    "paper_batch": batch,
+                })
     return pd.DataFrame(rows)
+
+
+def paper_protocol(paper_dataset: str, paper_variant: str) -> str:
+    """How the paper tested an ImageNet row: '10-crop', 'single crop 320', 'multi-scale
+    fully-convolutional' (V1 Table 4), from the reference's dataset and variant text."""
+    ds, variant = str(paper_dataset), str(paper_variant)
+    if "10-crop" in ds:
+        return "10-crop"
+    if "multi-scale" in ds:
+        return "multi-scale fully-convolutional"
+    crop = re.search(r"test crop (\d+)", variant) or re.search(r"(\d+) crop", ds)
+    return "single crop" + (f" {crop.group(1)}" if crop else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +175,11 @@ def paper_rows(reference: pd.DataFrame | None = None) -> pd.DataFrame:
 def data_identity(dataset: str, label: str) -> tuple[str, bool, str]:
     """(paper dataset it stands for, same data?, note) for one of our datasets."""
     name, lab = str(dataset).lower(), str(label).lower()
+    if "imagenet" in name or "imagenet" in lab:
+        if lab.strip() in IMAGENET_FULL_LABELS:
+            return "imagenet", True, ""
+        return "imagenet", False, (f"{label}: not labelled ImageNet-1k (all 1000 classes), "
+                                   "not comparable")
     hundred = "100" in name or "cifar-100" in lab
     if "jpeg" in name or "jpeg" in lab or "mirror" in lab:
         return ("cifar100" if hundred else "cifar10"), False, \
@@ -147,11 +191,12 @@ def data_identity(dataset: str, label: str) -> tuple[str, bool, str]:
     return ("cifar100" if hundred else "cifar10"), False, f"{label}: not CIFAR data, not comparable"
 
 
-def _recipe_notes(group: pd.DataFrame, paper_batch: int) -> list[str]:
+def _recipe_notes(group: pd.DataFrame, paper_batch: int, ref_dataset: str = "cifar10") -> list[str]:
     notes = []
     planned = sorted(set(group["planned_iterations"].dropna().astype(int)))
     batch = sorted(set(group["batch_size"].dropna().astype(int)))
-    if paper_batch == PAPER_BATCH and planned != [PAPER_ITERATIONS]:
+    cifar = ref_dataset != "imagenet"     # ImageNet: no fixed schedule length in the papers
+    if cifar and paper_batch == PAPER_BATCH and planned != [PAPER_ITERATIONS]:
         notes.append(f"schedule {'/'.join(map(str, planned)) or 'unknown'} iterations "
                      f"(paper {PAPER_ITERATIONS})")
     if batch != [paper_batch]:
@@ -172,17 +217,23 @@ def compare(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
         model = _canonical_name(first["model"])
         joined = prow[(prow["suite_model"] == model) & (prow["ref_dataset"] == ref_ds)]
         for _, p in joined.iterrows():
-            col = "final_test_error_pct" if p["quantity"] == "test" else "final_train_error_pct"
-            values = g[col].dropna()
+            col = QUANTITY_COLUMNS[p["quantity"]]
+            # a top-5 error is optional in a run record: absent or empty, nothing is compared
+            values = g[col].dropna() if col in g.columns else pd.Series(dtype=float)
             how = STAT_OF_REPRODUCED[p["statistic"]]
             repro = float(getattr(values, how)()) if len(values) else math.nan
             rstd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             diff = repro - p["paper_value"]
             within, rule = _within(p, repro, diff)
             notes = [data_note] if data_note else []
-            recipe_notes = _recipe_notes(g, p["paper_batch"])
+            recipe_notes = _recipe_notes(g, p["paper_batch"], p["ref_dataset"])
             notes += recipe_notes
-            if len(values) < len(g):
+            if p["ref_dataset"] == "imagenet":
+                notes.append(f"paper: {paper_protocol(p['paper_dataset'], p['paper_variant'])} "
+                             "testing")
+            if p["quantity"] == "test_top5" and not len(values):
+                notes.append("the runs record no top-5 error")
+            elif len(values) < len(g):
                 notes.append(f"{len(g) - len(values)} run(s) without a final error excluded")
             if p["statistic"] in ("best", "median") and not math.isnan(p["paper_n"]) \
                     and len(values) != p["paper_n"]:

@@ -33,7 +33,7 @@ ANALYSIS_FILES = O.analysis_files(OUT, config)
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9_-]*",
     recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    model=r"(plain|v1|v2)-[A-Za-z0-9.-]+",
+    model=r"(imagenet-)?(plain|v1|v2)-[A-Za-z0-9.-]+",
     seed=r"\d+",
 
 

@@ -48,9 +48,12 @@ rule train:
     threads: config["threads_per_run"]
     resources:
         gpu=config["gpus_per_run"],
-        mem_mb=lambda wc, attempt: R.mem_mb(wc.model, G.recipe_of(config, wc.recipe), config["resources"], attempt),
+        # from the network's cost at the dataset's image size (resnet_bench/pipeline/resources.py)
+        mem_mb=lambda wc, attempt: R.mem_mb(wc.model, G.recipe_of(config, wc.recipe), config["resources"],
+            attempt, G.image_size_of(config, wc.dataset)),
         runtime=lambda wc, attempt: R.runtime_min(wc.model, G.recipe_of(config, wc.recipe),
-            "gpu" if config["gpus_per_run"] else "cpu", config["resources"], attempt),
+            "gpu" if config["gpus_per_run"] else "cpu", config["resources"], attempt,
+            G.image_size_of(config, wc.dataset)),
     # Retries resume from the run's checkpoint (preemption, node failure, OOM).
     retries: 2
     group: "gpupack" if RUNS_PER_GPU > 1 else None
