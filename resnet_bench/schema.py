@@ -71,7 +71,7 @@ CURVE_COLUMNS = ID_COLUMNS + ["split", *TRAIN_COLUMNS]  # the train log's column
 RUN_COLUMNS = ID_COLUMNS + [
     "status", "iterations", "planned_iterations", "batch_size",
     "final_train_loss", "final_train_error_pct", "final_test_loss", "final_test_error_pct",
-    "final_val_error_pct",
+    "final_test_top5_error_pct", "final_val_error_pct",
     "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
 ]

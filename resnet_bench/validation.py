@@ -289,7 +289,12 @@ def known_image_size(kind: str, options: Mapping[str, Any]) -> tuple[int, int] |
     option (int or [h, w]), else the kind's fixed size; None for a folder without one (its
     images' own size, known only once loaded)."""
     from resnet_bench.data.registry import canonical_kind
-    size = options.get("image_size") if isinstance(options, Mapping) else None
+    if not isinstance(options, Mapping):
+        options = {}
+    if canonical_kind(kind) == "imagenet":  # the streamed crops, not the files' own size
+        side = int(options.get("crop", KNOWN_IMAGE_SIDES["imagenet"]))
+        return side, side
+    size = options.get("image_size")
     if size is None:
         side = KNOWN_IMAGE_SIDES.get(canonical_kind(kind))
         return None if side is None else (side, side)

@@ -119,7 +119,7 @@ def test_the_image_size_of_a_dataset_comes_from_its_kind_or_options():
                         "f": {"kind": "folder", "root": "x"},
                         "g": {"kind": "folder", "options": {"image_size": [96, 64]}},
                         "i": {"kind": "imagenet"}, "j": {"kind": "imagenet",
-                                                         "options": {"image_size": 128}}}}
+                                                         "options": {"crop": 128}}}}
     sizes = {d: G.image_size_of(cfg, d) for d in cfg["datasets"]}
     assert sizes == {"c": (32, 32), "s": (32, 32), "f": None, "g": (96, 64), "i": (224, 224),
                      "j": (128, 128)}
@@ -279,14 +279,16 @@ def tiny_imagenet_tree(root: Path, classes=4, train=16, test=8, size=48) -> None
 def test_tiny_imagenet_style_pipeline_draws_fig4_and_tables_of_the_four_nets(tmp_path):
     tiny_imagenet_tree(tmp_path / "tiny")
     wd = workflow_copy(tmp_path / "wf")
-    # the in-memory folder kind for now (any image size); the `imagenet` kind once merged
+    # the streaming kind, scaled down: 40 px crops of 44-56 px resizes (the paper's 224 of 256-480)
     cfg = {"experiment": "inet", "results": "results", "device": "cpu", "gpus_per_run": 0,
            "threads_per_run": 1,
-           "datasets": {"tiny": {"kind": "folder", "root": str(tmp_path / "tiny"),
-                                 "options": {"label": "ImageNet-style tiny JPEGs"}}},
+           "datasets": {"tiny": {"kind": "imagenet", "root": str(tmp_path / "tiny"),
+                                 "options": {"label": "ImageNet-style tiny JPEGs", "crop": 40,
+                                             "resize_min": 44, "resize_max": 56,
+                                             "test_resize": 44, "stats_images": 32}}},
            "recipes": {"tiny": {"iterations": 4, "milestones": [2, 3], "batch_size": 16,
                                 "eval_every": 2, "eval_batch_size": 32, "checkpoint_every": 2,
-                                "train_window": 2}},
+                                "train_window": 2, "data_workers": 1}},
            "grid": [{"stem": "imagenet", "family": ["plain", "v1"], "block": "basic",
                      "depth": [18, 34], "datasets": ["tiny"], "seeds": [0], "recipe": "tiny"}]}
     (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
