@@ -2,7 +2,9 @@
 
     torchrun --nproc-per-node 2 -m resnet_bench.cli train --model ... --out RUN
 
-(or `torchrun --nproc-per-node 2 $(which resnet-bench) train ...`) is one run of two processes:
+(or `torchrun --nproc-per-node 2 $(which resnet-bench) train ...`; `python -m
+resnet_bench.train.distributed` takes torchrun's arguments and exits with the trainer's statuses,
+75 on SIGTERM: see `torchrun` below) is one run of two processes:
 torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) makes the
 process group, nccl on CUDA (process r on cuda:LOCAL_RANK), gloo on CPU. Without torchrun, or
 with WORLD_SIZE 1, nothing here does anything: the single-process code path is unchanged.
@@ -37,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -190,3 +194,34 @@ def describe(world: World, recipe, device: torch.device, device_description) -> 
                                           "batch" if mode in ("ghost", "per-process") and
                                           over < recipe.batch_size else "the whole batch's")},
             "rank_devices": devices}
+
+
+# --- the launcher's exit status -------------------------------------------------------------------
+
+def torchrun(argv: list[str] | None = None) -> int:
+    """torchrun (torch.distributed.run, same arguments), exiting with the trainer's statuses.
+
+    torchrun itself exits 1 however its processes ended, and with a traceback when it is sent
+    SIGTERM (it forwards the signal to the processes and waits for them). Here: 0 when every
+    process finished; 75 (the trainer's EXIT_PREEMPTED: run the same command again, it
+    resumes) on SIGTERM, or when every failed process exited 75 (e.g. Slurm signalled the
+    processes directly); 1 otherwise. A process that outlives torchrun's shutdown timeout is
+    killed, and the rerun resumes from the checkpoint before, so 75 is still the truth.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main
+
+    from resnet_bench.train.loop import EXIT_PREEMPTED
+    try:
+        main(argv)
+    except SignalException as exc:
+        return EXIT_PREEMPTED if exc.sigval == signal.SIGTERM else 128 + int(exc.sigval)
+    except ChildFailedError as exc:
+        codes = {f.exitcode for f in exc.failures.values()}
+        return EXIT_PREEMPTED if codes == {EXIT_PREEMPTED} else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(torchrun())
