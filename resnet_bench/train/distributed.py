@@ -120,15 +120,17 @@ def bn_mode(recipe, world: World) -> str:
     return check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world.world_size)
 
 
-def convert_bn(model: torch.nn.Module, recipe, world: World) -> torch.nn.Module:
+def convert_bn(model: torch.nn.Module, recipe, world: World,
+               device: torch.device) -> torch.nn.Module:
     """The network with the BatchNorm layers the recipe's bn_batch_size asks for at this world
-    size. Before the optimizer is made: converted layers have new parameters."""
+    size, to be trained on `device`. Before the optimizer is made: converted layers have new
+    parameters."""
     mode = bn_mode(recipe, world)
     if mode == "ghost":
         from resnet_bench.models.batchnorm import GhostBatchNorm2d, convert_batchnorm
         return convert_batchnorm(model, GhostBatchNorm2d, group=recipe.bn_batch_size)
     if mode == "sync":
-        if next(model.parameters()).device.type == "cuda":
+        if device.type == "cuda":
             return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         from resnet_bench.models.batchnorm import AllReduceBatchNorm2d, convert_batchnorm
         return convert_batchnorm(model, AllReduceBatchNorm2d)
@@ -168,6 +170,18 @@ def any_rank(world: World, flag: bool, device: torch.device) -> bool:
     t = torch.tensor([int(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def check_agreed(world: World, what: str, value: int, device: torch.device) -> None:
+    """Every process must have decided the same `value` (e.g. the iteration it resumes from,
+    read from the checkpoint by each): a RuntimeError naming `what` otherwise."""
+    if not world.distributed:
+        return
+    t = torch.tensor([value, -value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    if int(t[0]) != -int(t[1]):
+        raise RuntimeError(f"the processes disagree on {what} ({-int(t[1])}..{int(t[0])}): was "
+                           "the run directory changed while they started?")
 
 
 def barrier(world: World) -> None:
