@@ -227,6 +227,13 @@ def test_smoothing_window_is_one_epoch(epoch):
     assert smoothed.iloc[0] == 1.0                                          # partial window
 
 
+def test_a_run_of_about_one_epoch_is_smoothed_over_a_tenth_of_it():
+    it = np.arange(1, 401)           # 400 iterations of a 390-iteration epoch (V2 CPU depth grid)
+    train = pd.DataFrame({"iteration": it, "epoch": it * 128 / 50_000, "loss": it * 1.0})
+    smoothed = figures.smooth(train, "loss")
+    assert smoothed.iloc[-1] == pytest.approx(np.mean(np.arange(361, 401)))  # last 40 rows
+
+
 # --- V1 Fig. 6 in one figure; the V2 ablation figures -------------------------------------------
 
 def test_v1_fig6_is_the_three_panels_stacked(quick):

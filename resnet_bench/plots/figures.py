@@ -6,7 +6,8 @@ one row per run, series and point; seaborn draws seeds as mean ± std bands from
 that DataFrame. With nothing to show it writes a placeholder image and an empty CSV instead.
 
 Training curves are the training mini-batch error (or loss) smoothed by a trailing running mean
-over one epoch of iterations (iterations per epoch from the log's epoch column), then kept every
+over one epoch of iterations (iterations per epoch from the log's epoch column; at most a tenth
+of the run, for runs of a few epochs), then kept every
 `step` iterations: the last logged point in each bin [k*step, (k+1)*step), with
 `step` = ceil(longest run / MAX_POINTS), so seeds share x values and each run keeps its last point.
 Test curves are the eval_log points, unsmoothed. Only default-variant nets (a model name with no
@@ -128,10 +129,17 @@ def _iters_per_epoch(train: pd.DataFrame) -> float:
     return (it[-1] - it[0]) / (ep[-1] - ep[0])
 
 
+# A run spans at least this many smoothing windows: a CPU-scale run of about one epoch would
+# otherwise be drawn as the running mean of nearly all of it (the papers' runs are 164 epochs).
+MIN_WINDOWS_PER_RUN = 10
+
+
 def smooth(train: pd.DataFrame, column: str) -> pd.Series:
-    """Trailing running mean over one epoch of iterations (rows of one run, in order)."""
+    """Trailing running mean over one epoch of iterations, or a tenth of the run if that is
+    shorter (rows of one run, in order)."""
     spacing = float(np.median(np.diff(train["iteration"]))) if len(train) > 1 else 1.0
-    window = max(1, round(_iters_per_epoch(train) / max(spacing, 1.0)))
+    epoch = _iters_per_epoch(train) / max(spacing, 1.0)
+    window = max(1, round(min(epoch, len(train) / MIN_WINDOWS_PER_RUN)))
     return train[column].rolling(window, min_periods=1).mean()
 
 
