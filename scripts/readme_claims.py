@@ -39,7 +39,9 @@ def _paper(row: pd.Series) -> str:
     lo, hi = row["paper_lower"], row["paper_higher"]
     if pd.isna(lo) and pd.isna(hi):
         return "–"
-    return f"{'–' if pd.isna(lo) else f'{lo:g}'} / {'–' if pd.isna(hi) else f'{hi:g}'}"
+    def text(v) -> str:  # a number, or the paper's own text ("6.61±0.16 (mean of 5)")
+        return "–" if pd.isna(v) else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+    return f"{text(lo)} / {text(hi)}"
 
 
 def render(published: Path = PUBLISHED) -> str:
