@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from resnet_bench import validation as V
 from resnet_bench.models.spec import ModelSpec, parse_model_name
+from resnet_bench.pipeline.launch import layout
 from resnet_bench.train.recipe import Recipe
 
 
@@ -132,6 +133,7 @@ def validate(config: dict[str, Any]) -> list[Run]:
                                     where=f"datasets.{name}.options.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
+    layout(config)  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree (one line)
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
