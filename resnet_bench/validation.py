@@ -91,7 +91,7 @@ _INT_RANGES = {
     "warmup_iters": (0, MAX_ITERATIONS), "val_split": (0, MAX_IMAGES),
     "eval_every": (1, MAX_ITERATIONS), "eval_batch_size": (1, MAX_BATCH),
     "checkpoint_every": (1, MAX_ITERATIONS), "train_window": (1, MAX_ITERATIONS),
-    "grad_norm_every": (0, MAX_ITERATIONS),
+    "grad_norm_every": (0, MAX_ITERATIONS), "bn_batch_size": (0, MAX_BATCH),
 }
 _NUMBERS = {
     "lr": ("> 0", lambda v: v > 0),
@@ -131,6 +131,32 @@ def check_recipe_value(key: str, value: Any, where: str = "recipe key ") -> Any:
             raise refuse(key, list(value), allowed, where)
         return out
     raise ConfigError(f"{where}{key!r}: unknown; valid keys: {', '.join(sorted(RECIPE_KEYS))}")
+
+
+# How BatchNorm computes its training statistics (see check_bn_batch_size).
+BN_MODES = ("per-process", "ghost", "sync")
+
+
+def check_bn_batch_size(bn_batch_size: int, batch_size: int, world_size: int = 1,
+                        where: str = "recipe key ") -> str:
+    """The BatchNorm mode of a run with `world_size` processes, each taking batch_size/world_size
+    examples of every mini-batch: 'per-process' (statistics over each process's slice: plain BN,
+    or per-GPU BN under DDP), 'ghost' (over groups of `bn_batch_size` examples within each
+    process) or 'sync' (bn_batch_size 0 with several processes: over the whole mini-batch)."""
+    if batch_size % world_size:
+        raise refuse("batch_size", batch_size, f"a multiple of the world size {world_size} "
+                     "(every process takes an equal slice of each mini-batch)", where)
+    per_process = batch_size // world_size
+    if bn_batch_size == 0:
+        return "sync" if world_size > 1 else "per-process"
+    if bn_batch_size == per_process:
+        return "per-process"
+    if bn_batch_size < per_process and per_process % bn_batch_size == 0:
+        return "ghost"
+    slice_ = (f"batch_size {batch_size} / world size {world_size} = {per_process}"
+              if world_size > 1 else f"batch_size {batch_size}")
+    raise refuse("bn_batch_size", bn_batch_size, f"0 (the whole mini-batch) or a divisor of {slice_}",
+                 where)
 
 
 def check_recipe_mapping(values: Any, where: str = "recipe") -> dict[str, Any]:

@@ -21,6 +21,11 @@ generator seeded by (seed, i). Both generators are CPU generators on every devic
 a pure function of (seed, i) -- identical after a resume, independent of call order, and the same
 on CPU and CUDA. Epochs wrap Caffe-style: a batch can take the last examples of one epoch and the
 first of the next.
+
+Several processes (torch.distributed): the stream above is the *global* batch of
+`batch_size` examples; with `world_size` W, process `rank` r gets the contiguous slice
+[r*B/W, (r+1)*B/W) of global batch i, images, labels, crops and flips alike. So the W slices
+together are exactly batch i of a single process, whatever W is.
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ class DeviceLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int,
                  device: str | torch.device = "cpu", augment: bool = True,
-                 normalize: str = "pixel", pad: int = 4, channels_last: bool = False) -> None:
+                 normalize: str = "pixel", pad: int = 4, channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
         if x.dtype != torch.uint8 or x.dim() != 4 or len(x) == 0:
             raise DatasetError("DeviceLoader", f"needs non-empty uint8 [N,C,H,W], got {x.dtype} "
                                                f"{list(x.shape)}")
@@ -119,11 +125,15 @@ class DeviceLoader:
         if batch_size < 1 or pad < 0:
             raise DatasetError("DeviceLoader", f"batch_size must be >= 1 and pad >= 0; got "
                                                f"{batch_size}, {pad}")
+        if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
+            raise DatasetError("DeviceLoader", f"batch_size {batch_size} must split evenly over "
+                                               f"world_size {world_size} (rank {rank})")
         self.device = torch.device(device)
         self.x = x.to(self.device).contiguous()
         self.y = y.to(self.device, dtype=torch.int64)
         self.n = len(x)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size)  # the global batch
+        self.rank, self.world_size = int(rank), int(world_size)
         self.seed = int(seed)
         self.augment = bool(augment)
         self.pad = int(pad)
@@ -181,12 +191,21 @@ class DeviceLoader:
         flip = torch.randint(0, 2, (self.batch_size,), generator=gen).bool()
         return offsets[0], offsets[1], flip
 
+    def _mine(self, t: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous slice of a global-batch tensor (all of it for one process)."""
+        if self.world_size == 1:
+            return t
+        share = self.batch_size // self.world_size
+        return t[self.rank * share:(self.rank + 1) * share]
+
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.indices(i)
+        """This process's slice of global batch `i` (the whole batch for a single process)."""
+        idx = self._mine(self.indices(i))
         y = self.y[idx]
         if not self.augment:
             return self._layout(self.norm(self.x[idx])), y
-        dy, dx, flip = (t.to(self.device, non_blocking=True) for t in self.augmentation(i))
+        dy, dx, flip = (self._mine(t).to(self.device, non_blocking=True)
+                        for t in self.augmentation(i))
         c, h, w = self.x.shape[1:]
         # source row/col of every output pixel: crop offset - pad (+ mirror for flipped images)
         rows = self._ar_h + (dy - self.pad)[:, None]                                   # [B,H]

@@ -31,7 +31,18 @@ def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, **kwargs)
 
 
+EPILOG = """\
+several processes (one run, torch.distributed): start the same command with torchrun, e.g.
+  torchrun --nproc-per-node 2 -m resnet_bench.cli train --model v1-basic-20 --out RUN ...
+nccl on CUDA (process r on cuda:LOCAL_RANK), gloo on CPU; --batch-size stays the global batch,
+split evenly over the processes; --bn-batch-size sets per-GPU BN (e.g. 64 for the papers' 128
+over 2 GPUs), 0 = SyncBN. Rank 0 writes the records; SIGTERM stops every rank at the next sync,
+rank 0 checkpoints, each rank exits 75. See docs/cluster.md."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--model", required=True, help="network name (see `resnet-bench models`)")
     parser.add_argument("--dataset", default="synthetic",
                         help="synthetic | cifar10 | cifar100 | folder (default: synthetic, embedded); "
@@ -120,17 +131,23 @@ def run(args: argparse.Namespace) -> int:
                        prepared=args.prepared, device=args.device)
     threads = None if args.threads is None else check_threads(args.threads)
     from resnet_bench.gpu import claim_for_this_process
-    # Before CUDA is touched: take a free GPU slot when several trainings share a machine.
-    claim = claim_for_this_process()
+    from resnet_bench.train import distributed
+    world = distributed.world_from_env()  # started by torchrun: one process of a run
+    # Before CUDA is touched: take a free GPU slot when several trainings share a machine
+    # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK).
+    claim = None if world.distributed else claim_for_this_process()
     from resnet_bench.train.loop import check_out_dir, pick_device, train
-    pick_device(config.device)  # an absent CUDA device: one line, before any data is loaded
+    # an absent CUDA device: one line, before any data is loaded
+    world.device(config.device) if world.distributed else pick_device(config.device)
     check_out_dir(Path(args.out))
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
-    outcome = train(config, args.out, progress=args.progress, replace_stale=args.replace_stale,
-                    gpu_claim=claim, discard_checkpoint=args.discard_checkpoint)
-    s = outcome.summary
+    with distributed.joined(world, config.device) as world:
+        outcome = train(config, args.out, progress=args.progress,
+                        replace_stale=args.replace_stale, gpu_claim=claim,
+                        discard_checkpoint=args.discard_checkpoint, world=world)
+    s = outcome.summary if world.is_writer else {"status": None}  # rank 0 reports the run
     if s["status"] == "completed":
         print(f"{config.model} seed {config.seed}: final train error {s['final_train_error_pct']:.2f}%, "
               f"test error {s['final_test_error_pct']:.2f}% after {s['iterations']} iterations "

@@ -24,7 +24,7 @@ from resnet_bench.data.runs import load_run_data, split_training_set
 from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_COLUMNS, EVAL_LOG, FINAL_WEIGHTS,
                                  GRAD_COLUMNS, GRAD_LOG, PREEMPTED, PROVENANCE, STATUSES,
                                  SUMMARY, TRAIN_COLUMNS, TRAIN_LOG, Summary)
-from resnet_bench.train import checkpoint, provenance
+from resnet_bench.train import checkpoint, distributed, provenance
 from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import (CsvLog, atomic_write_bytes, read_json, sweep_temp_files,
@@ -82,8 +82,12 @@ class _SigtermFlag:
 
 def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
           stop_after: int | None = None, replace_stale: bool = False, gpu_claim=None,
-          discard_checkpoint: bool = False) -> Outcome:
+          discard_checkpoint: bool = False,
+          world: distributed.World = distributed.SINGLE) -> Outcome:
     """Train (or resume, or return the finished record of) one run in `out_dir`.
+
+    `world`: this process's place in a torchrun run (resnet_bench.train.distributed); rank 0
+    writes the records, every rank reads them.
 
     `discard_checkpoint` deletes the run's checkpoint (e.g. an unreadable one) and starts over.
 
@@ -93,8 +97,9 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
     out = Path(out_dir)
     check_out_dir(out)  # a file, a file above it, read-only: refused before anything is read
     identity = config.identity_hash()
-    device = pick_device(config.device)
-    if out.is_dir():
+    distributed.bn_mode(config.recipe, world)  # batch and BN sizes that fit the world, or one line
+    device = world.device(config.device) if world.distributed else pick_device(config.device)
+    if out.is_dir() and world.is_writer:
         sweep_temp_files(out)  # left by a run killed inside an atomic write
 
     # A finished run is a result: never redo it, but never silently reuse a different one.
@@ -108,7 +113,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
         if summary.get("status") in STATUSES:
             return Outcome(summary, 0)
 
-    run = _setup(config, out, device, identity, replace=stale is not None)
+    run = _setup(config, out, device, identity, replace=stale is not None, world=world)
     start = _resume(run, None if stale is not None else ckpt, gpu_claim)
     stopped = _loop(run, start, progress, stop_after)
     if isinstance(stopped, Outcome):
@@ -117,7 +122,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
 
 
 def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
-           replace: bool) -> Session:
+           replace: bool, world: distributed.World = distributed.SINGLE) -> Session:
     """Data, model, optimizer and logs; the records of a replaced (stale) run are removed only
     once the data has been checked."""
     from resnet_bench.data import DeviceLoader
@@ -130,21 +135,24 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
 
     dataset = load_run_data(config.dataset, config.data_dir, config.prepared, config.data_options)
     check_dataset(dataset, recipe, config.dataset)
-    if replace:
+    if replace and world.is_writer:
         for name in (SUMMARY, CHECKPOINT, CONFIG, PROVENANCE, TRAIN_LOG, EVAL_LOG, GRAD_LOG,
                      FINAL_WEIGHTS):
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if world.is_writer:
+        out.mkdir(parents=True, exist_ok=True)
     train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y, recipe.val_split)
     loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
                           seed=config.seed, augment=recipe.augment, normalize=recipe.normalize,
-                          channels_last=recipe.channels_last)
+                          channels_last=recipe.channels_last,
+                          rank=world.rank, world_size=world.world_size)
     test = (dataset.test_x.to(device), dataset.test_y.to(device))
     if val is not None:
         val = (val[0].to(device), val[1].to(device))
 
     num_classes, in_channels = len(dataset.classes), int(train_x.shape[1])
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
+    model = distributed.convert_bn(model, recipe, world)  # ghost/sync BN as bn_batch_size asks
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
     # Costs are counted at 32x32; convolution MACs scale with the image area.
     macs = int(macs * train_x.shape[2] * train_x.shape[3] / (32 * 32))
@@ -155,12 +163,17 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
 
     run = Session(config=config, spec=spec, out=out, device=device, identity=identity,
                   dataset=dataset, loader=loader, test=test, val=val, model=model,
-                  optimizer=optimizer, step_model=compiled(model, recipe), params=params, macs=macs,
-                  train_log=CsvLog(out / TRAIN_LOG, TRAIN_COLUMNS),
-                  eval_log=CsvLog(out / EVAL_LOG, EVAL_COLUMNS),
-                  grad_log=CsvLog(out / GRAD_LOG, GRAD_COLUMNS) if recipe.grad_norm_every else None)
-    write_json(out / CONFIG, {**config.to_dict(), "identity": identity,
-                              "config_hash": config.config_hash()})
+                  optimizer=optimizer,
+                  step_model=compiled(distributed.data_parallel(model, world, device), recipe),
+                  params=params, macs=macs,
+                  train_log=CsvLog(out / TRAIN_LOG, TRAIN_COLUMNS, writer=world.is_writer),
+                  eval_log=CsvLog(out / EVAL_LOG, EVAL_COLUMNS, writer=world.is_writer),
+                  grad_log=(CsvLog(out / GRAD_LOG, GRAD_COLUMNS, writer=world.is_writer)
+                            if recipe.grad_norm_every else None),
+                  world=world)
+    if world.is_writer:
+        write_json(out / CONFIG, {**config.to_dict(), "identity": identity,
+                                  "config_hash": config.config_hash()})
     return run
 
 
@@ -178,6 +191,9 @@ def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
         prov["gpu_claim"] = gpu_provenance(gpu_claim)
     prov["dataset"] = {"name": run.dataset.name, "label": run.dataset.label,
                        "meta": run.dataset.meta}
+    layout = distributed.describe(run.world, recipe, run.device, provenance.device_description)
+    if layout is not None:
+        prov["distributed"] = layout
     if ckpt is not None:
         run.model.load_state_dict(ckpt["model"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -195,7 +211,8 @@ def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
         prov["first_slurm_job_id"] = old.get("first_slurm_job_id", old.get("slurm_job_id"))
     else:
         prov["first_started"] = prov["started"]
-    write_json(run.out / PROVENANCE, prov)
+    if run.world.is_writer:
+        write_json(run.out / PROVENANCE, prov)
     # Rows written after the checkpoint we resume from (or by a run that died before its first
     # checkpoint) would be duplicated: cut them. Grad rows are logged before update `it`.
     train_rows = run.train_log.truncate_after(start)
@@ -214,6 +231,7 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
     sync_every = sync_interval(run.device)
     run.clock = {"window_start": time.perf_counter(), "images": 0, "session": time.perf_counter()}
     bar = run.bar = Progress(total=recipe.iterations, start=start, enabled=progress,
+                             stream=None if run.world.is_writer else io.StringIO(),  # rank 0 tells
                              label=f"{run.config.model} seed {run.config.seed}")
     status, diverged_at = "completed", None
     end = recipe.iterations if stop_after is None else min(recipe.iterations, stop_after)
@@ -230,13 +248,14 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
             except ForwardBackwardOOM:
                 # Nothing was updated yet: retry this very iteration with activation
                 # checkpointing (slower, far less memory), and record that it happened.
-                if recipe.activation_checkpointing or state.get("activation_checkpointing"):
+                if recipe.activation_checkpointing or state.get("activation_checkpointing") \
+                        or run.world.distributed:  # one rank alone cannot retry a DDP step
                     raise
                 _fall_back_to_activation_checkpointing(run, it)
                 continue
             run.steps.add(it, lr, loss, wrong)
             it += 1
-            run.clock["images"] += len(yb)
+            run.clock["images"] += len(yb) * run.world.world_size
 
             if it == start + 1 and recipe.compile:
                 # The first compiled step pays for compilation: time it apart.
@@ -245,7 +264,11 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
                 state["compile_time_s"] += time.perf_counter() - t0
                 run.clock.update(window_start=time.perf_counter(), images=0)
 
-            if it % sync_every == 0 or it == end or sigterm.raised:
+            at_sync = it % sync_every == 0 or it == end
+            # Under torchrun the ranks agree at the syncs: a SIGTERM at any one stops them all.
+            stop = (distributed.any_rank(run.world, sigterm.raised, run.device) if at_sync
+                    else False) if run.world.distributed else sigterm.raised
+            if at_sync or stop:
                 if not run.drain():
                     status, diverged_at = "diverged", it
                     break
@@ -256,7 +279,7 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
 
             if it % recipe.eval_every == 0 and it != recipe.iterations:
                 run.paused(run.run_eval, it)
-            if sigterm.raised:
+            if stop:
                 run.save_checkpoint(it)
                 bar.close(f"SIGTERM: checkpoint written at iteration {it}; run the same command to resume")
                 return Outcome({"status": PREEMPTED, "iterations": it}, EXIT_PREEMPTED)
@@ -304,6 +327,8 @@ def _finish(run: Session, status: str, diverged_at: int | None, it: int) -> Outc
     run.flush_logs()
     run.bar.close(f"{status}: test error {test_err:.2f}%" if status == "completed"
                   else f"diverged at iteration {diverged_at}")
+    if not run.world.is_writer:  # rank 0 writes the record
+        return Outcome({"status": status, "iterations": it}, 0)
 
     spec = run.spec
     completed = status == "completed"

@@ -67,19 +67,25 @@ def _fmt(v: Any) -> str:
 
 
 class CsvLog:
-    """An append-only CSV log whose rows are buffered and written at flush()."""
+    """An append-only CSV log whose rows are buffered and written at flush().
 
-    def __init__(self, path: Path, columns: Sequence[str]):
+    `writer=False` (the processes other than rank 0 of a distributed run) reads the log but
+    never writes it: rows are dropped at flush() and truncate_after() only returns the rows."""
+
+    def __init__(self, path: Path, columns: Sequence[str], writer: bool = True):
         self.path = Path(path)
         self.columns = tuple(columns)
+        self.writer = writer
         self.pending: list[Sequence[Any]] = []
-        if not self.path.exists():
+        if writer and not self.path.exists():
             atomic_write_bytes(self.path, (",".join(self.columns) + "\n").encode())
 
     def append(self, row: Sequence[Any]) -> None:
         self.pending.append(row)
 
     def flush(self) -> None:
+        if not self.writer:
+            self.pending.clear()
         if not self.pending:
             return
         try:
@@ -94,6 +100,8 @@ class CsvLog:
         self.pending.clear()
 
     def rows(self) -> list[dict[str, str]]:
+        if not self.writer and not self.path.exists():
+            return []
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
 
@@ -103,6 +111,8 @@ class CsvLog:
         kept = [r for r in self.rows()
                 if all(r.get(c) not in (None, "") for c in self.columns)
                 and r["iteration"].isdigit() and int(r["iteration"]) <= iteration]
+        if not self.writer:
+            return kept
         lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in kept]
         atomic_write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         return kept

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet_bench.record import CHECKPOINT
-from resnet_bench.train import checkpoint
+from resnet_bench.train import checkpoint, distributed
 from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import CsvLog
@@ -74,6 +74,7 @@ class Session:
     steps: StepValues = field(default_factory=StepValues)
     clock: dict[str, float] = field(default_factory=dict)
     bar: Progress | None = None
+    world: distributed.World = distributed.SINGLE  # this process's place in a torchrun run
 
     @property
     def recipe(self):
@@ -83,6 +84,7 @@ class Session:
         """Move per-step values to the host logs; False if any loss is not finite."""
         finite = True
         window = self.recipe.train_window
+        distributed.reduce_steps(self.steps, self.world)  # global-batch values, every rank alike
         for i, lr_i, loss_v, wrong_v in self.steps.drain():
             err_v = 100.0 * wrong_v / self.recipe.batch_size
             self.train_log.append((i + 1, self.loader.epoch_at(i + 1), lr_i, loss_v, err_v))
@@ -116,10 +118,16 @@ class Session:
         self.drain()
         self.account_time()
         self.flush_logs()
-        checkpoint.save(self.out / CHECKPOINT, model=self.model, optimizer=self.optimizer,
-                        iteration=iteration, state=self.state, identity=self.identity)
+        if self.world.is_writer:
+            checkpoint.save(self.out / CHECKPOINT, model=self.model, optimizer=self.optimizer,
+                            iteration=iteration, state=self.state, identity=self.identity)
 
     def run_eval(self, iteration: int) -> tuple[float, float]:
+        """Test (and validation) loss and error; under torchrun on rank 0 alone (the others
+        wait, and get NaN): see resnet_bench.train.distributed."""
+        if not self.world.is_writer:
+            distributed.barrier(self.world)
+            return float("nan"), float("nan")
         r = self.recipe
         loss, err = evaluate(self.model, self.loader, *self.test, self.device, r.precision,
                              r.eval_batch_size)
@@ -128,6 +136,7 @@ class Session:
             vloss, verr = evaluate(self.model, self.loader, *self.val, self.device, r.precision,
                                    r.eval_batch_size)
             self.eval_log.append((iteration, "val", vloss, verr))
+        distributed.barrier(self.world)
         return loss, err
 
     def grad_norm_logger(self, it: int):
