@@ -274,6 +274,19 @@ def test_the_train_rule_launches_a_cpu_run_of_two_ranks(tmp_path):
     assert "gpu=0" in out and "gres=" not in out
 
 
+def test_recipes_that_do_not_split_over_the_ranks_are_refused_before_any_job():
+    from resnet_bench.pipeline import grid as G
+    config = {**cfg(device="cpu", ranks_per_run=3),
+              "datasets": {"s": {"kind": "synthetic", "options": {}}},
+              "recipes": {"r": {"batch_size": 32}},
+              "grid": [{"models": ["v1-basic-8"], "datasets": ["s"], "seeds": [0], "recipe": "r"}]}
+    with pytest.raises(G.GridError, match="recipes.r.batch_size: got 32; allowed: a multiple of "
+                                          "the world size 3"):
+        G.validate(config)
+    config["recipes"]["r"]["batch_size"] = 48
+    assert len(G.validate(config)) == 1
+
+
 def test_a_config_refusal_names_the_key(tmp_path):
     wd = tmp_path / "wf"
     import shutil

@@ -133,7 +133,14 @@ def validate(config: dict[str, Any]) -> list[Run]:
                                     where=f"datasets.{name}.options.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
-    layout(config)  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree (one line)
+    world = layout(config).world_size  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree
+    for name in config.get("recipes", {}):
+        recipe = recipe_of(config, name)
+        try:  # every rank takes an equal slice of each batch (the trainer's rule)
+            V.check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world,
+                                  where=f"recipes.{name}.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
