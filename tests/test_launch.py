@@ -301,3 +301,64 @@ def test_a_config_refusal_names_the_key(tmp_path):
     assert r.returncode != 0
     assert "config: config key runs_per_gpu: got 2 with a run of 2 ranks" in r.stdout + r.stderr
     assert not (wd / "results").exists()
+
+
+def _flock_holders(lock_dir: Path) -> dict[str, int]:
+    """lock file name -> pid holding its flock, from /proc/locks."""
+    inodes = {p.stat().st_ino: p.name for p in lock_dir.glob("*.lock")}
+    held = {}
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and "->" not in parts:
+            inode = int(parts[5].rsplit(":", 1)[1])
+            if inode in inodes:
+                held[inodes[inode]] = int(parts[4])
+    return held
+
+
+@pytest.mark.slow
+def test_a_local_multi_gpu_launch_holds_its_gpus_until_torchrun_ends(pool, tmp_path):
+    """`launch --gpus` outside Slurm, fake GPUs 0,1,2 with GPU 0 taken: the launcher claims the
+    two free ones, execs torchrun (which holds both locks, same pid) and its two ranks see
+    CUDA_VISIBLE_DEVICES=1,2 (on this CPU machine they train on the CPU, gloo)."""
+    import time
+    busy = gpu.claim_gpu()  # GPU 0
+    lock_dir = Path(os.environ[gpu.ENV_LOCK_DIR])
+    data = tmp_path / "data.pt"
+    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"}
+    subprocess.run([PY, "-m", "resnet_bench.cli", "data", "prepare", "--dataset", "synthetic",
+                    "--train-size", "256", "--test-size", "128", "--out", str(data)],
+                   check=True, capture_output=True, env=env, timeout=300)
+    proc = subprocess.Popen(
+        [PY, "-m", "resnet_bench.cli", "launch", "--nproc-per-node", "2", "--gpus", "--",
+         "train", "--model", "v1-basic-8", "--prepared", str(data), "--device", "auto",
+         "--iterations", "30", "--batch-size", "32", "--eval-every", "10",
+         "--checkpoint-every", "10", "--milestones", "15", "25", "--warmup", "none",
+         "--threads", "1", "--no-progress", "--out", str(tmp_path / "run")],
+        env=env, stderr=subprocess.PIPE, text=True)
+    seen, rank_devices = {}, set()
+    while proc.poll() is None:
+        held = _flock_holders(lock_dir)
+        if "gpu1.slot0.lock" in held:
+            seen = held
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(proc.pid):
+                try:
+                    if int((entry / "stat").read_text().split()[3]) != proc.pid:
+                        continue  # not a child of torchrun
+                    environ = (entry / "environ").read_bytes().split(b"\0")
+                except (OSError, ValueError, IndexError):
+                    continue
+                for var in environ:
+                    if var.startswith(b"CUDA_VISIBLE_DEVICES="):
+                        rank_devices.add(var.split(b"=", 1)[1].decode())
+        time.sleep(0.05)
+    err = proc.stderr.read()
+    busy.release()
+    assert proc.returncode == 0, err[-3000:]
+    assert "resnet-bench launch: GPU 1,2 (lock, slot 0" in err, err[:2000]
+    assert seen.get("gpu1.slot0.lock") == seen.get("gpu2.slot0.lock") == proc.pid, seen
+    assert rank_devices == {"1,2"}, rank_devices
+    assert not {k: v for k, v in _flock_holders(lock_dir).items() if k != "gpu0.slot0.lock"}
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["distributed"]["world_size"] == 2
