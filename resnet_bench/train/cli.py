@@ -137,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK).
     claim = None if world.distributed else claim_for_this_process()
     from resnet_bench.train.loop import check_out_dir, pick_device, train
-    # an absent CUDA device: one line, before any data is loaded
+    # an absent CUDA device, a batch that does not split over the processes: one line, before
+    # any data is loaded or any process waits for the others
     world.device(config.device) if world.distributed else pick_device(config.device)
+    distributed.bn_mode(config.recipe, world)
     check_out_dir(Path(args.out))
     if threads is not None:
         import torch

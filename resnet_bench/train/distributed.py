@@ -2,7 +2,9 @@
 
     torchrun --nproc-per-node 2 -m resnet_bench.cli train --model ... --out RUN
 
-(or `torchrun --nproc-per-node 2 $(which resnet-bench) train ...`) is one run of two processes:
+(or `torchrun --nproc-per-node 2 $(which resnet-bench) train ...`; `python -m
+resnet_bench.train.distributed` takes torchrun's arguments and exits with the trainer's statuses,
+75 on SIGTERM: see `torchrun` below) is one run of two processes:
 torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) makes the
 process group, nccl on CUDA (process r on cuda:LOCAL_RANK), gloo on CPU. Without torchrun, or
 with WORLD_SIZE 1, nothing here does anything: the single-process code path is unchanged.
@@ -37,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -116,15 +120,17 @@ def bn_mode(recipe, world: World) -> str:
     return check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world.world_size)
 
 
-def convert_bn(model: torch.nn.Module, recipe, world: World) -> torch.nn.Module:
+def convert_bn(model: torch.nn.Module, recipe, world: World,
+               device: torch.device) -> torch.nn.Module:
     """The network with the BatchNorm layers the recipe's bn_batch_size asks for at this world
-    size. Before the optimizer is made: converted layers have new parameters."""
+    size, to be trained on `device`. Before the optimizer is made: converted layers have new
+    parameters."""
     mode = bn_mode(recipe, world)
     if mode == "ghost":
         from resnet_bench.models.batchnorm import GhostBatchNorm2d, convert_batchnorm
         return convert_batchnorm(model, GhostBatchNorm2d, group=recipe.bn_batch_size)
     if mode == "sync":
-        if next(model.parameters()).device.type == "cuda":
+        if device.type == "cuda":
             return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         from resnet_bench.models.batchnorm import AllReduceBatchNorm2d, convert_batchnorm
         return convert_batchnorm(model, AllReduceBatchNorm2d)
@@ -166,6 +172,18 @@ def any_rank(world: World, flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def check_agreed(world: World, what: str, value: int, device: torch.device) -> None:
+    """Every process must have decided the same `value` (e.g. the iteration it resumes from,
+    read from the checkpoint by each): a RuntimeError naming `what` otherwise."""
+    if not world.distributed:
+        return
+    t = torch.tensor([value, -value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    if int(t[0]) != -int(t[1]):
+        raise RuntimeError(f"the processes disagree on {what} ({-int(t[1])}..{int(t[0])}): was "
+                           "the run directory changed while they started?")
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
@@ -190,3 +208,34 @@ def describe(world: World, recipe, device: torch.device, device_description) -> 
                                           "batch" if mode in ("ghost", "per-process") and
                                           over < recipe.batch_size else "the whole batch's")},
             "rank_devices": devices}
+
+
+# --- the launcher's exit status -------------------------------------------------------------------
+
+def torchrun(argv: list[str] | None = None) -> int:
+    """torchrun (torch.distributed.run, same arguments), exiting with the trainer's statuses.
+
+    torchrun itself exits 1 however its processes ended, and with a traceback when it is sent
+    SIGTERM (it forwards the signal to the processes and waits for them). Here: 0 when every
+    process finished; 75 (the trainer's EXIT_PREEMPTED: run the same command again, it
+    resumes) on SIGTERM, or when every failed process exited 75 (e.g. Slurm signalled the
+    processes directly); 1 otherwise. A process that outlives torchrun's shutdown timeout is
+    killed, and the rerun resumes from the checkpoint before, so 75 is still the truth.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main
+
+    from resnet_bench.train.loop import EXIT_PREEMPTED
+    try:
+        main(argv)
+    except SignalException as exc:
+        return EXIT_PREEMPTED if exc.sigval == signal.SIGTERM else 128 + int(exc.sigval)
+    except ChildFailedError as exc:
+        codes = {f.exitcode for f in exc.failures.values()}
+        return EXIT_PREEMPTED if codes == {EXIT_PREEMPTED} else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(torchrun())

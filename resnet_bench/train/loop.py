@@ -152,7 +152,7 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
 
     num_classes, in_channels = len(dataset.classes), int(train_x.shape[1])
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
-    model = distributed.convert_bn(model, recipe, world)  # ghost/sync BN as bn_batch_size asks
+    model = distributed.convert_bn(model, recipe, world, device)  # ghost/sync BN: bn_batch_size
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
     # Costs are counted at 32x32; convolution MACs scale with the image area.
     macs = int(macs * train_x.shape[2] * train_x.shape[3] / (32 * 32))
@@ -219,6 +219,7 @@ def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
     run.eval_log.truncate_after(start)
     if run.grad_log is not None:
         run.grad_log.truncate_after(start - 1)
+    distributed.check_agreed(run.world, "the iteration to resume from", start, run.device)
     run.recent_errors = [float(r["error_pct"]) for r in train_rows[-recipe.train_window:]]
     run.recent_losses = [float(r["loss"]) for r in train_rows[-recipe.train_window:]]
     return start
@@ -265,9 +266,10 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
                 run.clock.update(window_start=time.perf_counter(), images=0)
 
             at_sync = it % sync_every == 0 or it == end
-            # Under torchrun the ranks agree at the syncs: a SIGTERM at any one stops them all.
-            stop = (distributed.any_rank(run.world, sigterm.raised, run.device) if at_sync
-                    else False) if run.world.distributed else sigterm.raised
+            if not run.world.distributed:
+                stop = sigterm.raised
+            else:  # the ranks agree at the syncs: a SIGTERM at any one of them stops them all
+                stop = at_sync and distributed.any_rank(run.world, sigterm.raised, run.device)
             if at_sync or stop:
                 if not run.drain():
                     status, diverged_at = "diverged", it
