@@ -109,7 +109,7 @@ def args(*argv: str) -> argparse.Namespace:
 def test_one_node_is_a_standalone_torchrun():
     cmd, env = L.plan(args("--nproc-per-node", "2", "--threads-per-rank", "3", "--", *TRAIN),
                       {"PATH": "/bin"})
-    assert cmd == [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+    assert cmd == [PY, "-m", "resnet_bench.train.distributed", "--standalone", "--nnodes", "1",
                    "--nproc-per-node", "2", "-m", "resnet_bench.cli", *TRAIN]
     assert env["OMP_NUM_THREADS"] == "3" and env["RESNET_BENCH_GPU_IDS"] == "none"
     # Under Slurm, one node is still standalone (no srun, no rendezvous host).
@@ -144,7 +144,7 @@ def test_each_node_runs_torchrun_with_its_rank_and_the_first_host():
     cmd, _ = L.plan(args("--node", "--nproc-per-node", "8", "--nnodes", "2", "--gpus", "--",
                          *TRAIN), node1)
     port = L.RDZV_PORT_BASE + 4242
-    assert cmd == [PY, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", "1",
+    assert cmd == [PY, "-m", "resnet_bench.train.distributed", "--nnodes", "2", "--node-rank", "1",
                    "--nproc-per-node", "8", "--rdzv-backend", "c10d",
                    "--rdzv-endpoint", f"gpu07:{port}", "--rdzv-id", "resnet-bench-4242",
                    "-m", "resnet_bench.cli", *TRAIN]

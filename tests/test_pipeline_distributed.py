@@ -33,7 +33,7 @@ FINAL_KEYS = ("final_train_loss", "final_train_error_pct", "final_test_loss",
 
 
 def _torchrun_pids(wd: Path) -> list[int]:
-    return [pid for pid, cmd in processes_mentioning(str(wd)) if "torch.distributed.run" in cmd]
+    return [pid for pid, cmd in processes_mentioning(str(wd)) if "resnet_bench.train.distributed" in cmd]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_a_two_rank_cpu_run_ends_with_one_record_of_world_size_2(two_ranks):
     assert prov["distributed"]["world_size"] == 2 and prov["distributed"]["backend"] == "gloo"
     log = (wd / cfg["results"] / cfg["experiment"] / "logs" / "train" / "synthetic" / "quick"
            / MODEL / f"seed{SEED}.log").read_text()
-    assert "torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2" in log, log[-2000:]
+    assert "resnet_bench.train.distributed --standalone --nnodes 1 --nproc-per-node 2" in log, log[-2000:]
     assert not processes_mentioning(str(wd)), processes_mentioning(str(wd))
 
 

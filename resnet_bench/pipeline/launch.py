@@ -23,8 +23,10 @@ known while the DAG is built:
   first node of the step (`first_host` of ``$SLURM_STEP_NODELIST``) and PORT derived from the
   job id (two jobs that share a first node do not collide).
 
-Every step execs the next (no wrapper process stays behind), so a SIGTERM from Slurm reaches
-torchrun and the ranks directly, and the job's exit status is torchrun's.
+"torchrun" is `python -m resnet_bench.train.distributed`: torchrun's own code and arguments, but
+it exits 75 (resume me) after a SIGTERM where torchrun exits 1. Every step execs the next (no
+wrapper process stays behind), so a SIGTERM from Slurm reaches torchrun and the ranks directly,
+and the job's exit status is the trainer's.
 """
 
 from __future__ import annotations
@@ -183,7 +185,9 @@ def rendezvous_port(job_id: str) -> int:
 
 
 def _torchrun(python: str) -> list[str]:
-    return [python, "-m", "torch.distributed.run"]  # = `torchrun`, with this interpreter
+    # torchrun (torch.distributed.run, same arguments, this interpreter) that exits with the
+    # trainer's status: 75 after SIGTERM, where torchrun itself exits 1 (train.distributed).
+    return [python, "-m", "resnet_bench.train.distributed"]
 
 
 def _entry(train_args: list[str]) -> list[str]:
