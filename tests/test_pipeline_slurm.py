@@ -349,7 +349,8 @@ def _prepare_data(wd: Path, cfg: dict) -> Path:
 @pytest.fixture(scope="module")
 def two_rank_job(tmp_path_factory) -> SlurmPipeline:
     """`ranks_per_run: 2` (CPU, gloo) through profiles/slurm-ci: one Slurm job of 2 CPUs whose
-    step runs torchrun with 2 ranks. --verbose makes the plugin log its sbatch call."""
+    step runs torchrun with 2 ranks; once its first checkpoint exists the job gets
+    `scancel --signal=TERM`. --verbose makes the plugin log its sbatch call."""
     require_slurm()
     wd = workflow_copy(tmp_path_factory.mktemp("slurm-ddp") / "wf")
     cfg = tiny_default_config([DDP_MODEL], [0], DDP_ITERATIONS, 10)
@@ -358,10 +359,32 @@ def two_rank_job(tmp_path_factory) -> SlurmPipeline:
     _prepare_data(wd, cfg)
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
            "--until", "train", "--verbose"]
+    pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def interrupt():
+        rd = pipe.run(DDP_MODEL, 0)
+        while not stop.is_set() and not pipe.interrupted:
+            try:
+                if (rd / "checkpoint.pt").exists():
+                    job_id = json.loads((rd / "provenance.json").read_text())["slurm_job_id"]
+                    subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+                    pipe.interrupted[(DDP_MODEL, 0)] = Interruption(job_id, time.time(),
+                                                                    ["scancel", "--signal=TERM"])
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
     t0 = time.monotonic()
-    proc, out, err = _run_snakemake(cmd, wd)
-    pipe = SlurmPipeline(wd, cfg, subprocess.CompletedProcess(cmd, proc.returncode, out, err),
-                         time.monotonic() - t0)
+    try:
+        proc, out, err = _run_snakemake(cmd, wd)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    pipe.seconds = time.monotonic() - t0
     logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
     if logged:
         pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
@@ -382,6 +405,12 @@ def test_a_two_rank_run_is_one_slurm_job_with_every_ranks_cpus(two_rank_job):
     assert summary["status"] == "completed" and summary["iterations"] == DDP_ITERATIONS
     assert prov["slurm_job_id"] == job_id
     assert prov["distributed"]["world_size"] == 2 and prov["distributed"]["backend"] == "gloo"
+    # SIGTERM reached torchrun and both ranks: checkpoint, exit 75, and Snakemake inside the
+    # allocation ran the rule again as a new step of the same job, which resumed.
+    hit = pipe.interrupted.get((DDP_MODEL, 0))
+    assert hit is not None and hit.job_id == job_id, "the job was never interrupted"
+    assert summary["resumed"] >= 1, summary
+    assert 10 <= prov["resumes"][0]["at_iteration"] < DDP_ITERATIONS, prov["resumes"]
     # The plugin's sbatch call (its debug log): both ranks' CPUs, one task, no GPU.
     sbatch = [line.strip() for line in (pipe.result.stdout + pipe.result.stderr).splitlines()
               if "sbatch call:" in line and "rule_train" in line]
@@ -396,7 +425,8 @@ def test_the_multi_node_launch_path_rendezvous_on_the_first_node(two_rank_job, t
     """`launch --rendezvous slurm` (what a run over several nodes takes), here on the CI's one
     node: srun starts `launch --node` once per node, which execs torchrun with its node rank
     and a c10d rendezvous on the first host of the step. The same 2-rank run as the pipeline's
-    must come out (gloo on CPU is deterministic)."""
+    must come out (gloo on CPU is deterministic), although that one was interrupted and
+    resumed."""
     from resnet_bench.pipeline import grid as G
     from resnet_bench.pipeline import launch as L
     pipe = two_rank_job
