@@ -287,15 +287,9 @@ def claim_gpu(
     ``count`` > 1 claims that many whole GPUs together (slot 0 of each; all or none, see the
     module docstring); it needs one slot per GPU and a pool of at least ``count`` GPUs.
     """
-    if os.environ.get("SLURM_JOB_ID"):
-        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
-        if gpu is None:
-            return None
-        return GpuClaim(gpu=gpu, source="slurm", pool=_split_ids(gpu), pool_source="slurm gres")
-
-    inherited = _inherited_claim()
-    if inherited is not None:
-        return inherited
+    given = assigned_gpus()
+    if given is not None or os.environ.get("SLURM_JOB_ID"):
+        return given
 
     pool_source = "argument"
     if pool is None:
@@ -369,6 +363,17 @@ def claim_gpu(
             )
             announced = True
         time.sleep(min(_POLL_S, max(0.0, timeout - waited)))
+
+
+def assigned_gpus() -> GpuClaim | None:
+    """The GPUs this process was given without claiming any: Slurm's gres, or the claim of a
+    parent (`resnet-bench launch` for the ranks of a distributed run). Never locks; for the
+    provenance of processes that must not claim (torchrun's ranks)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
+        return None if gpu is None else GpuClaim(gpu=gpu, source="slurm", pool=_split_ids(gpu),
+                                                 pool_source="slurm gres")
+    return _inherited_claim()
 
 
 _PROCESS_CLAIM: list[GpuClaim | None] = []  # one entry once claim_for_this_process has run

@@ -362,3 +362,7 @@ def test_a_local_multi_gpu_launch_holds_its_gpus_until_torchrun_ends(pool, tmp_p
     assert not {k: v for k, v in _flock_holders(lock_dir).items() if k != "gpu0.slot0.lock"}
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert prov["distributed"]["world_size"] == 2
+    # Rank 0 records the launcher's claim: both GPUs, inherited, with both lock files.
+    claim = prov["gpu_claim"]
+    assert claim["gpu"] == "1,2" and claim["source"] == "inherited", claim
+    assert [Path(p).name for p in claim["lock_paths"]] == ["gpu1.slot0.lock", "gpu2.slot0.lock"]
