@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "plot": ("resnet_bench.plots.cli", "render the papers' figures from the tables"),
     "analyze": ("resnet_bench.inside.cli", "layer responses, gradient flow, identity path"),
     "gpu-run": ("resnet_bench.gpu", "run a command pinned to a free GPU slot"),
+    "launch": ("resnet_bench.pipeline.launch", "start one distributed training (torchrun, DDP)"),
 }
 
 

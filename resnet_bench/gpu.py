@@ -30,6 +30,11 @@ host-local.  It is literally ``/tmp``, not ``$TMPDIR``, because Snakemake may gi
 own ``TMPDIR``.  The uid suffix keeps users apart (a private 0700 directory in a world-writable
 ``/tmp``); users who share GPUs set a common ``RESNET_BENCH_GPU_LOCK_DIR``.
 
+A distributed run of N ranks on one host (resnet_bench/pipeline/launch.py) claims N whole GPUs
+at once (``claim_gpu(count=N)``: slot 0 of N different GPUs, all or none, so two such runs can
+never deadlock holding half each) and its ranks inherit the claim: ``CUDA_VISIBLE_DEVICES``
+lists the N ids, and rank i uses ``cuda:<local rank>``.
+
 Slots per GPU: ``RESNET_BENCH_GPU_SLOTS`` (default 1) -- k > 1 runs up to k small nets per GPU.
 Slots are tried slot-major (slot 0 of every GPU before slot 1 of any), so work spreads over the
 GPUs first.  Match ``snakemake --resources gpu=N`` to ``len(pool) * k`` and a job never waits;
@@ -72,7 +77,9 @@ class GpuClaim:
     """One process's GPU: which device, from which pool, and why (for provenance.json).
 
     ``source`` says why: ``lock`` (a slot was locked here), ``inherited`` (a parent process
-    holds the slot), ``slurm`` (Slurm's gres assigned the device; nothing locked).
+    holds the slot), ``slurm`` (Slurm's gres assigned the device; nothing locked).  ``gpu`` is
+    the ``CUDA_VISIBLE_DEVICES`` value: one id, or several ("0,1") for a multi-GPU claim, whose
+    lock files are all in ``lock_paths`` (``lock_path`` is the first).
     """
 
     gpu: str | None
@@ -84,16 +91,25 @@ class GpuClaim:
     waited_s: float = 0.0
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
-    _fd: int | None = field(default=None, repr=False, compare=False)
+    lock_paths: list[str] = field(default_factory=list)
+    _fds: list[int] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.lock_path and not self.lock_paths:
+            self.lock_paths = [self.lock_path]
 
     @property
     def held(self) -> bool:
-        """True while this object itself holds the slot's lock."""
-        return self._fd is not None
+        """True while this object itself holds the slot's lock(s)."""
+        return bool(self._fds)
 
     @property
     def fd(self) -> int | None:
-        return self._fd
+        return self._fds[0] if self._fds else None
+
+    @property
+    def fds(self) -> list[int]:
+        return list(self._fds)
 
     def env(self) -> dict[str, str]:
         """Environment a child process needs: its device and the claim it inherits."""
@@ -103,13 +119,13 @@ class GpuClaim:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.pop("_fd")
+        d.pop("_fds")
         return d
 
     def release(self) -> None:
-        """Give the slot back (also happens when the process exits)."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+        """Give the slot(s) back (also happens when the process exits)."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
             os.close(fd)  # closing the last descriptor of the open file drops the flock
 
     def __enter__(self) -> GpuClaim:
@@ -224,15 +240,16 @@ def _inherited_claim() -> GpuClaim | None:
     try:
         parent = json.loads(raw)
         gpu, lock_path = parent.get("gpu"), parent.get("lock_path")
-    except (ValueError, AttributeError):
+        lock_paths = list(parent.get("lock_paths") or ([lock_path] if lock_path else []))
+    except (ValueError, AttributeError, TypeError):
         return None
     if gpu is None or os.environ.get("CUDA_VISIBLE_DEVICES") != gpu:
         return None
-    if lock_path:
+    for path in lock_paths:
         # A marker left behind by a process that is gone is stale: if we can lock its slot,
         # nobody holds it any more.  Probe and let go; the caller then claims normally.
         try:
-            fd = _try_lock(lock_path)
+            fd = _try_lock(path)
         except OSError:
             fd = None
         if fd is not None:
@@ -245,11 +262,13 @@ def _inherited_claim() -> GpuClaim | None:
         pool=list(parent.get("pool") or []),
         pool_source=parent.get("pool_source"),
         lock_path=lock_path,
+        lock_paths=lock_paths,
     )
 
 
 def claim_gpu(
     *,
+    count: int = 1,
     slots_per_gpu: int | None = None,
     timeout: float | None = None,
     lock_dir: str | None = None,
@@ -264,16 +283,13 @@ def claim_gpu(
     as the GPU is in use: the slot is free again on `GpuClaim.release`, on garbage collection of
     the claim, or when the process exits.  Raises `GpuBusyError` if every slot stays taken for
     `timeout` seconds (default ``RESNET_BENCH_GPU_WAIT_S`` or 600).
-    """
-    if os.environ.get("SLURM_JOB_ID"):
-        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
-        if gpu is None:
-            return None
-        return GpuClaim(gpu=gpu, source="slurm", pool=_split_ids(gpu), pool_source="slurm gres")
 
-    inherited = _inherited_claim()
-    if inherited is not None:
-        return inherited
+    ``count`` > 1 claims that many whole GPUs together (slot 0 of each; all or none, see the
+    module docstring); it needs one slot per GPU and a pool of at least ``count`` GPUs.
+    """
+    given = assigned_gpus()
+    if given is not None or os.environ.get("SLURM_JOB_ID"):
+        return given
 
     pool_source = "argument"
     if pool is None:
@@ -284,6 +300,14 @@ def claim_gpu(
     k = slots_per_gpu if slots_per_gpu is not None else int(os.environ.get(ENV_SLOTS) or 1)
     if k < 1:
         raise ValueError(f"slots per GPU must be >= 1, got {k}")
+    if count < 1:
+        raise ValueError(f"GPUs per claim must be >= 1, got {count}")
+    if count > 1 and k > 1:
+        raise ValueError(f"a claim of {count} GPUs takes whole GPUs; got {k} slots per GPU "
+                         f"(${ENV_SLOTS}, runs_per_gpu); allowed: 1")
+    if count > len(pool):
+        raise ValueError(f"a claim of {count} GPUs: the pool has {len(pool)} "
+                         f"({','.join(pool)} from {pool_source})")
     if timeout is None:
         timeout = float(os.environ.get(ENV_WAIT) or DEFAULT_WAIT_S)
     lock_dir = lock_dir or default_lock_dir()
@@ -293,31 +317,44 @@ def claim_gpu(
     start = time.monotonic()
     announced = False
     while True:
+        taken: list[tuple[str, int, str, int]] = []  # (gpu, slot, lock path, fd)
         for gpu, slot in candidates:
             path = os.path.join(lock_dir, _lock_name(gpu, slot))
             fd = _try_lock(path)
             if fd is not None:
+                taken.append((gpu, slot, path, fd))
+                if len(taken) == count:
+                    break
+        if len(taken) == count:
+            for *_, fd in taken:
                 _note_holder(fd)
-                return GpuClaim(
-                    gpu=gpu,
-                    source="lock",
-                    slot=slot,
-                    pool=list(pool),
-                    pool_source=pool_source,
-                    lock_path=path,
-                    waited_s=round(time.monotonic() - start, 3),
-                    _fd=fd,
-                )
+            return GpuClaim(
+                gpu=",".join(t[0] for t in taken),
+                source="lock",
+                slot=taken[0][1],
+                pool=list(pool),
+                pool_source=pool_source,
+                lock_path=taken[0][2],
+                lock_paths=[t[2] for t in taken],
+                waited_s=round(time.monotonic() - start, 3),
+                _fds=[t[3] for t in taken],
+            )
+        for *_, fd in taken:  # all or none: never sit on part of a multi-GPU claim
+            os.close(fd)
         waited = time.monotonic() - start
         if waited >= timeout:
+            wanted = "no free GPU slot" if count == 1 else f"not {count} free GPUs at once"
             raise GpuBusyError(
-                f"no free GPU slot after {waited:.0f} s: all {len(candidates)} slots "
+                f"{wanted} after {waited:.0f} s: {'all' if count == 1 else 'too many of the'} "
+                f"{len(candidates)} slots "
                 f"({len(pool)} GPU(s) {','.join(pool)} from {pool_source} x {k} slot(s)) are "
                 f"held in {lock_dir}; is snakemake's --resources gpu=N larger than the pool?"
             )
         if not announced and not quiet:
             print(
-                f"resnet-bench gpu: all {len(candidates)} GPU slots busy "
+                f"resnet-bench gpu: "
+                + (f"all {len(candidates)} GPU slots busy " if count == 1 else
+                   f"fewer than {count} of {len(candidates)} GPUs free ") +
                 f"(pool {','.join(pool)} from {pool_source}, {k} slot(s) per GPU, locks in "
                 f"{lock_dir}); waiting up to {timeout:.0f} s.  This should not happen when "
                 f"snakemake's --resources gpu=N matches the pool.",
@@ -326,6 +363,17 @@ def claim_gpu(
             )
             announced = True
         time.sleep(min(_POLL_S, max(0.0, timeout - waited)))
+
+
+def assigned_gpus() -> GpuClaim | None:
+    """The GPUs this process was given without claiming any: Slurm's gres, or the claim of a
+    parent (`resnet-bench launch` for the ranks of a distributed run). Never locks; for the
+    provenance of processes that must not claim (torchrun's ranks)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or None
+        return None if gpu is None else GpuClaim(gpu=gpu, source="slurm", pool=_split_ids(gpu),
+                                                 pool_source="slurm gres")
+    return _inherited_claim()
 
 
 _PROCESS_CLAIM: list[GpuClaim | None] = []  # one entry once claim_for_this_process has run
@@ -405,7 +453,8 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if claim is not None and claim.source == "lock":
         env.update(claim.env())
-        os.set_inheritable(claim.fd, True)  # the command holds the lock from here on
+        for fd in claim.fds:
+            os.set_inheritable(fd, True)  # the command holds the lock(s) from here on
     if not args.quiet:
         print(f"resnet-bench gpu-run: {describe(claim)}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     sys.stdout.flush()

@@ -126,31 +126,3 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
 
 
 # --------------------------------------------------------------------------- presets
-
-
-def as_this_branch_can_check(cfg: dict) -> tuple[dict, list[str]]:
-    """A preset with what this branch's schema cannot take yet replaced, and what was replaced.
-
-    The ImageNet presets use the streaming `imagenet` dataset kind and 8 GPUs per run, both
-    built on other branches: until those are merged a dataset of kind `imagenet` is checked as a
-    `folder` (same `root`, only the options a folder knows) and `gpus_per_run` as 1. Once the
-    schema knows them, the preset is checked exactly as written (nothing replaced)."""
-    import copy
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    props = schema["properties"]
-    kinds = props["datasets"]["additionalProperties"]["properties"]["kind"]["enum"]
-    gpus = props["gpus_per_run"].get("enum")
-    cfg, replaced = copy.deepcopy(cfg), []
-    if gpus is not None and cfg.get("gpus_per_run", 0) not in gpus:
-        replaced.append(f"gpus_per_run {cfg['gpus_per_run']} -> 1")
-        cfg["gpus_per_run"] = 1
-    from resnet_bench.data.registry import options_for
-    for name, spec in cfg.get("datasets", {}).items():
-        if spec["kind"] not in kinds and spec["kind"] == "imagenet":
-            keep = {k: v for k, v in (spec.get("options") or {}).items()
-                    if k in options_for("folder")}
-            dropped = sorted(set(spec.get("options") or {}) - set(keep))
-            replaced.append(f"datasets.{name}: kind imagenet -> folder"
-                            + (f" (options {', '.join(dropped)} unchecked)" if dropped else ""))
-            spec.update(kind="folder", options=keep)
-    return cfg, replaced

@@ -331,3 +331,140 @@ def test_packed_runs_equal_unpacked_runs(packed, tmp_path):
         run = packed.run(m, 0)
         for name in ("train_log.csv", "eval_log.csv"):
             assert (run / name).read_bytes() == (ref / name).read_bytes(), (m, name)
+
+
+# --------------------------------------------------------------------------- distributed runs
+
+DDP_MODEL, DDP_ITERATIONS = "v1-basic-8", 40
+
+
+def _prepare_data(wd: Path, cfg: dict) -> Path:
+    from resnet_bench.pipeline import outputs as O
+    data = wd / cfg["results"] / "data" / "synthetic.pt"
+    subprocess.run(f"resnet-bench data prepare {O.prepare_args(cfg['datasets']['synthetic'])} "
+                   f"--out {data}", shell=True, check=True, env=snakemake_env(), timeout=300)
+    return data
+
+
+@pytest.fixture(scope="module")
+def two_rank_job(tmp_path_factory) -> SlurmPipeline:
+    """`ranks_per_run: 2` (CPU, gloo) through profiles/slurm-ci: one Slurm job of 2 CPUs whose
+    step runs torchrun with 2 ranks; once its first checkpoint exists the job gets
+    `scancel --signal=TERM`. --verbose makes the plugin log its sbatch call."""
+    require_slurm()
+    wd = workflow_copy(tmp_path_factory.mktemp("slurm-ddp") / "wf")
+    cfg = tiny_default_config([DDP_MODEL], [0], DDP_ITERATIONS, 10)
+    cfg.update(device="cpu", ranks_per_run=2, threads_per_run=1)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _prepare_data(wd, cfg)
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
+           "--until", "train", "--verbose"]
+    pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def interrupt():
+        rd = pipe.run(DDP_MODEL, 0)
+        while not stop.is_set() and not pipe.interrupted:
+            try:
+                if (rd / "checkpoint.pt").exists():
+                    job_id = json.loads((rd / "provenance.json").read_text())["slurm_job_id"]
+                    subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+                    pipe.interrupted[(DDP_MODEL, 0)] = Interruption(job_id, time.time(),
+                                                                    ["scancel", "--signal=TERM"])
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    t0 = time.monotonic()
+    try:
+        proc, out, err = _run_snakemake(cmd, wd)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    pipe.seconds = time.monotonic() - t0
+    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    if logged:
+        pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
+    yield pipe
+    if pipe.jobs:
+        subprocess.run(["scancel", *pipe.jobs], capture_output=True, timeout=30)
+
+
+def test_a_two_rank_run_is_one_slurm_job_with_every_ranks_cpus(two_rank_job):
+    pipe = two_rank_job
+    assert pipe.result.returncode == 0, pipe.log_tail()
+    print(f"2-rank run on slurm: {pipe.seconds:.0f} s, jobs: "
+          + ", ".join(f"{j['id']} {j['comment']} {j['state']}" for j in pipe.jobs.values()))
+    (job_id, job), = pipe.jobs.items()
+    assert job["comment"] == f"rule_train_wildcards_synthetic_quick_{DDP_MODEL}_0"
+    assert job["state"] == "COMPLETED", job
+    summary, prov = pipe.summary(DDP_MODEL, 0), pipe.provenance(DDP_MODEL, 0)
+    assert summary["status"] == "completed" and summary["iterations"] == DDP_ITERATIONS
+    assert prov["slurm_job_id"] == job_id
+    assert prov["distributed"]["world_size"] == 2 and prov["distributed"]["backend"] == "gloo"
+    # SIGTERM reached torchrun and both ranks: checkpoint, exit 75, and Snakemake inside the
+    # allocation ran the rule again as a new step of the same job, which resumed.
+    hit = pipe.interrupted.get((DDP_MODEL, 0))
+    assert hit is not None and hit.job_id == job_id, "the job was never interrupted"
+    assert summary["resumed"] >= 1, summary
+    assert 10 <= prov["resumes"][0]["at_iteration"] < DDP_ITERATIONS, prov["resumes"]
+    # The plugin's sbatch call (its debug log): both ranks' CPUs, one task, no GPU.
+    sbatch = [line.strip() for line in (pipe.result.stdout + pipe.result.stderr).splitlines()
+              if "sbatch call:" in line and "rule_train" in line]
+    assert len(sbatch) == 1, pipe.log_tail()
+    print(sbatch[0][:600])
+    assert " --ntasks=1 " in sbatch[0] and " --cpus-per-task=2" in sbatch[0]
+    assert "--gres" not in sbatch[0] and "--gpus" not in sbatch[0] and "--nodes" not in sbatch[0]
+    assert not processes_mentioning(str(pipe.wd)), processes_mentioning(str(pipe.wd))
+
+
+def test_the_multi_node_launch_path_rendezvous_on_the_first_node(two_rank_job, tmp_path):
+    """`launch --rendezvous slurm` (what a run over several nodes takes), here on the CI's one
+    node: srun starts `launch --node` once per node, which execs torchrun with its node rank
+    and a c10d rendezvous on the first host of the step. The same 2-rank run as the pipeline's
+    must come out (gloo on CPU is deterministic), although that one was interrupted and
+    resumed."""
+    from resnet_bench.pipeline import grid as G
+    from resnet_bench.pipeline import launch as L
+    pipe = two_rank_job
+    hosts = subprocess.run(["scontrol", "show", "hostnames", "localhost,r[1-2]-n[08-10]"],
+                           capture_output=True, text=True, timeout=30)
+    assert hosts.returncode == 0, hosts.stderr
+    assert hosts.stdout.split() == L.expand_hostlist("localhost,r[1-2]-n[08-10]")
+    out, log = tmp_path / "run", tmp_path / "job.log"
+    train = ["train", "--model", DDP_MODEL, "--dataset", "synthetic", "--prepared",
+             str(pipe.wd / pipe.cfg["results"] / "data" / "synthetic.pt"), "--seed", "0",
+             "--device", "cpu", "--recipe-json", G.recipe_json(pipe.cfg, "quick"),
+             "--threads", "1", "--no-progress", "--out", str(out)]
+    launch = [sys.executable, "-m", "resnet_bench.cli", "launch", "--rendezvous", "slurm",
+              "--nnodes", "1", "--nproc-per-node", "2", "--threads-per-rank", "1", "--", *train]
+    import shlex
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--nodes=1", "--ntasks=1", "--cpus-per-task=2", "--mem=1500",
+         "-t", "10", "--job-name", "resnet-bench-ddp-path", "--output", str(log),
+         "--wrap", "exec " + shlex.join(launch)],
+        env=snakemake_env(), capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            (job,) = _squeue("-j", job_id)
+            if job["state"] not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+                break
+            time.sleep(1)
+        text = log.read_text() if log.exists() else ""
+        assert job["state"] == "COMPLETED", (job, text[-3000:])
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+    port = L.rendezvous_port(job_id)
+    assert "srun --overlap --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=2" in text
+    assert (f"--nnodes 1 --node-rank 0 --nproc-per-node 2 --rdzv-backend c10d "
+            f"--rdzv-endpoint localhost:{port}") in text, text[-3000:]
+    summary, prov = (json.loads((out / name).read_text()) for name in ("summary.json",
+                                                                       "provenance.json"))
+    assert prov["distributed"]["world_size"] == 2 and prov["slurm_job_id"] == job_id
+    expected = pipe.summary(DDP_MODEL, 0)
+    assert {k: summary[k] for k in FINAL_KEYS} == {k: expected[k] for k in FINAL_KEYS}
+    assert (out / "train_log.csv").read_bytes() == (pipe.run(DDP_MODEL, 0) / "train_log.csv").read_bytes()

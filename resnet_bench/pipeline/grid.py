@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from resnet_bench import validation as V
 from resnet_bench.models.spec import ModelSpec, parse_model_name
+from resnet_bench.pipeline.launch import layout
 from resnet_bench.train.recipe import Recipe
 
 
@@ -137,6 +138,14 @@ def validate(config: dict[str, Any]) -> list[Run]:
         try:
             V.check_dataset_options(spec.get("kind"), spec.get("options", {}),
                                     where=f"datasets.{name}.options.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
+    world = layout(config).world_size  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree
+    for name in config.get("recipes", {}):
+        recipe = recipe_of(config, name)
+        try:  # every rank takes an equal slice of each batch (the trainer's rule)
+            V.check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world,
+                                  where=f"recipes.{name}.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
     runs = expand(config)

@@ -19,6 +19,7 @@ from typing import Any
 
 from resnet_bench.models import conv_output_elements, model_cost
 from resnet_bench.models.spec import ModelSpec, parse_model_name
+from resnet_bench.pipeline.launch import RunLayout
 from resnet_bench.train.recipe import Recipe
 
 DEFAULTS = {
@@ -51,9 +52,11 @@ def training_flops(spec: ModelSpec, recipe: Recipe,
 
 def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
                 settings: dict[str, Any] | None = None, attempt: int = 1,
-                image_size: tuple[int, int] | int | None = None) -> int:
+                image_size: tuple[int, int] | int | None = None, devices: int = 1) -> int:
+    """Minutes; `devices` ranks of a distributed run share the schedule's FLOPs (perfect
+    scaling assumed: the safety factor covers the all-reduce)."""
     s = {**DEFAULTS, **(settings or {})}
-    tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"]
+    tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"] * devices
     flops = training_flops(parse_model_name(model), recipe, image_size)
     seconds = flops / (tflops * 1e12) * s["safety"]
     if recipe.activation_checkpointing or attempt > 1:
@@ -73,12 +76,44 @@ def activation_bytes(model: ModelSpec | str, recipe: Recipe,
 
 
 def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | None = None,
-           attempt: int = 1, image_size: tuple[int, int] | int | None = None) -> int:
+           attempt: int = 1, image_size: tuple[int, int] | int | None = None,
+           ranks: int = 1) -> int:
     """Host memory: the dataset and framework, plus the activations when training on CPU.
 
     A retry asks for more, never less: a job killed for host memory must not be resubmitted
     with a smaller request (GPU memory is handled in-process by activation checkpointing).
+    `ranks`: processes of a distributed run on one node (sbatch --mem is per node); each loads
+    the data set and the framework, and their batches together are at most the recipe's.
     """
     s = {**DEFAULTS, **(settings or {})}
     act = activation_bytes(model, recipe, image_size)
-    return int((s["base_mem_mb"] + act / 2**20) * (1 + 0.5 * (attempt - 1)))
+    return int((s["base_mem_mb"] * ranks + act / 2**20) * (1 + 0.5 * (attempt - 1)))
+
+
+# --------------------------------------------------------------------------- a job's devices
+#
+# The train rule's `gpu`, `gres`, `nodes` and `threads` from the run layout (launch.layout).
+# `gpu` counts GPU slots of the local pool (profiles/local, --resources gpu=N): every
+# single-process training claims one when the host has GPUs (resnet_bench/gpu.py), a run of N
+# GPUs claims N, a CPU run of several ranks none. The Slurm profiles zero it (an integer `gpu`
+# becomes sbatch --gpus, summed over a pack) and Slurm gets `gres` (per node) and `nodes`.
+
+
+def local_gpus(layout: RunLayout) -> int:
+    if layout.distributed:
+        return layout.world_size * layout.gpus_per_rank
+    return 1
+
+
+def gres(layout: RunLayout) -> str | None:
+    """sbatch --gres, per node: one GPU per single-process training (as every training job
+    asked before multi-GPU runs), the node's share of a multi-GPU run, none for CPU ranks."""
+    if layout.distributed:
+        return f"gpu:{layout.gpus_per_node}" if layout.gpus_per_rank else None
+    return "gpu:1"
+
+
+def nodes(layout: RunLayout) -> int | None:
+    """sbatch --nodes for a run across nodes; unset otherwise (an integer is summed over a
+    runs_per_gpu pack, so a 1 would become the pack's size)."""
+    return layout.nodes if layout.nodes > 1 else None

@@ -131,12 +131,13 @@ def run(args: argparse.Namespace) -> int:
                        data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
     threads = None if args.threads is None else check_threads(args.threads)
-    from resnet_bench.gpu import claim_for_this_process
+    from resnet_bench.gpu import assigned_gpus, claim_for_this_process
     from resnet_bench.train import distributed
     world = distributed.world_from_env()  # started by torchrun: one process of a run
     # Before CUDA is touched: take a free GPU slot when several trainings share a machine
-    # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK).
-    claim = None if world.distributed else claim_for_this_process()
+    # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK, and
+    # record them: Slurm's, or those `resnet-bench launch` claimed for the run).
+    claim = assigned_gpus() if world.distributed else claim_for_this_process()
     from resnet_bench.train.loop import check_out_dir, pick_device, train
     # an absent CUDA device, a batch that does not split over the processes: one line, before
     # any data is loaded or any process waits for the others

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from resnet_bench.pipeline import grid as G
 from resnet_bench.pipeline import resources as R
 from resnet_bench.pipeline import outputs as O
+from resnet_bench.pipeline import launch as L
 
 # One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
 # resnet_bench.validation), before any job starts or any file is written.

@@ -2,6 +2,14 @@
 # K components (locally groups are inactive, and the GPU slot pool shares the GPUs instead).
 RUNS_PER_GPU = config.get("runs_per_gpu", 1)
 _pack_checked = False
+# gpus_per_run / ranks_per_run > 1: each run is one torchrun of several ranks (DDP), started by
+# `resnet-bench launch` (resnet_bench/pipeline/launch.py); its job asks for every rank's threads.
+LAYOUT = L.layout(config)
+if (LAYOUT.distributed and workflow.is_main_process and not workflow.local_exec
+        and LAYOUT.threads_per_node > workflow.cores):
+    raise WorkflowError(f"a run's {LAYOUT.ranks_per_node} ranks per node x threads_per_run: "
+                        f"{LAYOUT.threads_per_rank} exceed --cores {workflow.cores} (the profile's "
+                        "`cores`): Slurm would give the job fewer CPUs; raise `cores`")
 
 
 def train_input_data(wc):
@@ -45,15 +53,17 @@ rule train:
     params:
         recipe=lambda wc: G.recipe_json(config, wc.recipe),
         device=config["device"],
-    threads: config["threads_per_run"]
+    threads: LAYOUT.threads_per_node
     resources:
-        gpu=config["gpus_per_run"],
+        gpu=R.local_gpus(LAYOUT),
+        gres=R.gres(LAYOUT),
+        nodes=R.nodes(LAYOUT),
         # from the network's cost at the dataset's image size (resnet_bench/pipeline/resources.py)
         mem_mb=lambda wc, attempt: R.mem_mb(wc.model, G.recipe_of(config, wc.recipe), config["resources"],
-            attempt, G.image_size_of(config, wc.dataset)),
+            attempt, G.image_size_of(config, wc.dataset), ranks=LAYOUT.ranks_per_node),
         runtime=lambda wc, attempt: R.runtime_min(wc.model, G.recipe_of(config, wc.recipe),
             "gpu" if config["gpus_per_run"] else "cpu", config["resources"], attempt,
-            G.image_size_of(config, wc.dataset)),
+            G.image_size_of(config, wc.dataset), devices=LAYOUT.world_size),
     # Retries resume from the run's checkpoint (preemption, node failure, OOM).
     retries: 2
     group: "gpupack" if RUNS_PER_GPU > 1 else None
@@ -65,8 +75,9 @@ rule train:
         "../../environment.yml"
     shell:
         # runs_per_gpu: each GPU offers that many slots to the trainers' claims (resnet_bench/gpu.py).
+        # The command's head is `resnet-bench train` or, for a distributed run, its launcher.
         f"RESNET_BENCH_GPU_SLOTS={config.get('runs_per_gpu', 1)} "
-        "resnet-bench train --model {wildcards.model} --dataset {wildcards.dataset} "
+        f"{L.train_command(config)} --model {{wildcards.model}} --dataset {{wildcards.dataset}} "
         "--prepared {input.data} --seed {wildcards.seed} --device {params.device} "
-        "--recipe-json {params.recipe:q} --threads {threads} --no-progress --replace-stale "
-        "--out $(dirname {output.summary}) > {log} 2>&1"
+        f"--recipe-json {{params.recipe:q}} --threads {L.threads_arg(config)} --no-progress "
+        "--replace-stale --out $(dirname {output.summary}) > {log} 2>&1"
