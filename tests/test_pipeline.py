@@ -106,7 +106,8 @@ def test_grid_errors_name_the_problem(mutation, needle):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_dry_runs_with_one_train_job_per_grid_point(tmp_path, preset):
     wd = workdir_copy(tmp_path)
-    (wd / "checked.yaml").write_text(yaml.safe_dump(load_config(preset)))
+    cfg = load_config(preset)
+    (wd / "checked.yaml").write_text(yaml.safe_dump(cfg))
     res = smk(wd, "-n", "--quiet", "rules", "--configfile", "checked.yaml", timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = G.validate(cfg)
