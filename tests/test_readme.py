@@ -44,6 +44,8 @@ COVERAGE = {
                           "ResNet-56 timing takes minutes on 2 cores)",
     "resnet-bench data prepare|info": "tests/test_data.py",
     "python scripts/readme_claims.py": "test_claims_block_is_the_published_claims_csv",
+    "python scripts/make_imagenet_subset.py": "tests/test_imagenet_pipeline.py::"
+        "test_subset_script_links_every_tenth_class (on a fake ILSVRC2012 tree; no ImageNet here)",
     "conda env create -f environment.yml": "no conda in CI (the channels were checked against "
                                            "anaconda.org; see environment.yml)",
 }
