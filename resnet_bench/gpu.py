@@ -352,7 +352,7 @@ def claim_gpu(
             )
         if not announced and not quiet:
             print(
-                f"resnet-bench gpu: "
+                "resnet-bench gpu: "
                 + (f"all {len(candidates)} GPU slots busy " if count == 1 else
                    f"fewer than {count} of {len(candidates)} GPUs free ") +
                 f"(pool {','.join(pool)} from {pool_source}, {k} slot(s) per GPU, locks in "
@@ -453,18 +453,24 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if claim is not None and claim.source == "lock":
         env.update(claim.env())
-        for fd in claim.fds:
-            os.set_inheritable(fd, True)  # the command holds the lock(s) from here on
     if not args.quiet:
         print(f"resnet-bench gpu-run: {describe(claim)}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    return exec_holding(claim, cmd, env, "resnet-bench gpu-run")
+
+
+def exec_holding(claim: GpuClaim | None, cmd: list[str], env: dict[str, str], who: str) -> int:
+    """Replace this process by `cmd`, which inherits the claim's locks (and so holds its GPUs
+    until it exits); returns an exit status, having released the claim, only if exec failed."""
+    for fd in claim.fds if claim is not None else ():
+        os.set_inheritable(fd, True)
     sys.stdout.flush()
     try:
         os.execvpe(cmd[0], cmd, env)
     except FileNotFoundError:
-        print(f"resnet-bench gpu-run: command not found: {cmd[0]}", file=sys.stderr)
+        print(f"{who}: command not found: {cmd[0]}", file=sys.stderr)
         return 127
     except PermissionError:
-        print(f"resnet-bench gpu-run: not executable: {cmd[0]}", file=sys.stderr)
+        print(f"{who}: not executable: {cmd[0]}", file=sys.stderr)
         return 126
     finally:  # only reached when exec failed
         if claim is not None:

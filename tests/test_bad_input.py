@@ -4,7 +4,6 @@ pipeline's validation step with the key named (the same rules: resnet_bench.vali
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest

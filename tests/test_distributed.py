@@ -250,29 +250,36 @@ def test_sigkill_of_one_rank_then_rerun_ends_as_an_uninterrupted_run(tmp_path, d
     assert_identical(out, runs(2, 16))
 
 
-@pytest.mark.slow
-def test_sigterm_to_the_launcher_checkpoints_and_exits_75_then_the_rerun_completes(tmp_path, data):
-    out = tmp_path / "term"
-    longer = dict(bn_batch_size=16, iterations=300, milestones=(), checkpoint_every=1000,
-                  eval_every=1000)
+# A 2-rank run long enough to be stopped in its training loop, started by the wrapper.
+LONGER = dict(bn_batch_size=16, iterations=300, milestones=(), checkpoint_every=1000, eval_every=1000)
+
+
+def _training_under_the_wrapper(out: Path, data: Path) -> subprocess.Popen:
     wrapper = [sys.executable, "-m", "resnet_bench.train.distributed"]
-    proc = subprocess.Popen(launch(out, data, 2, launcher=wrapper, **longer),
+    proc = subprocess.Popen(launch(out, data, 2, launcher=wrapper, **LONGER),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for(out / "provenance.json", proc)  # the ranks are in the training loop
     time.sleep(1.0)
+    return proc
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_checkpoints_and_exits_75_then_the_rerun_completes(tmp_path, data):
+    out = tmp_path / "term"
+    proc = _training_under_the_wrapper(out, data)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED, err[-3000:]
     assert "checkpoint written at iteration" in err
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert 0 < ckpt["iteration"] < longer["iterations"]
+    assert 0 < ckpt["iteration"] < LONGER["iterations"]
     with open(out / "train_log.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == ckpt["iteration"]  # rank 0 alone, up to the stop
-    again = run(launch(out, data, 2, **longer))  # plain torchrun resumes it
+    again = run(launch(out, data, 2, **LONGER))  # plain torchrun resumes it
     assert again.returncode == 0, again.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "completed" and s["resumed"] == 1
-    assert len(losses(out)) == longer["iterations"]
+    assert len(losses(out)) == LONGER["iterations"]
 
 
 @pytest.mark.slow
@@ -280,19 +287,33 @@ def test_sigterm_to_one_rank_stops_every_rank_with_75(tmp_path, data):
     # As Slurm signals the processes of a step: the ranks agree at the next sync, rank 0
     # checkpoints, each exits 75; torchrun reports the failures, the wrapper exits 75.
     out = tmp_path / "rank-term"
-    longer = dict(bn_batch_size=16, iterations=300, milestones=(), checkpoint_every=1000,
-                  eval_every=1000)
-    wrapper = [sys.executable, "-m", "resnet_bench.train.distributed"]
-    proc = subprocess.Popen(launch(out, data, 2, launcher=wrapper, **longer),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    ranks = _ranks(psutil.Process(proc.pid), 2)
-    _wait_for(out / "provenance.json", proc)
-    time.sleep(1.0)
-    ranks[1].send_signal(signal.SIGTERM)
+    proc = _training_under_the_wrapper(out, data)
+    _ranks(psutil.Process(proc.pid), 2)[1].send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED, err[-3000:]
     # torchrun logs each failed process's status; every one it saw was the preempted 75
     codes = re.findall(r"\(exitcode: (-?\d+)\)", err)
     assert codes and set(codes) == {"75"}, err[-3000:]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert 0 < ckpt["iteration"] < longer["iterations"]
+    assert 0 < ckpt["iteration"] < LONGER["iterations"]
+
+
+@pytest.mark.parametrize("codes, status", [
+    ((75, 75), EXIT_PREEMPTED),
+    ((75, -signal.SIGTERM), EXIT_PREEMPTED),  # torchrun stopped the other rank first
+    ((75, -signal.SIGKILL), EXIT_PREEMPTED),  # ... past its shutdown timeout
+    ((75, 1), 1),                             # a rank of its own failed
+    ((-signal.SIGTERM,), 1),                  # nobody checkpointed on its way out
+])
+def test_the_wrapper_exits_75_when_the_run_was_preempted(monkeypatch, tmp_path, codes, status):
+    from torch.distributed import run as torch_run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from resnet_bench.train.distributed import torchrun
+
+    def ended(argv):
+        raise ChildFailedError("train", {rank: ProcessFailure(rank, 1000 + rank, code, str(tmp_path / "e"))
+                                         for rank, code in enumerate(codes)})
+
+    monkeypatch.setattr(torch_run, "main", ended)
+    assert torchrun([]) == status

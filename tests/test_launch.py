@@ -19,6 +19,8 @@ from resnet_bench.pipeline import launch as L
 from resnet_bench.pipeline import resources as R
 from resnet_bench.train.recipe import Recipe
 
+from pipeline_helpers import workflow_copy
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TRAIN = ["train", "--model", "v1-basic-8", "--out", "RUN"]
@@ -288,13 +290,7 @@ def test_recipes_that_do_not_split_over_the_ranks_are_refused_before_any_job():
 
 
 def test_a_config_refusal_names_the_key(tmp_path):
-    wd = tmp_path / "wf"
-    import shutil
-    wd.mkdir()
-    for name in ("Snakefile", "environment.yml"):
-        shutil.copy(REPO / name, wd / name)
-    for name in ("workflow", "config"):
-        shutil.copytree(REPO / name, wd / name)
+    wd = workflow_copy(tmp_path / "wf")
     r = subprocess.run([PY, "-m", "snakemake", "-n", "--cores", "2", "--config",
                         "gpus_per_run=2", "runs_per_gpu=2"], cwd=wd, capture_output=True,
                        text=True, timeout=120)

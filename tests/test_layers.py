@@ -22,6 +22,8 @@ CASES = {
         "import resnet_bench.tables.cli, resnet_bench.tables.depth, resnet_bench.plots.cli, "
         "resnet_bench.plots.inside",
         ("torch", "resnet_bench.inside", "resnet_bench.train")),
+    "train's and bench's --help need no torch": (
+        "import resnet_bench.train.cli, resnet_bench.bench.cli", ("torch",)),
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ import yaml
 from resnet_bench.pipeline import grid as G
 
 sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_helpers import workflow_copy  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -23,13 +24,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def workdir_copy(tmp_path: Path) -> Path:
     """The workflow in a scratch directory, so tests never touch the repo's results/."""
-    wd = tmp_path / "wf"
-    wd.mkdir()
-    for name in ("Snakefile", "environment.yml"):
-        shutil.copy(REPO / name, wd / name)
-    for name in ("workflow", "config"):
-        shutil.copytree(REPO / name, wd / name)
-    return wd
+    return workflow_copy(tmp_path / "wf")
 
 
 def smk(wd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:

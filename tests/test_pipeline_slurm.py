@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +99,41 @@ def _squeue(*args: str) -> list[dict]:
     return [dict(zip(fields, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
 
 
+def _run_watched(pipe: SlurmPipeline, cmd: list[str],
+                 watch: Callable[[SlurmPipeline, threading.Event], None] | None = None) -> None:
+    """Run the pipeline command in pipe.wd, `watch(pipe, stop)` in a thread beside it until it
+    ends; record its result and wall time in `pipe`."""
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(pipe, stop), daemon=True) if watch else None
+    if watcher:
+        watcher.start()
+    t0 = time.monotonic()
+    try:
+        proc, out, err = _run_snakemake(cmd, pipe.wd)
+    finally:
+        stop.set()
+        if watcher:
+            watcher.join(timeout=10)
+    pipe.seconds = time.monotonic() - t0
+    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _logged_job_ids(wd: Path) -> list[str]:
+    """The Slurm jobs the pipeline submitted: the slurm logs (kept by the profile) name them."""
+    return sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+
+
+def _with_its_jobs(pipe: SlurmPipeline) -> Iterator[SlurmPipeline]:
+    """A fixture's value: the finished pipeline with its jobs' squeue records; then cancels
+    whatever of them is left, whatever happened."""
+    logged = _logged_job_ids(pipe.wd)
+    if logged:
+        pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
+    yield pipe
+    if pipe.jobs:
+        subprocess.run(["scancel", *pipe.jobs], capture_output=True, timeout=30)
+
+
 def _interrupter(pipe: SlurmPipeline, stop: threading.Event) -> None:
     """Interrupt each run of INTERRUPT once, as soon as its first checkpoint exists (mid-run:
     the run has ITERATIONS / CHECKPOINT_EVERY checkpoints to go)."""
@@ -127,20 +163,10 @@ def pipeline(tmp_path_factory) -> SlurmPipeline:
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci"]
     pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
-    stop = threading.Event()
-    watcher = threading.Thread(target=_interrupter, args=(pipe, stop), daemon=True)
-    watcher.start()
-    t0 = time.monotonic()
-    try:
-        proc, out, err = _run_snakemake(cmd, wd)
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
-    pipe.seconds = time.monotonic() - t0
-    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    _run_watched(pipe, cmd, _interrupter)
     # Every Slurm job this pipeline submitted carries its run id as the job name (the plugin's
-    # --job-name); the slurm logs (kept by the profile) name the job ids.
-    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    # --job-name), so a resumed run's later jobs are found by the name of its first.
+    logged = _logged_job_ids(wd)
     names = {j["name"] for j in _squeue("-j", ",".join(logged))} if logged else set()
     for name in names:
         pipe.jobs.update({j["id"]: j for j in _squeue("--name", name)})
@@ -259,6 +285,14 @@ PACK_MODELS = ["plain-basic-8", "v1-basic-8"]
 PACK_ITERATIONS = 60
 
 
+def _prepare_data(wd: Path, cfg: dict) -> Path:
+    from resnet_bench.pipeline import outputs as O
+    data = wd / cfg["results"] / "data" / "synthetic.pt"
+    subprocess.run(f"resnet-bench data prepare {O.prepare_args(cfg['datasets']['synthetic'])} "
+                   f"--out {data}", shell=True, check=True, env=snakemake_env(), timeout=300)
+    return data
+
+
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory) -> SlurmPipeline:
     """`runs_per_gpu: 2` through profiles/slurm-ci, nothing else changed: the two trainings must
@@ -267,26 +301,15 @@ def packed(tmp_path_factory) -> SlurmPipeline:
     require_slurm()
     if slurm_gpu_count() < 1:
         pytest.skip("the cluster's node has no GPU (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
-    from resnet_bench.pipeline import outputs as O
     wd = workflow_copy(tmp_path_factory.mktemp("slurm-pack") / "wf")
     cfg = tiny_default_config(PACK_MODELS, [0], PACK_ITERATIONS, 10)
     cfg["runs_per_gpu"] = 2
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    data = wd / cfg["results"] / "data" / "synthetic.pt"
-    subprocess.run(f"resnet-bench data prepare {O.prepare_args(cfg['datasets']['synthetic'])} "
-                   f"--out {data}", shell=True, check=True, env=snakemake_env(), timeout=300)
-    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
-           "--until", "train"]
-    t0 = time.monotonic()
-    proc, out, err = _run_snakemake(cmd, wd)
-    pipe = SlurmPipeline(wd, cfg, subprocess.CompletedProcess(cmd, proc.returncode, out, err),
-                         time.monotonic() - t0)
-    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
-    if logged:
-        pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
-    yield pipe
-    if pipe.jobs:
-        subprocess.run(["scancel", *pipe.jobs], capture_output=True, timeout=30)
+    _prepare_data(wd, cfg)
+    pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
+    _run_watched(pipe, [sys.executable, "-m", "snakemake", "--workflow-profile",
+                        "profiles/slurm-ci", "--until", "train"])
+    yield from _with_its_jobs(pipe)
 
 
 def test_runs_per_gpu_packs_trainings_into_one_slurm_job(packed):
@@ -338,14 +361,6 @@ def test_packed_runs_equal_unpacked_runs(packed, tmp_path):
 DDP_MODEL, DDP_ITERATIONS = "v1-basic-8", 40
 
 
-def _prepare_data(wd: Path, cfg: dict) -> Path:
-    from resnet_bench.pipeline import outputs as O
-    data = wd / cfg["results"] / "data" / "synthetic.pt"
-    subprocess.run(f"resnet-bench data prepare {O.prepare_args(cfg['datasets']['synthetic'])} "
-                   f"--out {data}", shell=True, check=True, env=snakemake_env(), timeout=300)
-    return data
-
-
 @pytest.fixture(scope="module")
 def two_rank_job(tmp_path_factory) -> SlurmPipeline:
     """`ranks_per_run: 2` (CPU, gloo) through profiles/slurm-ci: one Slurm job of 2 CPUs whose
@@ -360,37 +375,22 @@ def two_rank_job(tmp_path_factory) -> SlurmPipeline:
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci",
            "--until", "train", "--verbose"]
     pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
-    stop = threading.Event()
+    _run_watched(pipe, cmd, _term_at_the_first_checkpoint)
+    yield from _with_its_jobs(pipe)
 
-    def interrupt():
-        rd = pipe.run(DDP_MODEL, 0)
-        while not stop.is_set() and not pipe.interrupted:
-            try:
-                if (rd / "checkpoint.pt").exists():
-                    job_id = json.loads((rd / "provenance.json").read_text())["slurm_job_id"]
-                    subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
-                    pipe.interrupted[(DDP_MODEL, 0)] = Interruption(job_id, time.time(),
-                                                                    ["scancel", "--signal=TERM"])
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
 
-    watcher = threading.Thread(target=interrupt, daemon=True)
-    watcher.start()
-    t0 = time.monotonic()
-    try:
-        proc, out, err = _run_snakemake(cmd, wd)
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
-    pipe.result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-    pipe.seconds = time.monotonic() - t0
-    logged = sorted(p.stem for p in (wd / ".snakemake" / "slurm_logs").rglob("*.log"))
-    if logged:
-        pipe.jobs = {j["id"]: j for j in _squeue("-j", ",".join(logged))}
-    yield pipe
-    if pipe.jobs:
-        subprocess.run(["scancel", *pipe.jobs], capture_output=True, timeout=30)
+def _term_at_the_first_checkpoint(pipe: SlurmPipeline, stop: threading.Event) -> None:
+    rd = pipe.run(DDP_MODEL, 0)
+    while not stop.is_set() and not pipe.interrupted:
+        try:
+            if (rd / "checkpoint.pt").exists():
+                job_id = json.loads((rd / "provenance.json").read_text())["slurm_job_id"]
+                subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+                pipe.interrupted[(DDP_MODEL, 0)] = Interruption(job_id, time.time(),
+                                                                ["scancel", "--signal=TERM"])
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
 
 
 def test_a_two_rank_run_is_one_slurm_job_with_every_ranks_cpus(two_rank_job):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from resnet_bench.args import add_source_args
+from resnet_bench.validation import check_threads
 from resnet_bench.bench.baseline import BASELINE_WORKERS
 
 DEFAULT_MODEL = "v1-basic-20"
@@ -35,12 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each path this many times, alternating project/baseline, and "
                              "pool the timed iterations (steadier ratio on a busy machine) [1]")
-    parser.add_argument("--dataset", default="synthetic",
-                        help="synthetic | cifar10 | cifar100 | folder [synthetic]; with --prepared, "
-                             "the name recorded for that file")
-    parser.add_argument("--data-dir", help="dataset root for cifar10/cifar100/folder")
-    parser.add_argument("--prepared", metavar="FILE",
-                        help="dataset file written by `resnet-bench data prepare`")
+    add_source_args(parser, "synthetic | cifar10 | cifar100 | folder")
     parser.add_argument("--train-size", type=int,
                         help="synthetic only: number of training images [the dataset's default]")
     parser.add_argument("--baseline-workers", type=int, default=BASELINE_WORKERS,
@@ -114,8 +111,8 @@ def _validate(args: argparse.Namespace, device) -> None:
                      ("baseline_workers", 0)):
         if getattr(args, key) < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {getattr(args, key)}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:
+        check_threads(args.threads)
     if args.train_size is not None:
         if args.prepared or args.dataset != "synthetic":
             raise ValueError("--train-size applies to the synthetic dataset only")

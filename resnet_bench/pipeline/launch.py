@@ -296,23 +296,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cmd, env = plan(args, os.environ)
+    from resnet_bench.gpu import claim_gpu, describe, exec_holding
     claim = None
     if args.gpus and not args.node and not os.environ.get("SLURM_JOB_ID"):
-        from resnet_bench.gpu import claim_gpu, describe
-        claim = claim_gpu(count=args.nproc_per_node)  # the ranks inherit it (gpu.py)
+        claim = claim_gpu(count=args.nproc_per_node)  # torchrun and its ranks inherit the locks
         if claim is not None:
             env.update(claim.env())
-            for fd in claim.fds:
-                os.set_inheritable(fd, True)  # torchrun and its ranks hold the locks from here on
             print(f"resnet-bench launch: {describe(claim)}", file=sys.stderr, flush=True)
     print(f"resnet-bench launch: {' '.join(cmd)}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    try:
-        os.execvpe(cmd[0], cmd, env)
-    except FileNotFoundError:
-        print(f"resnet-bench launch: command not found: {cmd[0]}", file=sys.stderr)
-        return 127
-    finally:  # only reached when exec failed
-        if claim is not None:
-            claim.release()
-    return 1
+    return exec_holding(claim, cmd, env, "resnet-bench launch")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from resnet_bench.args import add_source_args
 from resnet_bench.train.recipe import NORMALIZATIONS, PRECISIONS, WARMUPS, Recipe, RunConfig
 
 def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--model", required=True, help="network name (see `resnet-bench models`)")
-    parser.add_argument("--dataset", default="synthetic",
-                        help="synthetic | cifar10 | cifar100 | folder | imagenet (streamed from disk) "
-                             "(default: synthetic, embedded); "
-                             "with --prepared, the name recorded for that dataset")
-    parser.add_argument("--data-dir", help="dataset root (CIFAR download/archive dir, or ImageFolder tree/archive)")
+    add_source_args(parser, "synthetic | cifar10 | cifar100 | folder | imagenet (streamed from disk)")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset option, e.g. train_size=2000 (see `resnet-bench data prepare --help`)")
-    parser.add_argument("--prepared", help="dataset file written by `resnet-bench data prepare` (fastest)")
     parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a checkpoint)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

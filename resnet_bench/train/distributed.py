@@ -219,8 +219,9 @@ def torchrun(argv: list[str] | None = None) -> int:
     SIGTERM (it forwards the signal to the processes and waits for them). Here: 0 when every
     process finished; 75 (the trainer's EXIT_PREEMPTED: run the same command again, it
     resumes) on SIGTERM, or when every failed process exited 75 (e.g. Slurm signalled the
-    processes directly); 1 otherwise. A process that outlives torchrun's shutdown timeout is
-    killed, and the rerun resumes from the checkpoint before, so 75 is still the truth.
+    processes directly); 1 otherwise. Once one process has exited 75, torchrun stops the
+    others with SIGTERM (SIGKILL past its timeout); one that it stopped before it could exit 75
+    itself is no failure of its own: the rerun resumes from the checkpoint, so 75 is the truth.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -233,7 +234,9 @@ def torchrun(argv: list[str] | None = None) -> int:
         return EXIT_PREEMPTED if exc.sigval == signal.SIGTERM else 128 + int(exc.sigval)
     except ChildFailedError as exc:
         codes = {f.exitcode for f in exc.failures.values()}
-        return EXIT_PREEMPTED if codes == {EXIT_PREEMPTED} else 1
+        stopped_by_torchrun = {-signal.SIGTERM, -signal.SIGKILL}
+        preempted = EXIT_PREEMPTED in codes and codes <= {EXIT_PREEMPTED, *stopped_by_torchrun}
+        return EXIT_PREEMPTED if preempted else 1
     return 0
 
 
