@@ -182,6 +182,24 @@ def test_launch_cli_refuses_in_one_line():
 # --------------------------------------------------------------------------- job resources
 
 
+def test_a_job_that_needs_more_cpus_than_a_cluster_job_has_is_refused_by_name():
+    cpu4 = L.layout(cfg(device="cpu", ranks_per_run=4, threads_per_run=2))
+    assert R.cluster_cores_problem(cpu4, 1, 2, cores=8) is None
+    assert "4 ranks per node x threads_per_run: 2 exceed --cores 4" in R.cluster_cores_problem(
+        cpu4, 1, 2, cores=4)
+    single = L.layout(cfg())
+    assert R.cluster_cores_problem(single, 2, 2, cores=4) is None
+    assert "runs_per_gpu: 3 x threads_per_run: 2 exceeds --cores 4" in R.cluster_cores_problem(
+        single, 3, 2, cores=4)
+
+
+def test_a_pack_is_a_group_of_runs_per_gpu_components():
+    assert R.pack_components({}, 2) == {"gpupack": 2}
+    assert R.pack_components({"other": 3, "gpupack": 2}, 2) == {"other": 3, "gpupack": 2}
+    with pytest.raises(ValueError, match="gpupack=3 contradicts runs_per_gpu: 2; set only runs_per_gpu"):
+        R.pack_components({"gpupack": 3}, 2)
+
+
 def test_job_resources_follow_the_layout():
     single, gpus16, cpu2 = (L.layout(cfg()), L.layout(cfg(gpus_per_run=16)),
                             L.layout(cfg(device="cpu", ranks_per_run=2)))

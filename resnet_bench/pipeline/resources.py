@@ -15,7 +15,7 @@ are multiples of 32.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 from resnet_bench.models import conv_output_elements, model_cost
 from resnet_bench.models.spec import ModelSpec, parse_model_name
@@ -117,3 +117,31 @@ def nodes(layout: RunLayout) -> int | None:
     """sbatch --nodes for a run across nodes; unset otherwise (an integer is summed over a
     runs_per_gpu pack, so a 1 would become the pack's size)."""
     return layout.nodes if layout.nodes > 1 else None
+
+
+# A cluster job gets at most --cores CPUs (the profile's `cores`): a job that needs more would
+# get fewer, and Snakemake stacks a pack's trainings in series to fit.
+
+
+def cluster_cores_problem(layout: RunLayout, runs_per_gpu: int, threads_per_run: int,
+                          cores: int) -> str | None:
+    """Why a training job would not fit a cluster job of `cores` CPUs; None when it does."""
+    if layout.distributed and layout.threads_per_node > cores:
+        return (f"a run's {layout.ranks_per_node} ranks per node x threads_per_run: "
+                f"{layout.threads_per_rank} exceed --cores {cores} (the profile's `cores`): "
+                "Slurm would give the job fewer CPUs; raise `cores`")
+    if runs_per_gpu > 1 and runs_per_gpu * threads_per_run > cores:
+        return (f"runs_per_gpu: {runs_per_gpu} x threads_per_run: {threads_per_run} exceeds "
+                f"--cores {cores} (the profile's `cores`): a pack would train one run at a time")
+    return None
+
+
+def pack_components(given: Mapping[str, int], runs_per_gpu: int) -> dict[str, int]:
+    """Snakemake's group components with the `gpupack` group at runs_per_gpu trainings a job.
+
+    Set by the workflow while the DAG is built, not on the command line: the Slurm plugin passes
+    no --group-components to the snakemake inside each job (docs/cluster.md)."""
+    if given.get("gpupack", runs_per_gpu) != runs_per_gpu:
+        raise ValueError(f"--group-components gpupack={given['gpupack']} contradicts runs_per_gpu: "
+                         f"{runs_per_gpu}; set only runs_per_gpu")
+    return {**given, "gpupack": runs_per_gpu}

@@ -306,7 +306,12 @@ def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
         else:
             _draw_sweep(ax, data, df)
         ax.set_title(panel_title)
-    fig.suptitle(_title(title, data), fontsize=9)
+    return _save_panels(fig, frames, _title(title, data), out_dir, name)
+
+
+def _save_panels(fig, frames: dict[str, pd.DataFrame], title: str, out_dir, name: str) -> pd.DataFrame:
+    """Title and save a figure of several panels with the curves they drew, as one table."""
+    fig.suptitle(title, fontsize=9)
     df = pd.concat([f for f in frames.values() if not f.empty],
                    ignore_index=True)[CURVE_FIGURE_COLUMNS]
     style.save(fig, out_dir, name, df)
@@ -374,11 +379,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
                     for s in labels]
         ax.legend(handles=handles, loc="best")
         _finish(ax, data, "error (%)")
-    fig.suptitle(_title(title, data), fontsize=9)
-    df = pd.concat([f for f in frames.values() if not f.empty],
-                   ignore_index=True)[CURVE_FIGURE_COLUMNS]
-    style.save(fig, out_dir, name, df)
-    return df
+    return _save_panels(fig, frames, _title(title, data), out_dir, name)
 
 
 def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:

@@ -1,43 +1,28 @@
 # runs_per_gpu: K > 1 packs K trainings into one cluster job: they form the group `gpupack` with
 # K components (locally groups are inactive, and the GPU slot pool shares the GPUs instead).
 RUNS_PER_GPU = config.get("runs_per_gpu", 1)
-_pack_checked = False
 # gpus_per_run / ranks_per_run > 1: each run is one torchrun of several ranks (DDP), started by
 # `resnet-bench launch` (resnet_bench/pipeline/launch.py); its job asks for every rank's threads.
 LAYOUT = L.layout(config)
-if (LAYOUT.distributed and workflow.is_main_process and not workflow.local_exec
-        and LAYOUT.threads_per_node > workflow.cores):
-    raise WorkflowError(f"a run's {LAYOUT.ranks_per_node} ranks per node x threads_per_run: "
-                        f"{LAYOUT.threads_per_rank} exceed --cores {workflow.cores} (the profile's "
-                        "`cores`): Slurm would give the job fewer CPUs; raise `cores`")
+if workflow.is_main_process and not workflow.local_exec:
+    _problem = R.cluster_cores_problem(LAYOUT, RUNS_PER_GPU, config["threads_per_run"], workflow.cores)
+    if _problem:
+        raise WorkflowError(_problem)
 
 
 def train_input_data(wc):
-    """The run's prepared data set; first, for runs_per_gpu > 1, the group component count.
-
-    It is set here, while the DAG is built, not in the profile or on the command line: the Slurm
-    plugin passes no --group-components to the snakemake inside each job, which would then run
-    the pack's trainings one after another as separate steps (docs/cluster.md); and Snakemake
-    installs the command line's group settings only after the Snakefile has been parsed."""
-    global _pack_checked
-    if RUNS_PER_GPU > 1 and not _pack_checked:
+    """The run's prepared data set; first, for runs_per_gpu > 1, the pack size as the group
+    components (here: Snakemake installs the command line's group settings only after the
+    Snakefile has been parsed)."""
+    if RUNS_PER_GPU > 1:
         import immutables
 
         settings = workflow.group_settings
-        given = settings.group_components.get("gpupack", RUNS_PER_GPU)
-        if given != RUNS_PER_GPU:
-            raise WorkflowError(f"--group-components gpupack={given} contradicts runs_per_gpu: "
-                                f"{RUNS_PER_GPU}; set only runs_per_gpu")
-        settings.group_components = immutables.Map({**settings.group_components,
-                                                    "gpupack": RUNS_PER_GPU})
-        # A pack's job gets the sum of its trainings' threads but at most --cores: beyond that
-        # Snakemake stacks the trainings in series inside the job.
-        if (workflow.is_main_process and not workflow.local_exec
-                and RUNS_PER_GPU * config["threads_per_run"] > workflow.cores):
-            raise WorkflowError(f"runs_per_gpu: {RUNS_PER_GPU} x threads_per_run: "
-                                f"{config['threads_per_run']} exceeds --cores {workflow.cores} "
-                                "(the profile's `cores`): a pack would train one run at a time")
-        _pack_checked = True
+        try:
+            components = R.pack_components(settings.group_components, RUNS_PER_GPU)
+        except ValueError as exc:
+            raise WorkflowError(str(exc)) from None
+        settings.group_components = immutables.Map(components)
     return G.prepared_path(RESULTS, wc.dataset)
 
 
