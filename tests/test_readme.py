@@ -43,6 +43,8 @@ COVERAGE = {
     "resnet-bench bench": "tests/test_bench.py runs the benchmark (the README's 20-iteration "
                           "ResNet-56 timing takes minutes on 2 cores)",
     "resnet-bench data prepare|info": "tests/test_data.py",
+    "bash scripts/study_state.sh": "tests/test_study_state.py (save, a fresh checkout, restore, "
+                                   "resume, on a tiny grid)",
     "python scripts/readme_claims.py": "test_claims_block_is_the_published_claims_csv",
     "python scripts/make_imagenet_subset.py": "tests/test_imagenet_pipeline.py::"
         "test_subset_script_links_every_tenth_class (on a fake ILSVRC2012 tree; no ImageNet here)",
