@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from resnet_bench.args import add_source_args
-from resnet_bench.validation import check_threads
 from resnet_bench.bench.baseline import BASELINE_WORKERS
+from resnet_bench.validation import check_threads
 
 DEFAULT_MODEL = "v1-basic-20"
 FIDELITY_DEFAULT_MODEL = "v1-basic-8"
