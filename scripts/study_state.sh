@@ -6,18 +6,30 @@
 # results/ folder and are lost with the machine. The archive holds what resuming needs: every
 # run's records and checkpoint (finished runs without their weights, which the study's tables
 # and figures do not read), Snakemake's per-job timings and the training logs. Stop the study
-# first (SIGTERM to the trainers writes a checkpoint); `save` refuses while a trainer still
-# writes to it.
+# first (SIGTERM to the trainers writes a checkpoint); `save` refuses while a trainer of this
+# checkout still writes to it.
 set -euo pipefail
 cmd=${1:-} exp=${2:-}
 archive=results/in-progress/$exp.tar.gz
 usage() { echo "study_state: error: $1 (usage: $0 save EXPERIMENT | restore EXPERIMENT CONFIG)" >&2; exit 2; }
 [ -n "$exp" ] || usage "no EXPERIMENT given"
+
+running_trainers() {  # live trainers writing to results/$exp of this checkout
+  local pid
+  for pid in $(pgrep -f "resnet-bench train"); do
+    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(pwd -P)" ] || continue
+    grep -q '^State:.*zombie' "/proc/$pid/status" 2>/dev/null && continue
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--out results/$exp/"; then
+      echo "$pid"
+    fi
+  done
+}
 case "$cmd" in
   save)
     [ -d "results/$exp/runs" ] || usage "results/$exp/runs does not exist"
-    if pgrep -f "resnet-bench train .*--out results/$exp/" >/dev/null; then
-      echo "study_state: error: a trainer of $exp is still running; stop the study first" >&2; exit 1
+    busy=$(running_trainers | xargs)
+    if [ -n "$busy" ]; then
+      echo "study_state: error: a trainer of $exp is still running (pid $busy); stop the study first" >&2; exit 1
     fi
     mkdir -p results/in-progress
     members=$(cd results && ls -d "$exp/runs" "$exp/benchmarks" "$exp/logs" 2>/dev/null)
