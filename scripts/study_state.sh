@@ -32,7 +32,7 @@ case "$cmd" in
       echo "study_state: error: a trainer of $exp is still running (pid $busy); stop the study first" >&2; exit 1
     fi
     mkdir -p results/in-progress
-    members=$(cd results && ls -d "$exp/runs" "$exp/benchmarks" "$exp/logs" 2>/dev/null)
+    members=$(cd results && ls -d "$exp/runs" "$exp/benchmarks" "$exp/logs" 2>/dev/null || true)  # no benchmarks before a job ends
     tar -czf "$archive.tmp" -C results --exclude=model.pt $members
     mv "$archive.tmp" "$archive"
     finished=$(find "results/$exp/runs" -name summary.json | wc -l)
