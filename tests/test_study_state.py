@@ -70,3 +70,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
                           (["restore", "x", "missing.yaml"], "config file 'missing.yaml' does not exist")):
         r = _run(tmp_path, "bash", str(SCRIPT), *args)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_a_study_before_its_first_finished_job_is_saved(tmp_path):
+    (tmp_path / "results" / "x" / "runs" / "a").mkdir(parents=True)  # no benchmarks/, no logs/ yet
+    r = _run(tmp_path, "bash", str(SCRIPT), "save", "x")
+    assert r.returncode == 0, r.stderr
+    assert "0 finished runs, 0 resumable" in r.stdout
+    assert (tmp_path / "results" / "in-progress" / "x.tar.gz").stat().st_size > 0
