@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,31 @@ def snakemake_env(**extra: str) -> dict[str, str]:
 
 def run_dir(wd: Path, cfg: dict, model: str, seed: int) -> Path:
     return wd / cfg["results"] / cfg["experiment"] / "runs" / "synthetic" / "quick" / model / f"seed{seed}"
+
+
+def run_in(wd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A command in the workflow copy, in the pipeline tests' environment, output captured."""
+    return subprocess.run(list(args), cwd=wd, env=snakemake_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def pipeline_until_checkpoint(wd: Path, cmd: list[str], run: Path) -> subprocess.Popen:
+    """Start the pipeline in a session of its own; return once `run` holds a checkpoint."""
+    proc = subprocess.Popen(cmd, cwd=wd, env=snakemake_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the kill"
+        time.sleep(0.1)
+    return proc
+
+
+def kill_pipeline(proc: subprocess.Popen, wd: Path) -> None:
+    """SIGKILL snakemake and its trainers at once, like a power loss; none of them survives."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    assert not processes_mentioning(str(wd)), "a process of the killed pipeline survived"
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

@@ -3,19 +3,17 @@ says why it cannot run on a CPU-only CI machine. The claims block is the pipelin
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline_helpers import processes_mentioning, run_dir, snakemake_env, tiny_default_config, workflow_copy
+from pipeline_helpers import (kill_pipeline, pipeline_until_checkpoint, run_dir, run_in, snakemake_env,
+                              tiny_default_config, workflow_copy)
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -91,9 +89,8 @@ def test_cli_commands_run_as_written():
         assert res.returncode == 0 and expect in res.stdout, (cmd, res.stderr[-2000:])
 
 
-def _run(wd: Path, cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd.split(), cwd=wd, env=snakemake_env(), capture_output=True, text=True,
-                          timeout=timeout)
+def _run(wd: Path, cmd: str) -> subprocess.CompletedProcess:
+    return run_in(wd, *cmd.split())  # the README's command, as written
 
 
 @pytest.mark.slow
@@ -107,17 +104,7 @@ def test_recovery_commands_work_as_written_after_a_sigkill(tmp_path):
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = run_dir(wd, cfg, "v1-basic-8", 0)
 
-    proc = subprocess.Popen("snakemake --cores all".split(), cwd=wd, env=snakemake_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint.pt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the kill"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its trainer, like a power loss
-    proc.wait()
-    time.sleep(0.5)
-    assert not processes_mentioning(str(wd)), "a process of the killed pipeline survived"
+    kill_pipeline(pipeline_until_checkpoint(wd, "snakemake --cores all".split(), run), wd)
     assert not (run / "summary.json").exists()
 
     again = _run(wd, "snakemake --cores all")

@@ -3,23 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 import yaml
 
-from pipeline_helpers import REPO, processes_mentioning, run_dir, snakemake_env, tiny_default_config, workflow_copy
+from pipeline_helpers import (REPO, kill_pipeline, pipeline_until_checkpoint, run_dir, run_in, tiny_default_config,
+                              workflow_copy)
 
 SCRIPT = REPO / "scripts" / "study_state.sh"
-
-
-def _run(wd, *args, timeout=600):
-    return subprocess.run(list(args), cwd=wd, env=snakemake_env(), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.mark.slow
@@ -30,34 +22,26 @@ def test_a_study_moves_to_a_fresh_checkout_and_resumes(tmp_path):
     exp = cfg["experiment"]
     done, part = run_dir(wd, cfg, "v1-basic-8", 0), run_dir(wd, cfg, "v1-basic-8", 1)
 
-    first = _run(wd, "snakemake", "--cores", "1", str((done / "summary.json").relative_to(wd)))
+    first = run_in(wd, "snakemake", "--cores", "1", str((done / "summary.json").relative_to(wd)))
     assert first.returncode == 0, first.stderr[-3000:]
     finished = (done / "summary.json").read_bytes()
-    proc = subprocess.Popen(["snakemake", "--cores", "1"], cwd=wd, env=snakemake_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not (part / "checkpoint.pt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the stop"
-        time.sleep(0.1)
-    refused = _run(wd, "bash", str(SCRIPT), "save", exp)  # a trainer still writes to the study
+    proc = pipeline_until_checkpoint(wd, ["snakemake", "--cores", "1"], part)
+    refused = run_in(wd, "bash", str(SCRIPT), "save", exp)  # a trainer still writes to the study
     assert refused.returncode == 1 and "still running" in refused.stderr
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)
-    assert not processes_mentioning(str(wd))
+    kill_pipeline(proc, wd)
 
-    saved = _run(wd, "bash", str(SCRIPT), "save", exp)
+    saved = run_in(wd, "bash", str(SCRIPT), "save", exp)
     assert saved.returncode == 0, saved.stderr
     assert "1 finished runs, 1 resumable" in saved.stdout
     # A fresh checkout: the repository's files and the archive, nothing else of the study.
     for name in ("results/" + exp, "results/data", ".snakemake"):
         shutil.rmtree(wd / name)
-    restored = _run(wd, "bash", str(SCRIPT), "restore", exp, "config/config.yaml")
+    restored = run_in(wd, "bash", str(SCRIPT), "restore", exp, "config/config.yaml")
     assert restored.returncode == 0, restored.stderr[-3000:]
-    again = _run(wd, "bash", str(SCRIPT), "restore", exp, "config/config.yaml")
+    again = run_in(wd, "bash", str(SCRIPT), "restore", exp, "config/config.yaml")
     assert again.returncode == 1 and "would overwrite" in again.stderr
 
-    resumed = _run(wd, "snakemake", "--cores", "1")
+    resumed = run_in(wd, "snakemake", "--cores", "1")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (done / "summary.json").read_bytes() == finished  # kept, not retrained
     summary = yaml.safe_load((part / "summary.json").read_text())
@@ -68,13 +52,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     for args, message in ((["save"], "no EXPERIMENT"), (["load", "x"], "unknown command"),
                           (["save", "nothing"], "results/nothing/runs does not exist"),
                           (["restore", "x", "missing.yaml"], "config file 'missing.yaml' does not exist")):
-        r = _run(tmp_path, "bash", str(SCRIPT), *args)
+        r = run_in(tmp_path, "bash", str(SCRIPT), *args)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_a_study_before_its_first_finished_job_is_saved(tmp_path):
     (tmp_path / "results" / "x" / "runs" / "a").mkdir(parents=True)  # no benchmarks/, no logs/ yet
-    r = _run(tmp_path, "bash", str(SCRIPT), "save", "x")
+    r = run_in(tmp_path, "bash", str(SCRIPT), "save", "x")
     assert r.returncode == 0, r.stderr
     assert "0 finished runs, 0 resumable" in r.stdout
     assert (tmp_path / "results" / "in-progress" / "x.tar.gz").stat().st_size > 0

@@ -306,12 +306,13 @@ def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
         else:
             _draw_sweep(ax, data, df)
         ax.set_title(panel_title)
-    return _save_panels(fig, frames, _title(title, data), out_dir, name)
+    return _save_panels(fig, frames, data, title, out_dir, name)
 
 
-def _save_panels(fig, frames: dict[str, pd.DataFrame], title: str, out_dir, name: str) -> pd.DataFrame:
+def _save_panels(fig, frames: dict[str, pd.DataFrame], data: PlotData, title: str, out_dir,
+                 name: str) -> pd.DataFrame:
     """Title and save a figure of several panels with the curves they drew, as one table."""
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_title(title, data), fontsize=9)
     df = pd.concat([f for f in frames.values() if not f.empty],
                    ignore_index=True)[CURVE_FIGURE_COLUMNS]
     style.save(fig, out_dir, name, df)
@@ -379,7 +380,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
                     for s in labels]
         ax.legend(handles=handles, loc="best")
         _finish(ax, data, "error (%)")
-    return _save_panels(fig, frames, _title(title, data), out_dir, name)
+    return _save_panels(fig, frames, data, title, out_dir, name)
 
 
 def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
