@@ -58,7 +58,8 @@ case "$cmd" in
         ;;
     test)
         setup
-        exec python -m pytest "$@"
+        # One worker per core, at most 4; tests/conftest.py says how the suite is split among them.
+        exec python -m pytest -n logical --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"
         ;;
     *)
         echo "usage: bash quickstart.sh {pipeline|test} [extra snakemake/pytest arguments]" >&2
