@@ -62,7 +62,7 @@ def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
 
-TABLES = ("curves", "runs", "summary", "paper_comparison", "claims")
+TABLES = ("curves", "runs", "summary", "paper_comparison", "claims", "fidelity")
 
 ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
               "dataset_label", "seed", "recipe"]
@@ -74,6 +74,8 @@ RUN_COLUMNS = ID_COLUMNS + [
     "final_test_top5_error_pct", "final_val_error_pct",
     "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
+    # the arithmetic, and the rest of the recipe: equal hashes are the fidelity table's pairs
+    "precision", "recipe_hash_except_precision",
 ]
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
@@ -96,12 +98,21 @@ CLAIM_COLUMNS = [
     "higher_mean", "higher_std", "higher_n", "higher_n_diverged",
     "diff", "t_statistic", "p_value", "alpha", "verdict", "reason",
 ]
+# fidelity: a reduced-precision recipe's seeds against an fp32 repeat (resnet_bench.tables.fidelity)
+FIDELITY_COLUMNS = [
+    "dataset", "dataset_label", "model", "metric", "reference_recipe", "recipe", "precision",
+    "reference_values", "reference_n", "mean", "std", "n", "band_low", "band_high",
+    "max_abs_diff", "verdict", "reason",
+]
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
-                 "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS}
+                 "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
+                 "fidelity": FIDELITY_COLUMNS}
 # read back as strings ("" for empty), not NaN: an empty variant is the default unit
 STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
-                  "paper_lower", "paper_higher", "reason")
+                  "paper_lower", "paper_higher", "reason", "precision",
+                  "recipe_hash_except_precision", "reference_recipe", "reference_values",
+                  "verdict")
 
 
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
@@ -122,7 +133,8 @@ def read_tables(tables_dir: str | os.PathLike, names=TABLES) -> dict[str, pd.Dat
 
 def _read_csv(path: Path, strings) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, low_memory=False)
+        # as strings from the start: "21.50" must not come back as 21.5
+        df = pd.read_csv(path, low_memory=False, dtype=dict.fromkeys(strings, str))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
     for col in strings:

@@ -34,10 +34,12 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
               train_window: int = 10, status: str = "completed", diverge_at: int | None = None,
               final_test_error: float | None = None, with_val: bool = False,
               run_name: str | None = None, params: int = 1000, macs: int = 5000,
-              skip: tuple[str, ...] = (), stem: str = "cifar") -> Path:
+              skip: tuple[str, ...] = (), stem: str = "cifar", precision: str = "fp32",
+              recipe_knobs: dict | None = None) -> Path:
     """Write one run directory under `root` and return it.
 
     `final_test_error` forces the last test error (so tests can pick exact statistics).
+    `recipe_knobs` adds to the recorded recipe (beside name, iterations, batch size, cadences).
     A `diverged` run stops at `diverge_at` with null final errors.
     """
     model = ("imagenet-" if stem == "imagenet" else "") + f"{family}-{block}-{depth}" \
@@ -87,10 +89,12 @@ def write_run(root, *, family: str = "v1", block: str = "basic", depth: int = 20
         "wall_time_s": 10.0 + seed, "train_time_s": 8.0 + seed, "compile_time_s": 1.0,
         "images_per_s": 1000.0 * (seed + 1), "tflops_per_s": 0.5, "params": params,
         "macs": macs, "activation_checkpointing": False, "resumed": 0, "device": "cpu",
+        "precision": precision,
     }).to_dict()
     config = {"model": model, "dataset": dataset, "seed": seed,
               "recipe": {"name": recipe, "iterations": planned, "batch_size": batch_size,
-                         "eval_every": eval_every, "train_window": train_window}}
+                         "eval_every": eval_every, "train_window": train_window,
+                         "precision": precision, **(recipe_knobs or {})}}
     provenance = {"config_hash": "0" * 12, "seed": seed, "git_revision": "deadbeef",
                   "git_dirty": False}
     files = {

@@ -219,6 +219,7 @@ def test_claims_are_pipeline_table_outputs_with_their_own_caption():
     files = outputs.table_files("out")
     assert {"out/tables/claims.csv", "out/tables/claims.md"} <= set(files)
     assert outputs.table_caption("out/tables/claims.csv") == "claims"
+    assert outputs.table_caption("out/tables/fidelity.csv") == "fidelity"
     assert outputs.table_caption("out/tables/runs.csv") == "tables"
     report = Path(__file__).resolve().parents[1] / "workflow" / "report"
     assert "Welch" in (report / "claims.rst").read_text()

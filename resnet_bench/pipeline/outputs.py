@@ -22,8 +22,10 @@ def table_files(out: str) -> list[str]:
 
 
 def table_caption(path: str) -> str:
-    """Report caption (workflow/report/<name>.rst) of a table file: claims has its own."""
-    return "claims" if path.rsplit("/", 1)[-1].startswith("claims.") else "tables"
+    """Report caption (workflow/report/<name>.rst) of a table file: claims and fidelity have
+    their own (their decision rules)."""
+    name = path.rsplit("/", 1)[-1].split(".")[0]
+    return name if name in ("claims", "fidelity") else "tables"
 
 
 def figure_targets(runs) -> list[tuple[str, str]]:

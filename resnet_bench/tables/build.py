@@ -1,4 +1,5 @@
-"""The aggregate tables (curves, runs, summary, paper_comparison, claims), as CSV and Markdown.
+"""The aggregate tables (curves, runs, summary, paper_comparison, claims,
+fidelity), as CSV and Markdown.
 
 Their names and columns are `resnet_bench.schema`'s (`TABLES`, `TABLE_COLUMNS`), and so is the
 reader, `schema.read_table`: the figures read the tables without importing this stage.
@@ -19,7 +20,7 @@ import pandas as pd
 
 from resnet_bench import atomic
 from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
-from resnet_bench.tables import claims
+from resnet_bench.tables import claims, fidelity
 from resnet_bench.tables.aggregate import RunSet
 from resnet_bench.tables.paper import compare
 from resnet_bench.tables.stats import seed_stats
@@ -30,6 +31,7 @@ TITLES = {
     "summary": "Summary over seeds",
     "paper_comparison": "Reproduced vs published",
     "claims": "Claims of the papers, tested on this grid",
+    "fidelity": "Reduced precision against fp32",
 }
 NOTES = {
     "summary": "std is the sample std (ddof=1). min = best of n. Statistics skip runs without a "
@@ -94,6 +96,7 @@ def build_tables(runset: RunSet, reference: pd.DataFrame | None = None) -> dict[
         "summary": summarize(runset.runs),
         "paper_comparison": compare(runset.runs, reference),
         "claims": claims.claims_table(runset.runs, reference),
+        "fidelity": fidelity.fidelity_table(runset.runs),
     }
 
 
@@ -125,6 +128,8 @@ def curves_digest(curves: pd.DataFrame) -> pd.DataFrame:
 def to_markdown(name: str, df: pd.DataFrame) -> str:
     if name == "claims":    # sections per dataset/recipe and the decision rule
         return claims.to_markdown(df)
+    if name == "fidelity":   # the rule above the rows
+        return fidelity.to_markdown(df)
     body = curves_digest(df) if name == "curves" else df
     text = body.map(_fmt).to_markdown(index=False) if len(body) else "_(no rows)_"
     parts = [f"# {TITLES.get(name, name)}", ""]

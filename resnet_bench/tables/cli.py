@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
           f"{len(tables['summary'])} group(s), {len(tables['paper_comparison'])} paper "
           f"comparison row(s), {len(tables['claims'])} claim row(s) ("
           + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("shown", "not shown", "not testable"))
-          + f") -> {args.out}")
+          + f"), {len(tables['fidelity'])} fidelity row(s) -> {args.out}")
     return 0
