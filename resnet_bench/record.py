@@ -20,6 +20,7 @@ A run directory holds:
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -40,6 +41,20 @@ CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "model.pt"
 RECORD_FILES = (TRAIN_LOG, EVAL_LOG, GRAD_LOG, SUMMARY, CONFIG, PROVENANCE, CHECKPOINT,
                 FINAL_WEIGHTS)
+
+# The recipe in config.json (`Recipe.to_dict()`): knobs that change how fast a run trains or how
+# often it is logged, not what it trains, and the hash of the rest. Here, not in the trainer, so
+# that the tables can pair records by it without importing the training stage.
+RECIPE_SPEED_ONLY = ("compile", "channels_last", "activation_checkpointing", "eval_every",
+                     "eval_batch_size", "checkpoint_every", "grad_norm_every", "name",
+                     "data_workers")
+
+
+def recipe_hash(recipe: dict, leave_out: tuple[str, ...] = ()) -> str:
+    """Hash of a recorded recipe without its speed-only knobs and those in `leave_out`."""
+    d = {k: v for k, v in recipe.items() if k not in RECIPE_SPEED_ONLY + leave_out}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
 
 TRAIN_COLUMNS = ("iteration", "epoch", "lr", "loss", "error_pct")
 EVAL_COLUMNS = ("iteration", "split", "loss", "error_pct")

@@ -22,7 +22,6 @@ from resnet_bench import record
 from resnet_bench.record import (RecordError, SPLITS, find_run_dirs, read_record_json,  # noqa: F401
                                  run_ids)
 from resnet_bench.schema import CURVE_COLUMNS, ID_COLUMNS, RUN_COLUMNS, sort_runs
-from resnet_bench.train.recipe import Recipe, RecipeError  # the recipe contract (torch-free)
 
 TRAIN_COLUMNS = list(record.TRAIN_COLUMNS)
 EVAL_COLUMNS = list(record.EVAL_COLUMNS)
@@ -132,13 +131,6 @@ def _read_eval_log(path: Path, summary: dict) -> pd.DataFrame:
     return df
 
 
-def _hash_except_precision(path: Path, recipe: dict) -> str:
-    try:
-        return Recipe.from_dict(recipe, where=f"{path}: recipe").hash_except_precision()
-    except RecipeError as exc:
-        raise RecordError(str(exc)) from None
-
-
 def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dict, pd.DataFrame]:
     """One run directory -> (row of the runs table, its tidy curves)."""
     d = Path(run_dir)
@@ -159,7 +151,7 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     row["planned_iterations"] = recipe.get("iterations", math.nan) if planned is None else planned
     row["batch_size"] = recipe.get("batch_size", math.nan)
     row["precision"] = summary.get("precision") or recipe.get("precision", "fp32")
-    row["recipe_hash_except_precision"] = _hash_except_precision(d / record.CONFIG, recipe)
+    row["recipe_hash_except_precision"] = record.recipe_hash(recipe, leave_out=("precision",))
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
     row["path"] = str(d)

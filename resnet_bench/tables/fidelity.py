@@ -6,7 +6,7 @@ whatever grid ran, so no verdict is typed by hand.
 
 Pairs: for each dataset, model and recipe whose precision is not fp32, the fp32 runs of the same
 model and dataset whose recipe is the same apart from its precision and speed-only knobs (equal
-`recipe_hash_except_precision`, from `Recipe.hash_except_precision`). Without such runs the row
+`recipe_hash_except_precision`, `record.recipe_hash` without precision). Without such runs the row
 is "not testable". Rule (`RULE`, also in fidelity.md): with n >= 2 completed seeds of the
 reduced-precision recipe, every fp32 run's final value lies within their mean ± 2 std (ddof=1):
 **consistent**, otherwise **not consistent**. A diverged run on either side is not consistent

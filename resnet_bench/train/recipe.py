@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnet_bench.record import recipe_hash
 from resnet_bench.validation import (NORMALIZATIONS, PRECISIONS, RECIPE_KEYS, WARMUPS,
                                      ConfigError, check_bn_batch_size, check_dataset_options, check_model,
                                      check_recipe_mapping, check_recipe_value, check_seed, refuse)
@@ -125,21 +126,13 @@ class Recipe:
 
     def scientific_hash(self, leave_out: tuple[str, ...] = ()) -> str:
         """Hash of the knobs that change what is trained (not speed-only knobs or cadences,
-        nor the knobs named in `leave_out`)."""
-        d = self.to_dict()
-        for key in SPEED_ONLY + leave_out:
-            d.pop(key, None)  # LATER_KNOBS at their default are not in d
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        `record.RECIPE_SPEED_ONLY`, nor the knobs named in `leave_out`)."""
+        return recipe_hash(self.to_dict(), leave_out)  # LATER_KNOBS at their default are not in it
 
     def hash_except_precision(self) -> str:
         """Equal for recipes that train the same way up to their arithmetic (fp32 vs bf16):
         the pairs of the fidelity table (resnet_bench.tables.fidelity)."""
         return self.scientific_hash(leave_out=("precision",))
-
-
-# Knobs that change how fast a run trains or how often it is logged, not what it trains.
-SPEED_ONLY = ("compile", "channels_last", "activation_checkpointing", "eval_every",
-              "eval_batch_size", "checkpoint_every", "grad_norm_every", "name", "data_workers")
 
 
 # Knobs added after runs were recorded and published. At their default they are left out of
