@@ -13,12 +13,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from records import write_run  # noqa: E402
 
 from resnet_bench.cli import main  # noqa: E402
+from resnet_bench.record import recipe_hash  # noqa: E402
 from resnet_bench.schema import FIDELITY_COLUMNS, read_table  # noqa: E402
 from resnet_bench.tables.fidelity import fidelity_table  # noqa: E402
 from resnet_bench.train.recipe import Recipe  # noqa: E402
 
-SAME = Recipe(iterations=7000, milestones=(5500, 6250)).hash_except_precision()
-OTHER = Recipe(iterations=3000, milestones=(2000, 2500)).hash_except_precision()
+SAME = recipe_hash(Recipe(iterations=7000, milestones=(5500, 6250)).to_dict(), ("precision",))
+OTHER = recipe_hash(Recipe(iterations=3000, milestones=(2000, 2500)).to_dict(), ("precision",))
 
 
 def runs_table(entries) -> pd.DataFrame:

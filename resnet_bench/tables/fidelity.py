@@ -61,7 +61,7 @@ def _decide(ref: pd.DataFrame, low: pd.DataFrame, column: str) -> dict:
     if ref.empty:
         return {**row, "verdict": NOT_TESTABLE,
                 "reason": f"no {REFERENCE} run of this model with the recipe otherwise equal"}
-    if n < MIN_N or not len(ref_values):
+    if n < MIN_N:
         return {**row, "verdict": NOT_TESTABLE,
                 "reason": f"n={n} reduced-precision seeds: no spread to compare with"}
     outside = [v for v in ref_values if not band[0] <= v <= band[1]]

@@ -124,15 +124,10 @@ class Recipe:
         except ConfigError as exc:
             raise RecipeError(str(exc)) from None
 
-    def scientific_hash(self, leave_out: tuple[str, ...] = ()) -> str:
+    def scientific_hash(self) -> str:
         """Hash of the knobs that change what is trained (not speed-only knobs or cadences,
-        `record.RECIPE_SPEED_ONLY`, nor the knobs named in `leave_out`)."""
-        return recipe_hash(self.to_dict(), leave_out)  # LATER_KNOBS at their default are not in it
-
-    def hash_except_precision(self) -> str:
-        """Equal for recipes that train the same way up to their arithmetic (fp32 vs bf16):
-        the pairs of the fidelity table (resnet_bench.tables.fidelity)."""
-        return self.scientific_hash(leave_out=("precision",))
+        `record.RECIPE_SPEED_ONLY`)."""
+        return recipe_hash(self.to_dict())  # LATER_KNOBS at their default are not in it
 
 
 # Knobs added after runs were recorded and published. At their default they are left out of
