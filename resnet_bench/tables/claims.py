@@ -32,7 +32,7 @@ from typing import Callable
 import pandas as pd
 
 from resnet_bench.schema import CLAIM_COLUMNS
-from resnet_bench.tables.stats import seed_stats
+from resnet_bench.tables.stats import completed_values, seed_stats
 
 ALPHA = 0.05
 MIN_N = 2
@@ -289,7 +289,7 @@ def paper_number(prows: pd.DataFrame, claim: Claim, metric: str, spec, ref_datas
 
 def _side(runs: pd.DataFrame, model: str, column: str) -> dict:
     mine = runs[runs["model"] == model]
-    values = mine.loc[mine["status"] == "completed", column].dropna().astype(float)
+    values = completed_values(mine, column)
     stats = seed_stats(values)
     return {"values": values.to_numpy(), "n": stats["n"], "n_runs": len(mine),
             "n_diverged": int((mine["status"] == "diverged").sum()),

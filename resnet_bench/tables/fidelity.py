@@ -21,7 +21,7 @@ import pandas as pd
 
 from resnet_bench.schema import FIDELITY_COLUMNS
 from resnet_bench.tables.claims import METRICS
-from resnet_bench.tables.stats import seed_stats
+from resnet_bench.tables.stats import completed_values, seed_stats
 
 REFERENCE = "fp32"
 K_STD = 2
@@ -39,12 +39,8 @@ RULE = (
 )
 
 
-def _values(runs: pd.DataFrame, column: str) -> pd.Series:
-    return runs.loc[runs["status"] == "completed", column].dropna().astype(float)
-
-
 def _decide(ref: pd.DataFrame, low: pd.DataFrame, column: str) -> dict:
-    ref_values, low_values = _values(ref, column), _values(low, column)
+    ref_values, low_values = completed_values(ref, column), completed_values(low, column)
     stats = seed_stats(low_values)
     mean, std, n = float(stats["mean"]), float(stats["std"]), int(stats["n"])
     band = (mean - K_STD * std, mean + K_STD * std) if n >= MIN_N else (math.nan, math.nan)
@@ -53,8 +49,9 @@ def _decide(ref: pd.DataFrame, low: pd.DataFrame, column: str) -> dict:
            "band_low": band[0], "band_high": band[1],
            "max_abs_diff": float((ref_values - mean).abs().max()) if len(ref_values) and n
            else math.nan}
-    diverged = [f"{len(side) - len(_values(side, column))} of {len(side)} {what} runs without a "
-                f"completed final value" for side, what in ((ref, REFERENCE), (low, "reduced"))
+    diverged = [f"{len(side) - len(values)} of {len(side)} {what} runs without a completed "
+                f"final value" for side, values, what in ((ref, ref_values, REFERENCE),
+                                                          (low, low_values, "reduced"))
                 if (side["status"] != "completed").any()]
     if diverged:
         return {**row, "verdict": NOT_CONSISTENT, "reason": "; ".join(diverged)}

@@ -1,4 +1,4 @@
-"""Statistics over seeds, one definition for the summary and the claims tables."""
+"""Statistics over seeds, one definition for the summary, claims and fidelity tables."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def seed_stats(values: pd.Series) -> dict:
             "median": v.median() if n else math.nan,
             "min": v.min() if n else math.nan,
             "max": v.max() if n else math.nan}
+
+
+def completed_values(runs: pd.DataFrame, column: str) -> pd.Series:
+    """The final values of the completed runs (a diverged run is a failure, not a value)."""
+    return runs.loc[runs["status"] == "completed", column].dropna().astype(float)
