@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from resnet_bench.gpu import GpuBusyError
+
 # subcommand -> (module with `configure(parser)` and `run(args) -> int`, one-line help)
 SUBCOMMANDS = {
     "models": ("resnet_bench.models.cli", "list every registered network with params and MACs"),
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # Exists / not a directory / read-only / no space / permission: the path and the cause.
         message = describe_os_error(exc)
+    except GpuBusyError as exc:
+        # Not bad input: the pool stayed full; a retry (the train rule's) may find a free slot.
+        print(f"resnet-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     print(f"resnet-bench {args.command}: error: {message}", file=sys.stderr)
     return 2
 

@@ -2,8 +2,9 @@
 
 Snakemake's local executor only *counts* ``--resources gpu=N``; it never tells a job which
 device to use (snakemake#281), so every job would land on ``cuda:0``.  Here each training
-process, before CUDA is initialised, takes a non-blocking ``fcntl.flock`` on one lock file of a
-pool -- ``<lockdir>/gpu{id}.slot{k}.lock``, ``k`` slots per GPU -- sets
+process that may use a GPU (any ``--device`` but ``cpu``), before CUDA is initialised, takes a
+non-blocking ``fcntl.flock`` on one lock file of a pool --
+``<lockdir>/gpu{id}.slot{k}.lock``, ``k`` slots per GPU -- sets
 ``CUDA_VISIBLE_DEVICES={id}`` and keeps the file descriptor open until it exits.  The kernel drops
 the lock when the process dies, however it dies (crash, SIGKILL, OOM killer), so a slot never
 goes stale and there is nothing to clean up.

@@ -71,11 +71,13 @@ def workflow_copy(dest: Path) -> Path:
 
 
 def tiny_default_config(models: list[str], seeds: list[int], iterations: int,
-                        checkpoint_every: int) -> dict:
+                        checkpoint_every: int, device: str = "cpu") -> dict:
     """config/config.yaml (the default experiment) cut down: a few runs of tiny networks on 256
-    synthetic images, and no analysis rules."""
+    synthetic images, and no analysis rules. The tests of GPU assignment use device "auto":
+    a `device: cpu` training asks for no GPU, and "auto" trains on the CPU of a host whose
+    GPUs are fakes."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["device"] = "cpu"
+    cfg["device"] = device
     cfg["threads_per_run"] = 1
     cfg["datasets"] = {"synthetic": {"kind": "synthetic",
                                      "options": {"train_size": 256, "test_size": 128, "seed": 0}}}

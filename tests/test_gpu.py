@@ -199,6 +199,31 @@ def test_empty_pool_is_a_cpu_no_op(monkeypatch, tmp_path):
     assert not (tmp_path / "locks").exists()
 
 
+def test_a_cpu_training_takes_no_gpu_slot(monkeypatch, tmp_path):
+    """`train --device cpu` runs while the pool's only slot is held (a CPU study beside GPU
+    jobs); `--device auto` waits for the slot, here not at all (wait 0 s), and fails."""
+    monkeypatch.setenv(gpu.ENV_IDS, "0")
+    monkeypatch.setenv(gpu.ENV_WAIT, "0")
+    held = gpu.claim_gpu()
+    argv = [PY, "-m", "resnet_bench.cli", "train", "--model", "v1-basic-8", "--data-option",
+            "train_size=64", "--data-option", "test_size=32", "--iterations", "4",
+            "--batch-size", "16", "--threads", "1", "--no-progress"]
+    try:
+        cpu = subprocess.run([*argv, "--device", "cpu", "--out", str(tmp_path / "cpu")],
+                             capture_output=True, text=True, timeout=300)
+        assert cpu.returncode == 0, cpu.stderr[-2000:]
+        prov = json.loads((tmp_path / "cpu" / "provenance.json").read_text())
+        assert "gpu_claim" not in prov, prov["gpu_claim"]  # as on a host without GPUs
+        auto = subprocess.run([*argv, "--device", "auto", "--out", str(tmp_path / "auto")],
+                              capture_output=True, text=True, timeout=300)
+        assert auto.returncode == 1, auto.stderr[-2000:]
+        assert auto.stderr.strip().splitlines() == [auto.stderr.strip()] and \
+            "error: no free GPU slot after 0 s" in auto.stderr, auto.stderr[-2000:]
+        assert not (tmp_path / "auto" / "summary.json").exists()
+    finally:
+        held.release()
+
+
 def test_pool_sources(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert gpu.discover_pool() == (["2", "3"], "CUDA_VISIBLE_DEVICES")

@@ -206,6 +206,10 @@ def test_job_resources_follow_the_layout():
     assert (R.local_gpus(single), R.gres(single), R.nodes(single)) == (1, "gpu:1", None)
     assert (R.local_gpus(gpus16), R.gres(gpus16), R.nodes(gpus16)) == (16, "gpu:8", 2)
     assert (R.local_gpus(cpu2), R.gres(cpu2), R.nodes(cpu2)) == (0, None, None)
+    # A CPU study asks for no GPU: on a CPU-only cluster a gres request would never be met.
+    for cpu in (L.layout(cfg(device="cpu")), L.layout(cfg(device="cpu", gpus_per_run=1))):
+        assert (R.local_gpus(cpu), R.gres(cpu), R.nodes(cpu)) == (0, None, None)
+    assert R.gres(L.layout(cfg(device="cuda"))) == "gpu:1"
     recipe = Recipe()
     one = R.runtime_min("v1-basic-110", recipe, "gpu", {"min_runtime_min": 1})
     eight = R.runtime_min("v1-basic-110", recipe, "gpu", {"min_runtime_min": 1}, devices=8)
@@ -268,13 +272,7 @@ def test_ranks_inherit_the_launchers_multi_gpu_claim(pool, monkeypatch):
 
 
 def _dry_run(tmp_path, *config: str) -> str:
-    import shutil
-    wd = tmp_path / "wf"
-    wd.mkdir()
-    for name in ("Snakefile", "environment.yml"):
-        shutil.copy(REPO / name, wd / name)
-    for name in ("workflow", "config", "profiles"):
-        shutil.copytree(REPO / name, wd / name)
+    wd = workflow_copy(tmp_path / "wf")
     env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"}
     r = subprocess.run([PY, "-m", "snakemake", "-n", "-p", "--cores", "2", "--until", "train",
                         "--config", *config], cwd=wd, env=env, capture_output=True, text=True,
@@ -292,6 +290,12 @@ def test_the_train_rule_launches_a_cpu_run_of_two_ranks(tmp_path):
             "--model v1-basic-8") in shells[0]
     assert "--threads 1 " in shells[0]
     assert "gpu=0" in out and "gres=" not in out
+
+
+def test_the_train_rule_of_a_cpu_study_asks_for_no_gpu(tmp_path):
+    out = _dry_run(tmp_path, "device=cpu")
+    assert "--device cpu " in out and "gpu=0" in out and "gres=" not in out, out[-3000:]
+    assert "gres=gpu:1" in _dry_run(tmp_path / "auto", "device=auto")
 
 
 def test_recipes_that_do_not_split_over_the_ranks_are_refused_before_any_job():

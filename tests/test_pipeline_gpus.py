@@ -57,7 +57,7 @@ def local_run(tmp_path_factory):
         pytest.skip("needs /proc/locks (Linux) to watch the GPU locks")
     base = tmp_path_factory.mktemp("gpus")
     wd = workflow_copy(base / "wf")
-    cfg = tiny_default_config(MODELS, SEEDS, ITERATIONS, CHECKPOINT_EVERY)
+    cfg = tiny_default_config(MODELS, SEEDS, ITERATIONS, CHECKPOINT_EVERY, device="auto")
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     lock_dir = base / "locks"
     env = snakemake_env(RESNET_BENCH_GPU_IDS="0,1", RESNET_BENCH_GPU_LOCK_DIR=str(lock_dir),
@@ -182,7 +182,7 @@ def test_runs_per_gpu_shares_one_gpu_between_trainings(tmp_path):
     """`runs_per_gpu: 2` with one fake GPU and --resources gpu=2: both trainings claim GPU 0,
     on its two slots, at the same time, and neither waited for a slot."""
     wd = workflow_copy(tmp_path / "wf")
-    cfg = tiny_default_config(["v1-basic-8"], [0, 1], 60, 30)
+    cfg = tiny_default_config(["v1-basic-8"], [0, 1], 60, 30, device="auto")
     cfg["runs_per_gpu"] = 2
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = snakemake_env(RESNET_BENCH_GPU_IDS="0", RESNET_BENCH_GPU_LOCK_DIR=str(tmp_path / "locks"),

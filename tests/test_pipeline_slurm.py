@@ -159,7 +159,7 @@ def pipeline(tmp_path_factory) -> SlurmPipeline:
     if slurm_gpu_count() < 2:
         pytest.skip("the cluster's node has fewer than 2 GPUs (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
     wd = workflow_copy(tmp_path_factory.mktemp("slurm") / "wf")
-    cfg = tiny_default_config(MODELS, SEEDS, ITERATIONS, CHECKPOINT_EVERY)
+    cfg = tiny_default_config(MODELS, SEEDS, ITERATIONS, CHECKPOINT_EVERY, device="auto")
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-ci"]
     pipe = SlurmPipeline(wd, cfg, None, 0.0)  # type: ignore[arg-type]
@@ -302,7 +302,7 @@ def packed(tmp_path_factory) -> SlurmPipeline:
     if slurm_gpu_count() < 1:
         pytest.skip("the cluster's node has no GPU (SLURM_CI_GPUS=2 .ci/slurm/start.sh)")
     wd = workflow_copy(tmp_path_factory.mktemp("slurm-pack") / "wf")
-    cfg = tiny_default_config(PACK_MODELS, [0], PACK_ITERATIONS, 10)
+    cfg = tiny_default_config(PACK_MODELS, [0], PACK_ITERATIONS, 10, device="auto")
     cfg["runs_per_gpu"] = 2
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     _prepare_data(wd, cfg)

@@ -58,7 +58,7 @@ class RunLayout:
 
     world_size: int
     nodes: int
-    gpus_per_rank: int          # 0 (CPU, gloo) or 1 (one GPU per rank, nccl)
+    gpus_per_rank: int          # 0 (device: cpu; CPU ranks, gloo) or 1 (one GPU per rank, nccl)
     threads_per_rank: int
 
     @property
@@ -107,7 +107,10 @@ def layout(config: Mapping[str, Any]) -> RunLayout:
         raise LaunchError(f"config key gpus_per_run: got {gpus} on {nodes} nodes of gpus_per_node: "
                           f"{per_node}; allowed: a multiple of {nodes} (every node runs the same "
                           f"number of ranks)")
-    return RunLayout(world_size=world, nodes=nodes, gpus_per_rank=1 if gpus >= 1 else 0,
+    # One GPU per rank of a GPU run; a single-process run gets one unless it is told to use
+    # the CPU (device: auto takes the GPU when there is one).
+    gpu = gpus >= 1 if world > 1 else device != "cpu"
+    return RunLayout(world_size=world, nodes=nodes, gpus_per_rank=int(gpu),
                      threads_per_rank=threads)
 
 

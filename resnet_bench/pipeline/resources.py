@@ -95,22 +95,19 @@ def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | No
 # The train rule's `gpu`, `gres`, `nodes` and `threads` from the run layout (launch.layout).
 # `gpu` counts GPU slots of the local pool (profiles/local, --resources gpu=N): every
 # single-process training claims one when the host has GPUs (resnet_bench/gpu.py), a run of N
-# GPUs claims N, a CPU run of several ranks none. The Slurm profiles zero it (an integer `gpu`
-# becomes sbatch --gpus, summed over a pack) and Slurm gets `gres` (per node) and `nodes`.
+# GPUs claims N, a CPU run (device: cpu, or several CPU ranks) none. The Slurm profiles zero
+# it (an integer `gpu` becomes sbatch --gpus, summed over a pack) and Slurm gets `gres` (per
+# node) and `nodes`.
 
 
 def local_gpus(layout: RunLayout) -> int:
-    if layout.distributed:
-        return layout.world_size * layout.gpus_per_rank
-    return 1
+    return layout.world_size * layout.gpus_per_rank
 
 
 def gres(layout: RunLayout) -> str | None:
-    """sbatch --gres, per node: one GPU per single-process training (as every training job
-    asked before multi-GPU runs), the node's share of a multi-GPU run, none for CPU ranks."""
-    if layout.distributed:
-        return f"gpu:{layout.gpus_per_node}" if layout.gpus_per_rank else None
-    return "gpu:1"
+    """sbatch --gres, per node: one GPU per single-process training, the node's share of a
+    multi-GPU run, none for a CPU run (device: cpu, or CPU ranks)."""
+    return f"gpu:{layout.gpus_per_node}" if layout.gpus_per_rank else None
 
 
 def nodes(layout: RunLayout) -> int | None:

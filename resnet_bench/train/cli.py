@@ -132,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
     world = distributed.world_from_env()  # started by torchrun: one process of a run
     # Before CUDA is touched: take a free GPU slot when several trainings share a machine
     # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK, and
-    # record them: Slurm's, or those `resnet-bench launch` claimed for the run).
-    claim = assigned_gpus() if world.distributed else claim_for_this_process()
+    # record them: Slurm's, or those `resnet-bench launch` claimed for the run). A --device cpu
+    # training takes none: a CPU study beside GPU jobs must not hold their slots.
+    if world.distributed:
+        claim = assigned_gpus()
+    else:
+        claim = None if config.device == "cpu" else claim_for_this_process()
     from resnet_bench.train.loop import check_out_dir, pick_device, train
     # an absent CUDA device, a batch that does not split over the processes: one line, before
     # any data is loaded or any process waits for the others
