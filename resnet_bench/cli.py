@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(load=command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    status = 2
     try:
         return int(module.run(args) or 0)
     except ValueError as exc:
@@ -65,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_os_error(exc)
     except GpuBusyError as exc:
         # Not bad input: the pool stayed full; a retry (the train rule's) may find a free slot.
-        print(f"resnet-bench {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        message, status = str(exc), 1
     print(f"resnet-bench {args.command}: error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 if __name__ == "__main__":
