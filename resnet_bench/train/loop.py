@@ -214,12 +214,16 @@ def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
             run.model.set_activation_checkpointing(True)
         old = read_json(run.out / PROVENANCE) if (run.out / PROVENANCE).exists() else {}
         prov["first_started"] = old.get("first_started", old.get("started"))
+        # A long run may resume under a newer checkout: each start names its code.
+        prov["first_code"] = old.get("first_code", old.get("code"))
         prov["resumes"] = old.get("resumes", []) + [{"at_iteration": start, "time": prov["started"],
                                                       "host": prov["host"],
-                                                      "slurm_job_id": prov["slurm_job_id"]}]
+                                                      "slurm_job_id": prov["slurm_job_id"],
+                                                      "code": prov["code"]}]
         prov["first_slurm_job_id"] = old.get("first_slurm_job_id", old.get("slurm_job_id"))
     else:
         prov["first_started"] = prov["started"]
+        prov["first_code"] = prov["code"]
     if run.world.is_writer:
         write_json(run.out / PROVENANCE, prov)
     # Rows written after the checkpoint we resume from (or by a run that died before its first

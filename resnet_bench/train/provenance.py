@@ -16,25 +16,28 @@ import torch
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, repo: Path = _REPO) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True,
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                              timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
 
 
-def code_revision() -> dict[str, Any]:
-    """Git commit of the package source, and whether the working tree differs from it."""
-    rev = _git("rev-parse", "HEAD")
+def code_revision(repo: Path = _REPO) -> dict[str, Any]:
+    """Git commit of the package source, and whether the tracked files outside `results/` differ
+    from it. `results/` is output, not code: a study in progress rewrites its tracked state
+    archive there (scripts/study_state.sh save), which must not mark its own runs dirty."""
+    from resnet_bench import __version__
+    rev = _git("rev-parse", "HEAD", repo=repo)
     if rev is None:
         # Installed from a wheel/sdist: the package version is all there is.
-        from resnet_bench import __version__
         return {"git_commit": None, "git_dirty": None, "package_version": __version__}
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    from resnet_bench import __version__
-    return {"git_commit": rev, "git_dirty": bool(status), "package_version": __version__}
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
+                  repo=repo)
+    return {"git_commit": rev, "git_dirty": None if status is None else bool(status),
+            "package_version": __version__}
 
 
 def cpu_name() -> str:
