@@ -51,8 +51,12 @@ def render(published: Path = PUBLISHED) -> str:
         claims = pd.read_csv(csv)
         for (label, recipe), rows in claims.groupby(["dataset_label", "recipe"], sort=False):
             testable = rows[rows["verdict"] != "not testable"]
-            lines += ["", f"**[{study}](results/published/{study}/README.md)**: {label}, recipe "
-                      f"`{recipe}` ({len(rows) - len(testable)} more rows not testable with this "
+            head = f"**[{study}](results/published/{study}/README.md)**: {label}, recipe `{recipe}`"
+            if testable.empty:  # e.g. a one-seed fp32 check beside the study: no table, one line
+                lines += ["", f"{head}: none of its {len(rows)} rows is testable with this grid "
+                          "(reasons in its `tables/claims.md`)"]
+                continue
+            lines += ["", f"{head} ({len(rows) - len(testable)} more rows not testable with this "
                       "grid; reasons in its `tables/claims.md`)", "",
                       "| claim (paper) | metric | claimed lower: ours | claimed higher: ours "
                       "| paper (lower / higher) | verdict |", "|---|---|---|---|---|---|"]

@@ -80,6 +80,22 @@ def test_claims_block_is_the_published_claims_csv(tmp_path):
     assert res.returncode == 1 and "readme_claims.py" in res.stderr
 
 
+
+def test_a_recipe_with_no_testable_claim_is_one_line_not_an_empty_table(tmp_path):
+    """A study's one-seed fp32 check is a recipe of its own in claims.csv, every row of it not
+    testable (n = 1): the block names it in one line instead of an empty table."""
+    import pandas as pd
+    sys.path.insert(0, str(REPO / "scripts"))
+    from readme_claims import render
+    claims = pd.read_csv(REPO / "results/published/v2-cpu-depth/tables/claims.csv")
+    check = claims.assign(recipe="fp32", verdict="not testable", reason="n < 2")
+    (tmp_path / "study" / "tables").mkdir(parents=True)
+    pd.concat([claims, check]).to_csv(tmp_path / "study/tables/claims.csv", index=False)
+    block = render(tmp_path)
+    assert f"recipe `fp32`: none of its {len(check)} rows is testable" in block
+    assert block.count("| claim (paper) |") == 1  # only the testable recipe has a table
+    assert "**shown**" in block and "recipe `cpu400` (" in block
+
 def test_cli_commands_run_as_written():
     for cmd, expect in (("resnet-bench models", "plain-basic-20"),
                         ("resnet-bench models --csv", "v1-basic-56"),
