@@ -80,12 +80,11 @@ def test_claims_block_is_the_published_claims_csv(tmp_path):
     assert res.returncode == 1 and "readme_claims.py" in res.stderr
 
 
-
-def test_a_recipe_with_no_testable_claim_is_one_line_not_an_empty_table(tmp_path):
+def test_a_recipe_with_no_testable_claim_is_one_line_not_an_empty_table(tmp_path, monkeypatch):
     """A study's one-seed fp32 check is a recipe of its own in claims.csv, every row of it not
     testable (n = 1): the block names it in one line instead of an empty table."""
     import pandas as pd
-    sys.path.insert(0, str(REPO / "scripts"))
+    monkeypatch.syspath_prepend(REPO / "scripts")
     from readme_claims import render
     claims = pd.read_csv(REPO / "results/published/v2-cpu-depth/tables/claims.csv")
     check = claims.assign(recipe="fp32", verdict="not testable", reason="n < 2")

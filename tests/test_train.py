@@ -136,10 +136,11 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, small_data):
 def test_a_run_resumed_under_another_checkout_names_both_revisions(tmp_path, small_data, monkeypatch):
     from resnet_bench.train import provenance
     cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data, recipe=tiny_recipe())
-    rev = lambda commit: lambda: {"git_commit": commit, "git_dirty": False, "package_version": "x"}  # noqa: E731
-    monkeypatch.setattr(provenance, "code_revision", rev("a" * 40))
+    def checkout(commit: str):
+        return lambda: {"git_commit": commit, "git_dirty": False, "package_version": "x"}
+    monkeypatch.setattr(provenance, "code_revision", checkout("a" * 40))
     train(cfg, tmp_path / "run", progress=False, stop_after=6)
-    monkeypatch.setattr(provenance, "code_revision", rev("b" * 40))
+    monkeypatch.setattr(provenance, "code_revision", checkout("b" * 40))
     train(cfg, tmp_path / "run", progress=False)
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert prov["first_code"]["git_commit"] == "a" * 40 and prov["code"]["git_commit"] == "b" * 40
@@ -150,12 +151,14 @@ def test_the_dirty_flag_is_about_code_not_the_results_folder(tmp_path):
     """A study's tracked state archive under results/ changes while it trains (study_state.sh
     save); a changed tracked source file makes the revision dirty."""
     from resnet_bench.train.provenance import code_revision
-    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True,  # noqa: E731
-                                    capture_output=True)
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
     (tmp_path / "results" / "in-progress").mkdir(parents=True)
     (tmp_path / "results" / "in-progress" / "x.tar.gz").write_bytes(b"state 1")
     (tmp_path / "train.py").write_text("lr = 0.1\n")
-    git("init", "-q"); git("add", "."); git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
     assert code_revision(tmp_path)["git_dirty"] is False
     (tmp_path / "results" / "in-progress" / "x.tar.gz").write_bytes(b"state 2")
     (tmp_path / "notes.txt").write_text("untracked\n")
