@@ -95,6 +95,7 @@ def test_a_recipe_with_no_testable_claim_is_one_line_not_an_empty_table(tmp_path
     assert block.count("| claim (paper) |") == 1  # only the testable recipe has a table
     assert "**shown**" in block and "recipe `cpu400` (" in block
 
+
 def test_cli_commands_run_as_written():
     for cmd, expect in (("resnet-bench models", "plain-basic-20"),
                         ("resnet-bench models --csv", "v1-basic-56"),

@@ -132,10 +132,10 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, small_data):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-
 def test_a_run_resumed_under_another_checkout_names_both_revisions(tmp_path, small_data, monkeypatch):
     from resnet_bench.train import provenance
     cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data, recipe=tiny_recipe())
+
     def checkout(commit: str):
         return lambda: {"git_commit": commit, "git_dirty": False, "package_version": "x"}
     monkeypatch.setattr(provenance, "code_revision", checkout("a" * 40))
@@ -151,6 +151,7 @@ def test_the_dirty_flag_is_about_code_not_the_results_folder(tmp_path):
     """A study's tracked state archive under results/ changes while it trains (study_state.sh
     save); a changed tracked source file makes the revision dirty."""
     from resnet_bench.train.provenance import code_revision
+
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
     (tmp_path / "results" / "in-progress").mkdir(parents=True)
@@ -166,6 +167,7 @@ def test_the_dirty_flag_is_about_code_not_the_results_folder(tmp_path):
     (tmp_path / "train.py").write_text("lr = 0.2\n")
     rev = code_revision(tmp_path)
     assert rev["git_dirty"] is True and len(rev["git_commit"]) == 40
+
 
 def test_finished_run_is_not_redone_and_a_different_config_is_refused(tmp_path, small_data):
     cfg = RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data,
