@@ -28,8 +28,11 @@ pytestmark = pytest.mark.slow
 
 MODELS = ["plain-basic-8", "v1-basic-8"]
 SEEDS = [0, 1]
-ITERATIONS = 80
-CHECKPOINT_EVERY = 10
+# Each training must outlast a trainer's start-up (3-5 s on 2 busy cores, mostly importing
+# torch): at 80 iterations (~4 s on a fast core) the trainings after the crash ran one after
+# another, each ending before the next one had claimed its GPU, and no overlap was ever seen.
+ITERATIONS = 240
+CHECKPOINT_EVERY = 20
 
 
 def _lock_holders(lock_dir: Path) -> dict[str, int]:
