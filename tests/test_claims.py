@@ -223,3 +223,33 @@ def test_claims_are_pipeline_table_outputs_with_their_own_caption():
     assert outputs.table_caption("out/tables/runs.csv") == "tables"
     report = Path(__file__).resolve().parents[1] / "workflow" / "report"
     assert "Welch" in (report / "claims.rst").read_text()
+
+
+def test_a_registered_family_tests_only_its_claims():
+    """The 1001-layer study registers v2-preact-loss and v2-preact-early: v2-preact-test (Table
+    3, converged errors) is reported at 1001 layers but not tested by a study of 800 iterations."""
+    grid = runs_table({"v2-bottleneck-1001": [40.0, 41.0, 42.0],
+                       "v1-bottleneck-1001": [80.0, 81.5, 83.0]})
+    everything = claims_table(grid)
+    assert one(everything, "v2-preact-test")["verdict"] == "shown"
+    table = claims_table(grid, family=("v2-preact-loss", "v2-preact-early"))
+    untested = one(table, "v2-preact-test")
+    assert untested["verdict"] == "not testable" and "registered family" in untested["reason"]
+    assert one(table, "v2-preact-loss", "train_loss")["verdict"] == "shown"
+    for metric in ("train_error", "test_error"):
+        row = one(table, "v2-preact-early", metric)
+        assert row["verdict"] == "shown" and row["lower_model"] == "v2-bottleneck-1001"
+    with pytest.raises(ValueError, match="unknown claim id"):
+        claims_table(grid, family=("v2-preact-typo",))
+
+
+def test_the_pipeline_refuses_an_unknown_claim_in_the_family():
+    from resnet_bench.pipeline.grid import GridError, validate
+    config = {"experiment": "x", "results": "results", "device": "cpu",
+              "datasets": {"synthetic": {"kind": "synthetic"}},
+              "recipes": {"r": {"iterations": 10, "milestones": []}},
+              "grid": [{"family": "v1", "block": "basic", "depth": 8, "datasets": ["synthetic"],
+                        "seeds": [0], "recipe": "r"}],
+              "claims": ["v2-preact-loss", "v2-preact-loss"]}
+    with pytest.raises(GridError, match="listed twice"):
+        validate(config)

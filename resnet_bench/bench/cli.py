@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile mode (needs --compile) [torch's default]")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                         help="project path: channels_last memory format")
+    parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction,
+                        default=False,
+                        help="project path: recompute unit activations in backward (less memory, "
+                             "more compute; how the 1001/1202-layer nets fit)")
     parser.add_argument("--fused-sgd", action="store_true",
                         help="project path: torch.optim.SGD(fused=True) -- a what-if lever the "
                              "trainer does not use yet (recorded in the output)")

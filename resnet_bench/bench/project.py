@@ -20,12 +20,14 @@ def time_project(name: str, dataset, args, device, note) -> tuple[float, list[fl
                                          sync_interval, train_step)
 
     recipe = Recipe(batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-                    channels_last=args.channels_last)
+                    channels_last=args.channels_last,
+                    activation_checkpointing=args.activation_checkpointing)
     loader = DeviceLoader(dataset.train_x, dataset.train_y, batch_size=recipe.batch_size,
                           device=device, seed=args.seed, augment=recipe.augment,
                           normalize=recipe.normalize, channels_last=recipe.channels_last)
     model = prepare_model(_build(name, dataset.num_classes, dataset.in_channels, args.seed, device),
                           device, recipe)
+    model.set_activation_checkpointing(recipe.activation_checkpointing)  # as train() does
     optimizer = make_optimizer(model, recipe, fused=args.fused_sgd)
     step_model = compiled(model, recipe, args.compile_mode)
     model.train()

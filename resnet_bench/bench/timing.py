@@ -87,6 +87,7 @@ def summarize(name: str, path: str, raws: list[_Raw], args) -> PathResult:
             "compile": bool(args.compile) if project else False,
             "compile_mode": (args.compile_mode or "default") if (project and args.compile) else "",
             "channels_last": bool(args.channels_last) if project else False,
+            "activation_checkpointing": bool(args.activation_checkpointing) if project else False,
             "sgd": "fused" if (project and args.fused_sgd) else "default",
             "data_path": ("DeviceLoader (dataset on device as uint8, batched pad/crop/flip)"
                           if project else

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from resnet_bench import validation as V
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import layout
+from resnet_bench.tables.claims import check_family
 from resnet_bench.train.recipe import Recipe
 
 
@@ -161,6 +162,10 @@ def validate(config: dict[str, Any]) -> list[Run]:
                 raise GridError(str(exc)) from None
     for key in config.get("analysis", {}):
         analysis_runs(config, key)
+    try:
+        check_family(config.get("claims"))
+    except ValueError as exc:
+        raise GridError(str(exc)) from None
     return runs
 
 

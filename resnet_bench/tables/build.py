@@ -88,14 +88,16 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return sort_runs(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
 
 
-def build_tables(runset: RunSet, reference: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """All tables from loaded runs; `reference` defaults to the packaged paper CSV."""
+def build_tables(runset: RunSet, reference: pd.DataFrame | None = None,
+                 family: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """All tables from loaded runs; `reference` defaults to the packaged paper CSV; `family`:
+    the claims the study registered (None: all)."""
     return {
         "curves": runset.curves,
         "runs": runset.runs,
         "summary": summarize(runset.runs),
         "paper_comparison": compare(runset.runs, reference),
-        "claims": claims.claims_table(runset.runs, reference),
+        "claims": claims.claims_table(runset.runs, reference, family=family),
         "fidelity": fidelity.fidelity_table(runset.runs),
     }
 

@@ -18,12 +18,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"where to write {', '.join(TABLES)} as .csv and .md")
     parser.add_argument("--reference", metavar="CSV", default=None,
                         help="paper reference CSV (default: the packaged paper_reference.csv)")
+    parser.add_argument("--claims", nargs="+", metavar="ID", default=None,
+                        help="the claims this study tests (its registered family; the others "
+                             "are reported as not tested) [every claim the grid can test]")
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet_bench.tables.claims import check_family
+    try:
+        family = check_family(args.claims)
+    except ValueError as exc:
+        raise SystemExit(f"resnet-bench aggregate: error: {exc}") from None
     runset = load_runs(args.runs)
     reference = load_reference(args.reference) if args.reference else None
-    tables = build_tables(runset, reference)
+    tables = build_tables(runset, reference, family)
     write_tables(tables, args.out)
     runs = tables["runs"]
     verdicts = tables["claims"]["verdict"].value_counts()

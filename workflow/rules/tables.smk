@@ -15,9 +15,10 @@ rule tables:
     params:
         runs=RUN_DIRS,
         out=lambda wc, output: os.path.dirname(output[0]),
+        claims=["--claims", *config["claims"]] if config.get("claims") else [],
     log:
         f"{OUT}/logs/tables.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench aggregate --runs {params.runs} --out {params.out} > {log} 2>&1"
+        "resnet-bench aggregate --runs {params.runs} --out {params.out} {params.claims:q} > {log} 2>&1"
