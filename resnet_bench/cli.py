@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # Exists / not a directory / read-only / no space / permission: the path and the cause.
         message = describe_os_error(exc)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (which checkpoints and exits 75 on it, as on SIGTERM).
+        message, status = "interrupted (SIGINT)", 130
     except GpuBusyError as exc:
         # Not bad input: the pool stayed full; a retry (the train rule's) may find a free slot.
         message, status = str(exc), 1

@@ -14,7 +14,10 @@ A run directory holds:
 * `grad_norms.csv` - per-layer gradient norms, `GRAD_COLUMNS` (when the recipe asks for them);
 * `checkpoint.pt` - while the run is unfinished; removed when it finishes;
 * `model.pt` - the final weights;
-* `summary.json` - written last, so its presence means the run is finished: one `Summary`.
+* `summary.json` - written last, so its presence means the run is finished: one `Summary`;
+* `resnet-bench.run` - the suite's marker, written first: the trainer writes (and deletes) only in
+  a directory that holds it or is empty, and holds an OS lock on it while it trains (the file
+  names the holder's pid).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from resnet_bench.strict import DuplicateKeyError, json_loads
 from resnet_bench.models.spec import (BLOCK_ORDER, FAMILIES, IMAGENET_PREFIX,  # torch-free
                                       base_name)
 
@@ -39,6 +43,7 @@ CONFIG = "config.json"
 PROVENANCE = "provenance.json"
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "model.pt"
+RUN_MARKER = "resnet-bench.run"
 RECORD_FILES = (TRAIN_LOG, EVAL_LOG, GRAD_LOG, SUMMARY, CONFIG, PROVENANCE, CHECKPOINT,
                 FINAL_WEIGHTS)
 
@@ -142,7 +147,9 @@ def read_record_json(path: Path) -> dict:
     if not path.exists():
         raise RecordError(f"{path}: missing")
     try:
-        data = json.loads(path.read_text())
+        data = json_loads(path.read_text(), str(path))
+    except DuplicateKeyError as exc:
+        raise RecordError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -157,8 +164,9 @@ def _number(path: Path, key: str, value, *, allow_null: bool):
         raise RecordError(f"{path}: {key} is null")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(f"{path}: {key} must be a number, got {value!r}")
-    if isinstance(value, float) and math.isnan(value) and not allow_null:
-        raise RecordError(f"{path}: {key} is NaN")
+    if isinstance(value, float) and not math.isfinite(value) and not allow_null:
+        raise RecordError(f"{path}: {key} is {value} (only a diverged run may have a "
+                          "non-finite number)")
     return value
 
 

@@ -10,6 +10,7 @@ nor matplotlib -- so a stage learns what another writes without importing that s
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -115,6 +116,18 @@ STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "d
                   "verdict")
 
 
+# Columns of the tables the figures read that must hold numbers (empty allowed: NaN, e.g. a
+# diverged run's final error); a word or an infinity there is refused with its row named.
+NUMERIC_COLUMNS = {
+    "runs": ["depth", "seed", "iterations", "planned_iterations", "batch_size",
+             "final_train_loss", "final_train_error_pct", "final_test_loss",
+             "final_test_error_pct", "final_test_top5_error_pct", "final_val_error_pct",
+             "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
+             "params", "macs", "resumed"],
+    "curves": ["depth", "seed", "iteration", "epoch", "lr", "loss", "error_pct"],
+}
+
+
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     """Read one table written by `resnet-bench aggregate`, checking its columns."""
     path = Path(tables_dir) / f"{name}.csv"
@@ -124,6 +137,14 @@ def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     missing = [c for c in TABLE_COLUMNS.get(name, ()) if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col in NUMERIC_COLUMNS.get(name, ()):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (values.isna() & df[col].notna()) | values.isin([math.inf, -math.inf])
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(f"{path}: column {col} holds {df[col].iloc[row]!r} on data row "
+                             f"{row + 1} (line {row + 2}); allowed: a finite number or empty")
+        df[col] = values
     return df
 
 

@@ -121,14 +121,15 @@ def check_recipe_value(key: str, value: Any, where: str = "recipe key ") -> Any:
     if key == "name":
         return text(key, value, where=where, pattern=NAME_PATTERN)
     if key == "milestones":
-        allowed = f"a non-decreasing list of integers in 1..{MAX_ITERATIONS}"
+        # strictly increasing: a repeated milestone would decay the lr twice at once (100x)
+        allowed = f"a strictly increasing list of integers in 1..{MAX_ITERATIONS}"
         if not isinstance(value, (list, tuple)):
             raise refuse(key, value, allowed, where)
         try:
             out = tuple(integer(key, m, 1, MAX_ITERATIONS) for m in value)
         except ConfigError:
             raise refuse(key, list(value), allowed, where) from None
-        if list(out) != sorted(out):
+        if any(a >= b for a, b in zip(out, out[1:])):
             raise refuse(key, list(value), allowed, where)
         return out
     raise ConfigError(f"{where}{key!r}: unknown; valid keys: {', '.join(sorted(RECIPE_KEYS))}")
@@ -187,6 +188,11 @@ def check_device(value: Any, key: str = "device") -> str:
     allowed = "auto, cpu, mps, cuda or cuda:N"
     if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
         raise refuse(key, value, allowed)
+    if value == "mps":
+        import torch
+        if not torch.backends.mps.is_available():
+            raise refuse(key, value, "auto, cpu or cuda (MPS, Apple's GPU backend, is not "
+                                     "available on this machine)")
     if value.startswith("cuda"):
         import torch
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -206,10 +212,16 @@ def check_model(value: Any, key: str = "model") -> str:
 
 # --- dataset options -----------------------------------------------------------------------------
 
+# The smallest training image: the CIFAR nets halve the side twice (8x8 -> 2x2 in the last
+# stage), and with the papers' 4-pixel padding a random crop of a smaller image is mostly padding
+# (over 75% of the pixels a 1x1 image's crop can cover are).
+MIN_IMAGE_SIDE = 8
+
+
 def _image_size(key: str, value: Any, where: str) -> Any:
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        return [integer(key, v, 1, 4096, where=where) for v in value]
-    return integer(key, value, 1, 4096, where=where)
+        return [integer(key, v, MIN_IMAGE_SIDE, 4096, where=where) for v in value]
+    return integer(key, value, MIN_IMAGE_SIDE, 4096, where=where)
 
 
 def _verify(key: str, value: Any, where: str) -> Any:
@@ -296,6 +308,24 @@ def check_dataset_options(kind: str, options: Any, where: str = "data option ") 
     return checked
 
 
+def check_data_source(kind: str, data_dir: Any = None, prepared: Any = None,
+                      options: Mapping[str, Any] | None = None, root_key: str = "data_dir",
+                      where: str = "") -> None:
+    """Refuse what the chosen source would silently ignore: a root for the generated synthetic
+    set, a root or dataset options beside a prepared file (its images are already decided)."""
+    from resnet_bench.data.registry import canonical_kind
+    if prepared:
+        if data_dir:
+            raise refuse(root_key, data_dir, "none with a prepared file (its images are in it)",
+                         where)
+        if options:
+            raise ConfigError(f"{where}data option {', '.join(map(str, options))}: ignored with a "
+                              "prepared file (set it when the file is prepared)")
+    elif canonical_kind(kind) == "synthetic" and data_dir not in (None, ""):
+        raise refuse(root_key, data_dir, "none for dataset synthetic (it is generated and reads "
+                                         "no files)", where)
+
+
 def known_train_size(kind: str, options: Mapping[str, Any]) -> int | None:
     """Training-set size known without loading anything (None for folders and prepared files)."""
     from resnet_bench.data.registry import canonical_kind
@@ -357,4 +387,11 @@ def check_dataset(ds, recipe, dataset: str) -> None:
                                   "training needs at least 2")
     if len(ds.test_y) == 0:
         raise DatasetError(where, "has an empty test set")
+    train_x = getattr(ds, "train_x", None)  # a streamed set's crops are checked by its options
+    if train_x is not None and min(train_x.shape[2:]) < MIN_IMAGE_SIDE:
+        h, w = train_x.shape[2:]
+        raise DatasetError(where, f"its images are {h}x{w}; training needs at least "
+                                  f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the nets halve the side "
+                                  "twice, and a padded crop of a smaller image is mostly padding); "
+                                  "prepare it with a larger image_size")
     check_fits(recipe, len(ds.train_y), dataset)

@@ -6,23 +6,21 @@
 # results/ folder and are lost with the machine. The archive holds what resuming needs: every
 # run's records and checkpoint (finished runs without their weights, which the study's tables
 # and figures do not read), Snakemake's per-job timings and the training logs. Stop the study
-# first (SIGTERM to the trainers writes a checkpoint); `save` refuses while a trainer of this
-# checkout still writes to it.
+# first (SIGTERM to the trainers writes a checkpoint); `save` refuses while a trainer still
+# holds one of its runs (the lock on the run's resnet-bench.run marker).
 set -euo pipefail
 cmd=${1:-} exp=${2:-}
 archive=results/in-progress/$exp.tar.gz
 usage() { echo "study_state: error: $1 (usage: $0 save EXPERIMENT | restore EXPERIMENT CONFIG)" >&2; exit 2; }
 [ -n "$exp" ] || usage "no EXPERIMENT given"
 
-running_trainers() {  # live trainers writing to results/$exp of this checkout
-  local pid
-  for pid in $(pgrep -f "resnet-bench train"); do
-    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(pwd -P)" ] || continue
-    grep -q '^State:.*zombie' "/proc/$pid/status" 2>/dev/null && continue
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--out results/$exp/"; then
-      echo "$pid"
+running_trainers() {  # trainers writing to results/$exp: each holds its run's lock (the marker)
+  local marker
+  while IFS= read -r -d '' marker; do
+    if ! flock -n "$marker" true; then
+      sed -n 's/.*pid=\([0-9]*\).*/\1/p' "$marker"
     fi
-  done
+  done < <(find "results/$exp/runs" -name resnet-bench.run -print0)
 }
 case "$cmd" in
   save)
@@ -48,8 +46,15 @@ case "$cmd" in
     fi
     # The prepared data first: unpacked records then get a later mtime than their input, so
     # Snakemake keeps the finished runs instead of retraining them.
+    # The archive was handed over: only plain files and folders below EXPERIMENT/ are unpacked
+    # (no links, devices, absolute paths or ..), and never as their recorded owner.
+    bad=$(tar -tzf "$archive" | awk -v p="$exp/" 'index($0, p) != 1 || $0 ~ /(^|\/)\.\.(\/|$)/ {print; exit}')
+    [ -n "$bad" ] || bad=$(tar -tzvf "$archive" | awk '$1 !~ /^[-d]/ {print $NF; exit}')
+    if [ -n "$bad" ]; then
+      echo "study_state: error: $archive: member '$bad' is not a plain file or folder below $exp/; not unpacked" >&2; exit 1
+    fi
     snakemake --cores 1 --until prepare_data --configfile "$config"
-    tar -xzmf "$archive" -C results
+    tar -xzmf "$archive" -C results --no-same-owner --no-same-permissions
     echo "study_state: restored $exp; resume with: snakemake --cores all --configfile $config"
     ;;
   *) usage "unknown command '${cmd}'" ;;

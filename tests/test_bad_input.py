@@ -4,6 +4,12 @@ pipeline's validation step with the key named (the same rules: resnet_bench.vali
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,7 @@ import yaml
 
 from resnet_bench.cli import main
 from resnet_bench.pipeline import grid as G
+from resnet_bench.record import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -53,6 +60,18 @@ CLI_CASES = [
     ("unknown", ["--device", "tpu"], "tpu"), ("unknown", ["--device", "cuda:99"], "cuda:99"),
     ("unknown", ["--model", "v1-basic-9"], "depth 9"), ("unknown", ["--model", "resnet51"], "resnet51"),
     ("unknown", ["--dataset", "imagenet"], "imagenet"), ("unknown", ["--precision", "fp16"], "--precision"),
+    ("duplicates", ["--milestones", "2", "2"], "milestones"),
+    ("duplicates", ["--data-option", "train_size=128"], "train_size is given twice"),
+    ("duplicates", ["--recipe-json", '{"milestones": [2, 2]}'], "milestones"),
+    ("duplicates", ["--recipe-json", '{"iterations": 4, "iterations": 3000000}'], "given twice"),
+    ("duplicates", ["--recipe-json", '{"lr": 0.1, "lr": 0.1}'], "'lr' is given twice"),
+    ("sizes", ["--model", "v1-basic-60000002"], "TB of activations"),
+    ("sizes", ["--model", "v2-bottleneck-45002"], "depth <= 37442"),
+    ("sizes", ["--seed", str(2**32)], "seed"),
+    ("ignored", ["--data-dir", "some/where"], "data_dir"),
+    ("ignored", ["--prepared", "some.pt"], "ignored with a prepared file"),
+    ("unknown", ["--device", "mps"], "mps"),
+    ("unknown", ["--device", "cuda:0:1"], "cuda:0:1"),
     ("sizes", ["--batch-size", "65"], "batch_size"),
     ("sizes", ["--val-split", "64"], "val_split"),
     ("sizes", ["--val-split", "60"], "batch_size"),
@@ -92,6 +111,7 @@ def test_cli_filesystem_errors_are_one_line_with_the_path(tmp_path, capsys, case
 def test_corrupt_checkpoint_names_the_path_and_the_way_out(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
+    (out / RUN_MARKER).write_text("")  # a run directory of the suite's
     (out / "checkpoint.pt").write_bytes(b"garbage")
     assert main([*BASE, "--out", str(out)]) == 2
     _one_line(capsys.readouterr().err, "--discard-checkpoint")
@@ -110,7 +130,7 @@ def test_single_class_dataset_is_refused(tmp_path, capsys):
     prep = save_prepared(ImageDataset(x, y, x[:8], y[:8], ["only"], name="one", label="one"),
                          tmp_path / "one.pt")
     out = tmp_path / "run"
-    assert main([*BASE, "--prepared", str(prep), "--out", str(out)]) == 2
+    assert main([*BASE[:3], *BASE[7:], "--prepared", str(prep), "--out", str(out)]) == 2
     _one_line(capsys.readouterr().err, "at least 2")
     assert not out.exists()
 
@@ -144,6 +164,17 @@ PIPELINE_CASES = [
     ("unknown", _set(["device"], "tpu"), "device"),
     ("unknown", _set(["bogus"], 1), "bogus"),
     ("unknown", _set(["recipes", "quick", "bogus"], 1), "bogus"),
+    ("duplicates", _set(["recipes", "quick", "milestones"], [200, 200]), "milestones"),
+    ("duplicates", _set(["recipes", "quick", "milestones"], [300, 200]), "milestones"),
+    ("sizes", _set(["grid", 0, "depth"], [8, 6000002]), "TB of activations"),
+    ("sizes", _set(["grid", 0, "seeds"], [0, 2**32]), "seeds"),
+    ("duplicates", _set(["grid", 0, "seeds"], [0, 1, 0]), "without repeated items"),
+    ("ignored", _set(["datasets", "synthetic", "root"], "data/cifar"), "datasets.synthetic.root"),
+    ("paths", _set(["results"], "a{experiment}b"), "results"),
+    ("paths", _set(["results"], "-rf"), "results"),
+    ("paths", _set(["results"], ""), "results"),
+    ("paths", _set(["results"], "r\n; touch pwned"), "results"),
+    ("paths", _set(["results"], "r\n"), "results"),
     ("sizes", _set(["recipes", "quick", "batch_size"], 5000), "batch_size"),
     ("sizes", _set(["recipes", "quick", "val_split"], 4000), "val_split"),
 ]
@@ -171,17 +202,224 @@ def test_pipeline_refuses_results_that_is_a_file(tmp_path):
 
 def test_case_table_covers_every_class():
     classes = [c[0] for c in CLI_CASES] + [c[0] for c in PIPELINE_CASES] + ["fs"] * 4 + ["data"]
-    assert len(classes) >= 60 and {"nonsense", "coercion", "unknown", "sizes"} <= set(classes)
+    assert len(classes) >= 85 and {"nonsense", "coercion", "unknown", "sizes", "duplicates",
+                                   "ignored", "paths"} <= set(classes)
+
+
+# --- files handed over: duplicate keys, crafted checkpoints, directories the suite did not make --
+
+def test_duplicate_keys_in_a_recipe_file_are_refused(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("iterations: 4\nlr: 0.1\niterations: 3000000\n")
+    out = tmp_path / "run"
+    assert main([*BASE, "--recipe-file", str(recipe), "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "'iterations' is given twice (lines 1 and 3)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["experiment: a\niterations: 300\nexperiment: b\n",
+                                  '{"experiment": "a", "experiment": "b"}',
+                                  "recipes:\n  q:\n    lr: 0.1\n    lr: 0.2\n"])
+def test_duplicate_keys_in_a_config_file_are_refused(tmp_path, text):
+    from resnet_bench.strict import config_file
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="is given twice") as exc:
+        config_file(str(path))
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_data_prepare_refuses_a_root_the_synthetic_set_would_ignore(tmp_path, capsys):
+    out = tmp_path / "synthetic.pt"
+    assert main(["data", "prepare", "--dataset", "synthetic", "--root", str(tmp_path),
+                 "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "--root")
+    assert not out.exists()
+
+
+def _marked_run(tmp_path) -> Path:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RUN_MARKER).write_text("")  # a run directory of the suite's
+    return out
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path, capsys):
+    """A checkpoint is unpickled weights-only: an object whose unpickling would run a command
+    is refused, and the command never runs."""
+    import torch
+
+    payload = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {payload}",))
+
+    out = _marked_run(tmp_path)
+    torch.save({"format": 2, "iteration": 1, "identity": "x", "model": Payload()},
+               out / "checkpoint.pt")
+    assert main([*BASE, "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "nothing in it was run")
+    assert not payload.exists()
+    assert (out / "checkpoint.pt").exists()  # refused, not deleted
+
+
+def test_a_checkpoint_of_the_older_format_is_one_line_with_the_way_out(tmp_path, capsys):
+    import numpy as np
+    import torch
+    out = _marked_run(tmp_path)
+    torch.save({"iteration": 1, "rng": {"numpy": np.random.get_state()}}, out / "checkpoint.pt")
+    assert main([*BASE, "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "--discard-checkpoint")
+    torch.save({"iteration": 1, "identity": "x"}, out / "checkpoint.pt")  # plain data, no format
+    assert main([*BASE, "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "format none, expected 2")
+
+
+def test_out_empty_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*BASE, "--out", ""]) == 2
+    _one_line(capsys.readouterr().err, "--out: got ''")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags", [[], ["--replace-stale"], ["--discard-checkpoint"]])
+def test_a_directory_the_suite_did_not_make_is_never_written(tmp_path, capsys, flags):
+    out = tmp_path / "mine"
+    out.mkdir()
+    files = {"config.json": '{"mine": true}', "model.pt": "my weights",
+             "checkpoint.pt": "my checkpoint"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    assert main([*BASE, *flags, "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "not a run directory of resnet-bench")
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+
+
+def _holder(out: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding `out` as a trainer does; returns once it holds it."""
+    code = ("import sys, time; from pathlib import Path; from resnet_bench.train.rundir import held\n"
+            f"with held(Path({str(out)!r})):\n    print('held', flush=True); time.sleep({seconds})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_trainer_on_a_held_run_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = _holder(out, 60)
+    try:
+        assert main([*BASE, "--out", str(out)]) == 2
+        line = capsys.readouterr().err
+        _one_line(line, f"trainer pid {holder.pid}")
+        assert not (out / "summary.json").exists() and not (out / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*BASE, "--out", str(out)]) == 0  # the kernel released the dead holder's lock
+
+
+def test_wait_for_lock_trains_once_the_holder_is_gone(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = _holder(out, 3)
+    t0 = time.monotonic()
+    assert main([*BASE, "--wait-for-lock", "--out", str(out)]) == 0
+    holder.wait()
+    assert time.monotonic() - t0 >= 1.5  # it waited
+    assert f"waiting for trainer pid {holder.pid}" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+# --- degenerate data -------------------------------------------------------------------------------
+
+def test_images_smaller_than_8x8_are_refused(tmp_path, capsys):
+    import torch
+    from resnet_bench.data import ImageDataset
+    from resnet_bench.data.prepared import save_prepared
+    x = torch.randint(0, 256, (64, 3, 1, 1), dtype=torch.uint8)
+    y = torch.arange(64) % 2
+    prep = save_prepared(ImageDataset(x, y, x[:8], y[:8], ["a", "b"], name="dots", label="dots"),
+                         tmp_path / "dots.pt")
+    out = tmp_path / "run"
+    assert main([*BASE[:3], *BASE[7:], "--prepared", str(prep), "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "its images are 1x1; training needs at least 8x8")
+    assert not out.exists()
+
+
+def test_a_class_folder_that_is_a_symbolic_link_is_followed(tmp_path):
+    from PIL import Image
+    from resnet_bench.data import load_dataset
+    elsewhere = tmp_path / "elsewhere"
+    for split in ("train", "test"):
+        for c, colour in (("cat", 0), ("dog", 255)):
+            folder = (elsewhere if c == "dog" else tmp_path / "tree" / split) / (
+                f"{split}-dog" if c == "dog" else c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(3):
+                Image.new("RGB", (8, 8), (colour, i, 0)).save(folder / f"{i}.png")
+        (tmp_path / "tree" / split / "dog").symlink_to(elsewhere / f"{split}-dog")
+    (tmp_path / "tree" / "train" / "cat" / "loop").symlink_to(tmp_path / "tree")  # a link loop
+    ds = load_dataset("folder", tmp_path / "tree")
+    assert ds.classes == ["cat", "dog"] and ds.train_y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+# --- the tables and figures: non-finite values and malformed tables ---------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main([*BASE, "--out", str(out)]) == 0
+    return out
+
+
+def _copy_run(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", ""])
+def test_aggregate_refuses_a_completed_run_with_a_non_finite_loss(finished_run, tmp_path, capsys,
+                                                                   value):
+    run = _copy_run(finished_run, tmp_path / "run")
+    lines = (run / "train_log.csv").read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[3] = value
+    lines[2] = ",".join(cells)
+    (run / "train_log.csv").write_text("\n".join(lines) + "\n")
+    assert main(["aggregate", "--runs", str(run), "--out", str(tmp_path / "tables")]) == 2
+    _one_line(capsys.readouterr().err, f"{run / 'train_log.csv'}: column loss is")
+    assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.parametrize("table, column, value", [("runs", "final_test_error_pct", "abc"),
+                                                  ("runs", "final_train_error_pct", "inf"),
+                                                  ("runs", "final_test_error_pct", ""),
+                                                  ("curves", "loss", "-inf"),
+                                                  ("curves", "loss", "")])
+def test_plot_refuses_a_malformed_table_naming_file_row_column_and_draws_nothing(
+        finished_run, tmp_path, capsys, table, column, value):
+    import pandas as pd
+    tables = tmp_path / "tables"
+    assert main(["aggregate", "--runs", str(finished_run), "--out", str(tables)]) == 0
+    df = pd.read_csv(tables / f"{table}.csv", dtype=str, keep_default_na=False)
+    df.loc[len(df) - 1, column] = value
+    df.to_csv(tables / f"{table}.csv", index=False)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "v1_fig1.png").write_bytes(b"an earlier figure")
+    capsys.readouterr()
+    assert main(["plot", "--tables", str(tables), "--out", str(figures)]) == 2
+    err = capsys.readouterr().err
+    _one_line(err, f"{tables / (table + '.csv')}: column {column}")
+    assert f"data row {len(df)}" in err
+    assert [p.name for p in figures.iterdir()] == ["v1_fig1.png"]  # no figure drawn, none lost
+    assert (figures / "v1_fig1.png").read_bytes() == b"an earlier figure"
 
 
 # --- SIGKILL at seeded random moments: the rerun ends byte-identical, with no litter -------------
 
-import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 
 KILL_POINTS = 20 if os.environ.get("RESNET_BENCH_KILL_CAMPAIGN") == "1" else 3
 TRAIN = [sys.executable, "-m", "resnet_bench.cli", *BASE[:-1], "--iterations", "12",
@@ -208,3 +446,26 @@ def test_sigkill_at_random_points_reruns_byte_identical(tmp_path):
         for name in RECORDS:
             assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), (k, name)
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+
+
+@pytest.mark.slow
+def test_sigint_checkpoints_and_exits_75_like_sigterm(tmp_path):
+    """Ctrl-C during training: a checkpoint, one line, exit status 75; the same command then
+    finishes the run from that checkpoint."""
+    out = tmp_path / "run"
+    cmd = [*TRAIN[:-1], "--iterations", "3000", "--checkpoint-every", "5", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "SIGINT: checkpoint written at iteration" in err and "Traceback" not in err, err
+    stopped = int(err.split("checkpoint written at iteration ")[1].split(";")[0])
+    assert 0 < stopped < 3000
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed"] == 1 and summary["iterations"] == 3000

@@ -15,7 +15,7 @@ import yaml
 from resnet_bench.pipeline import grid as G
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_helpers import workflow_copy  # noqa: E402
+from pipeline_helpers import run_in, tiny_default_config, workflow_copy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
@@ -253,3 +253,28 @@ def test_cluster_resources_grow_with_depth_and_on_retry():
     assert r1202 / r110 == pytest.approx(2829.2 / 252.89, rel=0.05)
     m110 = R.mem_mb("v1-basic-110", paper)
     assert R.mem_mb("v1-basic-1202", paper) > m110 < R.mem_mb("v1-basic-110", paper, attempt=2)
+
+
+@pytest.mark.slow
+def test_a_results_path_with_shell_metacharacters_is_only_a_path(tmp_path):
+    """`results` reaches every rule's command: with spaces, `;`, `$(...)`, backquotes and both
+    quotes in it, every output lands below it and none of the embedded commands runs."""
+    wd = workflow_copy(tmp_path / "wf")
+    canary = tmp_path / "PWNED"
+    weird = (tmp_path / f"r s;touch {canary}1;#" / f"$(touch {canary}2) `touch {canary}3`"
+             / "it's \"quoted\" & | > x")
+    cfg = tiny_default_config(["v1-basic-8"], [0], iterations=20, checkpoint_every=10)
+    cfg["results"] = str(weird)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = sorted(p.name for p in wd.iterdir())
+    res = run_in(wd, *SNAKEMAKE, "--cores", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = weird / cfg["experiment"]
+    summary = json.loads((out / "runs/synthetic/quick/v1-basic-8/seed0/summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert (weird / "data" / "synthetic.pt").exists()
+    assert {p.name for p in (out / "tables").iterdir()} >= {"runs.csv", "claims.csv"}
+    assert (out / "figures/synthetic/quick/v1_fig1.png").stat().st_size > 1000
+    assert not list(tmp_path.glob("PWNED*")) and not list(wd.glob("PWNED*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["wf", weird.parts[len(tmp_path.parts)]])
+    assert sorted(p.name for p in wd.iterdir() if p.name != ".snakemake") == before

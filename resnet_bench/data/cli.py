@@ -87,6 +87,8 @@ _OPTION_ARGS = ("seed", "train_size", "test_size", "difficulty", "download", "ve
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         options = {k: getattr(args, k) for k in _OPTION_ARGS if getattr(args, k) is not None}
+        from resnet_bench.validation import check_data_source
+        check_data_source(args.dataset, args.root, root_key="--root")
         ds = prepare_dataset(args.dataset, args.root, args.out, **options)
         print(f"wrote {args.out}: {ds.summary()}")
         return 0

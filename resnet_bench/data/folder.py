@@ -84,7 +84,15 @@ def _read_archive(path: Path) -> tuple[dict[str, bytes], set[str]]:
 def _read_dir(root: Path) -> tuple[dict[str, bytes], set[str]]:
     files: dict[str, bytes] = {}
     dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()
+    # Symbolic links are followed (a class folder linked from elsewhere is a class folder), each
+    # real directory once, so a link loop ends.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for d in dirnames:

@@ -160,7 +160,13 @@ def _class_dirs(where: Path) -> list[str]:
 def _images_under(folder: Path) -> list[str]:
     """Relative paths (to `folder`) of the image files below it, sorted, hidden ones skipped."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):  # links: as folders
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = Path(dirpath).relative_to(folder)
         out += [(rel / f).as_posix() for f in filenames

@@ -231,6 +231,32 @@ def valid_depths(block: str, variant: str, count: int = 8) -> list[int]:
     return [k * n + 2 for n in range(1, count + 1)]
 
 
+# The deepest CIFAR net the suite will build: a training step keeps every conv, BN and ReLU output
+# for backward (~3 x 4 bytes per conv output element at fp32). Above 1 TiB of activations at the
+# papers' CIFAR batch of 128 (more than 8 GPUs of 141 GB hold) a depth is a typo, refused before
+# anything is built: ResNet-1202 needs ~18 GB, the bound is ~75k layers for basic units.
+MAX_ACTIVATION_BYTES = 2**40
+REFERENCE_BATCH = 128
+_STAGE_ELEMENTS = sum(16384 >> s for s in range(3))  # width x side^2 of stages 16x32^2 ... 64x8^2
+
+
+def activation_bytes(block: str, variant: str, depth: int) -> int:
+    """Estimated bytes a CIFAR net keeps for backward at batch REFERENCE_BATCH (fp32), from its
+    stage layout alone (widths 16/32/64, bottlenecks x1, x1, x4)."""
+    lpu = layers_per_unit(block, variant)
+    units = (depth - 2) // (3 * lpu)
+    per_unit = 6 if block == "bottleneck" else lpu  # conv outputs per unit, in stage widths
+    elements = 16384 + units * per_unit * _STAGE_ELEMENTS
+    return elements * 3 * 4 * REFERENCE_BATCH
+
+
+def max_depth(block: str, variant: str) -> int:
+    lpu = layers_per_unit(block, variant)
+    per_unit = 6 if block == "bottleneck" else lpu
+    units = (MAX_ACTIVATION_BYTES // (3 * 4 * REFERENCE_BATCH) - 16384) // (per_unit * _STAGE_ELEMENTS)
+    return 3 * lpu * units + 2
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
@@ -270,6 +296,14 @@ class ModelSpec:
             what = f"{self.block}" + (f" ({self.variant})" if self.variant == "1layer" else "")
             raise ModelNameError(
                 f"depth {self.depth} is not {k}n+2 (n>=1) for block {what}; valid: {shown}, ..."
+            )
+        need = activation_bytes(self.block, self.variant, self.depth)
+        if need > MAX_ACTIVATION_BYTES:
+            raise ModelNameError(
+                f"depth {self.depth}: a training step would keep ~{need / 1e12:,.0f} TB of "
+                f"activations at batch {REFERENCE_BATCH} (fp32); allowed: at most "
+                f"{MAX_ACTIVATION_BYTES / 1e12:.1f} TB, depth <= "
+                f"{max_depth(self.block, self.variant)} for block {self.block}"
             )
 
     @property

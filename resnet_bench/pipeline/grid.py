@@ -122,7 +122,8 @@ def check_schema(config: Any, schema_path: str | Path) -> None:
                "exclusiveMinimum": lambda v: f"> {v}", "exclusiveMaximum": lambda v: f"< {v}",
                "pattern": lambda v: f"a string matching {v}",
                "minItems": lambda v: f"at least {v} item(s)",
-               "minProperties": lambda v: f"at least {v} entry(ies)"}
+               "minProperties": lambda v: f"at least {v} entry(ies)",
+               "uniqueItems": lambda v: "a list without repeated items"}
     describe = allowed.get(rule)
     allowed = describe(expected) if describe else error.message
     raise V.refuse(key, error.instance, allowed, where="config key ")
@@ -137,6 +138,8 @@ def validate(config: dict[str, Any]) -> list[Run]:
         recipe_of(config, name)
     for name, spec in config.get("datasets", {}).items():
         try:
+            V.check_data_source(spec.get("kind"), spec.get("root"), root_key="root",
+                                where=f"datasets.{name}.")
             V.check_dataset_options(spec.get("kind"), spec.get("options", {}),
                                     where=f"datasets.{name}.options.")
         except ValueError as exc:
@@ -149,6 +152,12 @@ def validate(config: dict[str, Any]) -> list[Run]:
                                   where=f"recipes.{name}.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
+    for i, entry in enumerate(config.get("grid", [])):
+        for seed in _as_list(entry.get("seeds", [])):  # the trainer's range, not only the schema's
+            try:
+                V.check_seed(seed, where=f"grid[{i}].seeds: ")
+            except ValueError as exc:
+                raise GridError(str(exc)) from None
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")

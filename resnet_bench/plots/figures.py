@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,9 +102,30 @@ def select(runs: pd.DataFrame, curves: pd.DataFrame, dataset: str | None = None,
     return PlotData(sub, cur, ds, str(sub["dataset_label"].iloc[0]), rc)
 
 
+def _check_completed(tables_dir, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """A completed run's numbers are finite (NaN belongs to diverged runs): refused with the
+    file, the data row and the column named."""
+    done = runs["status"] == "completed"
+    for col in ("final_train_loss", "final_train_error_pct", "final_test_loss",
+                "final_test_error_pct"):
+        bad = done & runs[col].isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(f"{Path(tables_dir) / 'runs.csv'}: column {col} is empty on data row "
+                             f"{row + 1} (run {runs['run_id'].iloc[row]}), a completed run")
+    ids = set(runs.loc[done, "run_id"])
+    for col in ("loss", "error_pct"):
+        bad = curves["run_id"].isin(ids) & curves[col].isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(f"{Path(tables_dir) / 'curves.csv'}: column {col} is empty on data "
+                             f"row {row + 1} (run {curves['run_id'].iloc[row]}), a completed run")
+
+
 def load_plot_data(tables_dir, dataset: str | None = None, recipe: str | None = None) -> PlotData:
-    data = select(read_table(tables_dir, "runs"), read_table(tables_dir, "curves"),
-                  dataset, recipe)
+    runs, curves = read_table(tables_dir, "runs"), read_table(tables_dir, "curves")
+    _check_completed(tables_dir, runs, curves)
+    data = select(runs, curves, dataset, recipe)
     try:
         claims = read_table(tables_dir, "claims")
     except FileNotFoundError:   # tables written before the claims table existed
@@ -581,4 +605,15 @@ def render_all(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, figure
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(FIGURES)}")
     data = load_plot_data(tables_dir, dataset, recipe)
-    return {name: FIGURES[name](data, out_dir) for name in names}
+    # Drawn into a folder of their own beside out_dir and moved in only once every figure is
+    # drawn: a failure leaves out_dir as it was, never a partial set of figures.
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".plot.", dir=out_dir))
+    try:
+        drawn = {name: FIGURES[name](data, staging) for name in names}
+        for f in sorted(staging.iterdir()):
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return drawn

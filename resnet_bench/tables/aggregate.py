@@ -79,6 +79,18 @@ def _read_csv(path: Path, columns: list[str], numeric: list[str]) -> pd.DataFram
     return df
 
 
+def _check_finite(path: Path, df: pd.DataFrame, columns: list[str], summary: dict) -> None:
+    """A completed run's logs hold finite numbers only (a diverged run ends on a NaN/inf)."""
+    if summary["status"] != "completed":
+        return
+    for col in columns:
+        bad = ~pd.Series(pd.to_numeric(df[col]), index=df.index).map(math.isfinite)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise RecordError(f"{path}: column {col} is {df[col].iloc[row]} on data row {row + 1} "
+                              "of a completed run (only a diverged run may log a non-finite value)")
+
+
 def _check_iterations(path: Path, iters: pd.Series, summary: dict) -> None:
     if (iters < 0).any():
         raise RecordError(f"{path}: negative iteration")
@@ -95,6 +107,7 @@ def _read_train_log(path: Path, summary: dict) -> pd.DataFrame:
         raise RecordError(f"{path}: no rows but summary.json reports "
                           f"{summary['iterations']} iterations")
     _check_iterations(path, df["iteration"], summary)
+    _check_finite(path, df, ["epoch", "lr", "loss", "error_pct"], summary)
     if df["iteration"].duplicated().any():
         if not summary["resumed"]:
             dup = int(df.loc[df["iteration"].duplicated(), "iteration"].iloc[0])
@@ -118,6 +131,7 @@ def _read_eval_log(path: Path, summary: dict) -> pd.DataFrame:
         raise RecordError(f"{path}: split must be one of {', '.join(SPLITS)}, got {bad[0]!r}")
     if not df.empty:
         _check_iterations(path, df["iteration"], summary)
+    _check_finite(path, df, ["loss", "error_pct"], summary)
     df = df.sort_values(["split", "iteration"], kind="stable").reset_index(drop=True)
     test = df[df["split"] == "test"]
     if summary["status"] == "completed":

@@ -7,11 +7,13 @@ import dataclasses
 import errno
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
 
 from resnet_bench.args import add_source_args
+from resnet_bench.strict import json_loads, yaml_load
 from resnet_bench.train.recipe import NORMALIZATIONS, PRECISIONS, WARMUPS, Recipe, RunConfig
 
 def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace-stale", action="store_true",
                         help="if --out holds records of a different config, delete them and start over "
                              "(the pipeline uses this after a config change)")
+    parser.add_argument("--wait-for-lock", action="store_true",
+                        help="if another trainer is writing --out, wait for it to finish (or die) "
+                             "instead of refusing (the pipeline uses this: the trainer of a killed "
+                             "Snakemake may still be running when the same command is rerun)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="live progress bar (default: when stderr is a terminal)")
     _add_recipe_flags(parser)
@@ -79,7 +85,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, "recipe file not found (or not a file)", str(path))
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml_load(path.read_text(), str(path))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -88,7 +94,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         values.update(_mapping({} if loaded is None else loaded, str(path)))
     if args.recipe_json:
         try:
-            loaded = json.loads(args.recipe_json)
+            loaded = json_loads(args.recipe_json, "--recipe-json")
         except json.JSONDecodeError as exc:
             raise ValueError(f"--recipe-json is not valid JSON: {exc.msg}") from None
         values.update(_mapping(loaded, "--recipe-json"))
@@ -105,6 +111,8 @@ def parse_options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--data-option: got {pair!r}; allowed: KEY=VALUE")
+        if key in options:
+            raise ValueError(f"--data-option {key} is given twice; keep one")
         try:
             options[key] = yaml.safe_load(value)  # numbers and booleans as such
         except yaml.YAMLError:
@@ -127,9 +135,20 @@ def run(args: argparse.Namespace) -> int:
                        data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
     threads = None if args.threads is None else check_threads(args.threads)
+    from resnet_bench.train import distributed
+    from resnet_bench.train.loop import check_out_dir
+    from resnet_bench.train.rundir import held, out_path
+    world = distributed.world_from_env()  # started by torchrun: one process of a run
+    out = out_path(args.out)
+    check_out_dir(out)
+    # The run directory is held (or waited for) before a GPU slot is claimed, and until exit.
+    with held(out, wait=args.wait_for_lock) if world.is_writer else nullcontext():
+        return _run(args, config, threads, world)
+
+
+def _run(args: argparse.Namespace, config: RunConfig, threads: int | None, world) -> int:
     from resnet_bench.gpu import assigned_gpus, claim_for_this_process
     from resnet_bench.train import distributed
-    world = distributed.world_from_env()  # started by torchrun: one process of a run
     # Before CUDA is touched: take a free GPU slot when several trainings share a machine
     # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK, and
     # record them: Slurm's, or those `resnet-bench launch` claimed for the run). A --device cpu
@@ -138,12 +157,11 @@ def run(args: argparse.Namespace) -> int:
         claim = assigned_gpus()
     else:
         claim = None if config.device == "cpu" else claim_for_this_process()
-    from resnet_bench.train.loop import check_out_dir, pick_device, train
+    from resnet_bench.train.loop import pick_device, train
     # an absent CUDA device, a batch that does not split over the processes: one line, before
     # any data is loaded or any process waits for the others
     world.device(config.device) if world.distributed else pick_device(config.device)
     distributed.bn_mode(config.recipe, world)
-    check_out_dir(Path(args.out))
     if threads is not None:
         import torch
         torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
 from resnet_bench.train.records import (CsvLog, atomic_write_bytes, read_json, sweep_temp_files,
                                         write_json)
+from resnet_bench.train.rundir import held, out_path
 from resnet_bench.train.session import Session
 from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, compiled, configure_backends,
                                      make_optimizer, prepare_model, sync_interval, train_step)
@@ -59,30 +61,33 @@ def pick_device(name: str) -> torch.device:
 
 
 class _SigtermFlag:
-    """Turns SIGTERM (Slurm preemption/time limit) into a flag checked between iterations."""
+    """Turns SIGTERM (Slurm preemption/time limit) and SIGINT (Ctrl-C) into a flag checked
+    between iterations: either one checkpoints and exits EXIT_PREEMPTED."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.raised = False
-        self._old = None
+        self.raised: str | None = None
+        self._old: dict = {}
 
     def __enter__(self):
         try:
-            self._old = signal.signal(signal.SIGTERM, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread (e.g. called from a notebook worker)
-            self._old = None
+            self._old = {}
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.raised = True
+        self.raised = signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
           stop_after: int | None = None, replace_stale: bool = False, gpu_claim=None,
-          discard_checkpoint: bool = False,
+          discard_checkpoint: bool = False, wait_for_lock: bool = False,
           world: distributed.World = distributed.SINGLE) -> Outcome:
     """Train (or resume, or return the finished record of) one run in `out_dir`.
 
@@ -91,11 +96,23 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
 
     `discard_checkpoint` deletes the run's checkpoint (e.g. an unreadable one) and starts over.
 
+    `wait_for_lock`: when another trainer holds `out`, wait for it instead of refusing
+    (resnet_bench.train.rundir).
+
     `stop_after` ends the process's work after that many total iterations as if preempted
     (used by tests to interrupt a run at a known point).
     """
-    out = Path(out_dir)
+    out = out_path(out_dir)
     check_out_dir(out)  # a file, a file above it, read-only: refused before anything is read
+    # One trainer per run directory, and only a directory of the suite's (rank 0 writes).
+    with held(out, wait=wait_for_lock) if world.is_writer else nullcontext():
+        return _train(config, out, progress=progress, stop_after=stop_after,
+                      replace_stale=replace_stale, gpu_claim=gpu_claim,
+                      discard_checkpoint=discard_checkpoint, world=world)
+
+
+def _train(config: RunConfig, out: Path, *, progress, stop_after, replace_stale, gpu_claim,
+           discard_checkpoint, world) -> Outcome:
     identity = config.identity_hash()
     distributed.bn_mode(config.recipe, world)  # batch and BN sizes that fit the world, or one line
     device = world.device(config.device) if world.distributed else pick_device(config.device)
@@ -280,9 +297,9 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
 
             at_sync = it % sync_every == 0 or it == end
             if not run.world.distributed:
-                stop = sigterm.raised
+                stop = bool(sigterm.raised)
             else:  # the ranks agree at the syncs: a SIGTERM at any one of them stops them all
-                stop = at_sync and distributed.any_rank(run.world, sigterm.raised, run.device)
+                stop = at_sync and distributed.any_rank(run.world, bool(sigterm.raised), run.device)
             if at_sync or stop:
                 if not run.drain():
                     status, diverged_at = "diverged", it
@@ -296,7 +313,8 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
                 run.paused(run.run_eval, it)
             if stop:
                 run.save_checkpoint(it)
-                bar.close(f"SIGTERM: checkpoint written at iteration {it}; run the same command to resume")
+                bar.close(f"{sigterm.raised or 'SIGTERM'}: checkpoint written at iteration {it}; "
+                          "run the same command to resume")
                 return Outcome({"status": PREEMPTED, "iterations": it}, EXIT_PREEMPTED)
             if it % recipe.checkpoint_every == 0 and it != recipe.iterations:
                 run.paused(run.save_checkpoint, it)

@@ -14,7 +14,8 @@ from typing import Any
 
 from resnet_bench.record import recipe_hash
 from resnet_bench.validation import (NORMALIZATIONS, PRECISIONS, RECIPE_KEYS, WARMUPS,
-                                     ConfigError, check_bn_batch_size, check_dataset_options, check_model,
+                                     ConfigError, check_bn_batch_size, check_data_source,
+                                     check_dataset_options, check_model,
                                      check_recipe_mapping, check_recipe_value, check_seed, refuse)
 
 __all__ = ["NORMALIZATIONS", "PRECISIONS", "WARMUPS", "Recipe", "RecipeError", "RunConfig"]
@@ -161,6 +162,7 @@ class RunConfig:
         check_seed(self.seed)
         if not isinstance(self.recipe, Recipe):
             raise refuse("recipe", self.recipe, "a Recipe")
+        check_data_source(self.dataset, self.data_dir, self.prepared, self.data_options)
         if self.prepared is None:  # a prepared file is checked when it is read
             check_dataset_options(self.dataset, self.data_options)
 

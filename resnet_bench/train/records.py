@@ -12,6 +12,7 @@ from typing import Any, Sequence
 # File names and columns: resnet_bench.record (the run record, defined once).
 from resnet_bench.atomic import write_bytes as atomic_write_bytes  # noqa: F401 (the records' writer)
 from resnet_bench.record import FINAL_WEIGHTS, RECORD_FILES
+from resnet_bench.strict import json_loads
 
 
 def temp_files(run_dir: Path) -> list[Path]:
@@ -56,7 +57,7 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json_loads(path.read_text(), str(path))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 

@@ -23,5 +23,6 @@ for key in O.ANALYSIS_COMMANDS:
             f"{OUT}/logs/analysis/{key}.log",
         conda:
             "../../environment.yml"
+        # params.args is quoted item by item (shlex.quote, resnet_bench.pipeline.outputs)
         shell:
-            "resnet-bench analyze {params.args} > {log} 2>&1"
+            "resnet-bench analyze {params.args} > {log:q} 2>&1"

@@ -9,10 +9,13 @@ from resnet_bench.pipeline import grid as G
 from resnet_bench.pipeline import resources as R
 from resnet_bench.pipeline import outputs as O
 from resnet_bench.pipeline import launch as L
+from resnet_bench import strict as S
 
 # One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
 # resnet_bench.validation), before any job starts or any file is written.
 try:
+    for _path in workflow.configfiles:  # Snakemake's loaders keep the last of a repeated key
+        S.config_file(_path)
     G.check_schema(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
     validate(config, schema="../schemas/config.schema.yaml")  # fills in the schema's defaults
     RUNS = G.validate(config)

@@ -13,5 +13,6 @@ rule prepare_data:
     threads: 4
     conda:
         "../../environment.yml"
+    # params.args is quoted item by item (shlex.quote, resnet_bench.pipeline.outputs)
     shell:
-        "resnet-bench data prepare {params.args} --out {output} > {log} 2>&1"
+        "resnet-bench data prepare {params.args} --out {output:q} > {log:q} 2>&1"

@@ -21,11 +21,11 @@ rule figures:
     params:
         tables=lambda wc, input: os.path.dirname(input[0]),
         out=lambda wc, output: os.path.dirname(output[0]),
-        figures=" ".join(FIGURE_NAMES),
+        figures=FIGURE_NAMES,
     log:
         f"{OUT}/logs/figures/{{dataset}}/{{recipe}}.log",
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench plot --tables {params.tables} --out {params.out} --figure {params.figures} "
-        "--dataset {wildcards.dataset} --recipe {wildcards.recipe} > {log} 2>&1"
+        "resnet-bench plot --tables {params.tables:q} --out {params.out:q} --figure {params.figures:q} "
+        "--dataset {wildcards.dataset:q} --recipe {wildcards.recipe:q} > {log:q} 2>&1"

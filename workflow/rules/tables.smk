@@ -21,4 +21,4 @@ rule tables:
     conda:
         "../../environment.yml"
     shell:
-        "resnet-bench aggregate --runs {params.runs} --out {params.out} {params.claims:q} > {log} 2>&1"
+        "resnet-bench aggregate --runs {params.runs:q} --out {params.out:q} {params.claims:q} > {log:q} 2>&1"

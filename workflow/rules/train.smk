@@ -38,6 +38,7 @@ rule train:
     params:
         recipe=lambda wc: G.recipe_json(config, wc.recipe),
         device=config["device"],
+        out=lambda wc, output: os.path.dirname(output.summary),
     threads: LAYOUT.threads_per_node
     resources:
         gpu=R.local_gpus(LAYOUT),
@@ -61,8 +62,11 @@ rule train:
     shell:
         # runs_per_gpu: each GPU offers that many slots to the trainers' claims (resnet_bench/gpu.py).
         # The command's head is `resnet-bench train` or, for a distributed run, its launcher.
+        # Every path and value is quoted (:q): `results` may hold spaces, quotes, `;` or `$(...)`.
+        # --wait-for-lock: a trainer orphaned by a killed Snakemake still holds the run; the rerun's
+        # trainer waits for it to finish (or die) instead of failing the job.
         f"RESNET_BENCH_GPU_SLOTS={config.get('runs_per_gpu', 1)} "
-        f"{L.train_command(config)} --model {{wildcards.model}} --dataset {{wildcards.dataset}} "
-        "--prepared {input.data} --seed {wildcards.seed} --device {params.device} "
+        f"{L.train_command(config)} --model {{wildcards.model:q}} --dataset {{wildcards.dataset:q}} "
+        "--prepared {input.data:q} --seed {wildcards.seed:q} --device {params.device:q} "
         f"--recipe-json {{params.recipe:q}} --threads {L.threads_arg(config)} --no-progress "
-        "--replace-stale --out $(dirname {output.summary}) > {log} 2>&1"
+        "--replace-stale --wait-for-lock --out {params.out:q} > {log:q} 2>&1"
