@@ -3,17 +3,21 @@ says why it cannot run on a CPU-only CI machine. The claims block is the pipelin
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline_helpers import (kill_pipeline, pipeline_until_checkpoint, run_dir, run_in, snakemake_env,
-                              tiny_default_config, workflow_copy)
+from pipeline_helpers import (kill_pipeline, pipeline_until_checkpoint, processes_mentioning, run_dir,
+                              run_in, snakemake_env, tiny_default_config, workflow_copy)
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -23,6 +27,8 @@ COVERAGE = {
     "bash quickstart.sh pipeline": "the default pipeline: tests/test_pipeline.py::finished_pipeline "
                                    "runs `snakemake --cores 2` on it (quickstart adds set-up only)",
     "bash quickstart.sh test": "CI itself (.ci/run)",
+    "snakemake --cores all --rerun-incomplete": "test_kill_recovery_with_orphaned_trainers_"
+                                                "ends_with_uncorrupted_records",
     "snakemake --cores all": "test_recovery_commands_work_as_written_after_a_sigkill",
     "snakemake --cores 2": "tests/test_pipeline.py::finished_pipeline",
     "snakemake --unlock": "test_recovery_commands_work_as_written_after_a_sigkill",
@@ -136,6 +142,90 @@ def test_recovery_commands_work_as_written_after_a_sigkill(tmp_path):
     report = _run(wd, "snakemake --report report.zip")
     assert report.returncode == 0, report.stderr[-2000:]
     assert (wd / "report.zip").stat().st_size > 10_000
+    shutil.rmtree(wd / "results", ignore_errors=True)
+
+
+def _trainers(wd: Path) -> list[int]:
+    return [pid for pid, cmd in processes_mentioning(str(wd)) if "resnet-bench train" in cmd]
+
+
+def _uncorrupted(run: Path, iterations: int) -> dict:
+    """The records of one run as an uninterrupted trainer writes them: every iteration logged
+    once, in order, each evaluation once, a completed summary; returns the summary."""
+    with open(run / "train_log.csv") as f:
+        assert [int(r["iteration"]) for r in csv.DictReader(f)] == list(range(1, iterations + 1))
+    with open(run / "eval_log.csv") as f:
+        evals = [(r["iteration"], r["split"]) for r in csv.DictReader(f)]
+    assert evals and len(evals) == len(set(evals)), evals
+    summary = yaml.safe_load((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["iterations"] == iterations
+    assert not (run / "checkpoint.pt").exists()
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "temp files left behind"
+    return summary
+
+
+@pytest.mark.slow
+def test_kill_recovery_with_orphaned_trainers_ends_with_uncorrupted_records(tmp_path):
+    """SIGKILL of Snakemake alone (not of its process group): its trainer runs on, an orphan.
+    The README's sequence, as written: `snakemake --unlock` and the same command, whose trainer
+    waits for the orphan's lock instead of writing the run beside it; and when the orphan has
+    finished first, the same command stops with IncompleteFilesException and
+    `snakemake --cores all --rerun-incomplete` finishes it. Both end with whole records.
+    (The still-running orphan is paused with SIGSTOP until the rerun's trainer waits for it, so
+    that a fast machine cannot finish it first.)"""
+    wd = workflow_copy(tmp_path / "wf")
+    cfg = tiny_default_config(["v1-basic-8"], [0], iterations=240, checkpoint_every=20)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = run_dir(wd, cfg, "v1-basic-8", 0)
+    log = (wd / cfg["results"] / cfg["experiment"] / "logs" / "train" / "synthetic" / "quick"
+           / "v1-basic-8" / "seed0.log")
+    for case in ("orphan still running", "orphan finished"):
+        shutil.rmtree(wd / "results", ignore_errors=True)
+        proc = pipeline_until_checkpoint(wd, "snakemake --cores all".split(), run)
+        try:
+            os.kill(proc.pid, signal.SIGKILL)  # Snakemake only
+            proc.wait()
+            orphans = _trainers(wd)
+            assert len(orphans) == 1, "the trainer did not outlive Snakemake"
+            if case == "orphan still running":
+                os.kill(orphans[0], signal.SIGSTOP)
+            else:
+                deadline = time.monotonic() + 600
+                while _trainers(wd):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.5)
+                assert (run / "summary.json").exists()
+            unlock = _run(wd, "snakemake --unlock")
+            assert unlock.returncode == 0, unlock.stderr[-2000:]
+            if case == "orphan still running":
+                rerun = subprocess.Popen("snakemake --cores all".split(), cwd=wd,
+                                         env=snakemake_env(), stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+                deadline = time.monotonic() + 300
+                while not (log.exists() and f"waiting for trainer pid {orphans[0]}"
+                           in log.read_text()):
+                    assert rerun.poll() is None and time.monotonic() < deadline, rerun.stdout.read()
+                    time.sleep(0.2)
+                os.kill(orphans[0], signal.SIGCONT)
+                said, _ = rerun.communicate(timeout=600)
+                assert rerun.returncode == 0, said[-3000:]
+            else:
+                again = _run(wd, "snakemake --cores all")
+                said = again.stdout + again.stderr
+                assert again.returncode != 0 and "IncompleteFilesException" in said, said[-3000:]
+                assert "--rerun-incomplete" in said
+                again = _run(wd, "snakemake --cores all --rerun-incomplete")
+                assert again.returncode == 0, again.stderr[-3000:]
+            summary = _uncorrupted(run, 240)
+            assert summary["resumed"] == 0  # one trainer wrote it from start to end
+            assert (wd / cfg["results"] / cfg["experiment"] / "tables" / "runs.csv").exists()
+        finally:
+            for pid in _trainers(wd):
+                os.kill(pid, signal.SIGCONT)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     shutil.rmtree(wd / "results", ignore_errors=True)
 
 
