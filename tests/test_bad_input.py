@@ -453,7 +453,8 @@ def test_sigint_checkpoints_and_exits_75_like_sigterm(tmp_path):
     """Ctrl-C during training: a checkpoint, one line, exit status 75; the same command then
     finishes the run from that checkpoint."""
     out = tmp_path / "run"
-    cmd = [*TRAIN[:-1], "--iterations", "3000", "--checkpoint-every", "5", "--out", str(out)]
+    cmd = [*TRAIN[:-1], "--iterations", "400", "--checkpoint-every", "5", "--eval-every", "400",
+           "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not (out / "checkpoint.pt").exists():
@@ -464,8 +465,8 @@ def test_sigint_checkpoints_and_exits_75_like_sigterm(tmp_path):
     assert proc.returncode == 75, err
     assert "SIGINT: checkpoint written at iteration" in err and "Traceback" not in err, err
     stopped = int(err.split("checkpoint written at iteration ")[1].split(";")[0])
-    assert 0 < stopped < 3000
+    assert 0 < stopped < 400
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["resumed"] == 1 and summary["iterations"] == 3000
+    assert summary["resumed"] == 1 and summary["iterations"] == 400
