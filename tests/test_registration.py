@@ -111,3 +111,26 @@ def test_an_untracked_config_and_a_dirty_tree_are_refused(repo, tmp_path):
                resumes=[{"at_iteration": 5}])   # an old record: the first start's code unknown
     res = check(repo, unknown)
     assert res.returncode == 1 and "recorded no code revision" in res.stderr, res.stderr
+
+
+PUBLISHED = {  # study -> (config in the repository, registered?)
+    "v1-cpu": ("config/v1_cpu.yaml", True),
+    "v2-cpu-depth": ("config/v2_cpu_depth.yaml", True),
+    "v1-cpu-pilot": ("config/v1_cpu_pilot.yaml", False),        # committed 49 min after its start
+    "default-synthetic": ("config/config.yaml", False),         # bf16 lines uncommitted at its start
+}
+
+
+@pytest.mark.parametrize("study", sorted(PUBLISHED))
+def test_the_published_studies_registration_and_readme_sentence(study):
+    config, registered = PUBLISHED[study]
+    folder = REPO / "results" / "published" / study
+    assert (folder / "config.yaml").read_bytes() == (REPO / config).read_bytes()
+    facts = registration.facts(REPO / config, folder / "runs")
+    assert (not facts.get("problem")) is registered, facts.get("problem")
+    recorded = json.loads((folder / "registration.json").read_text())
+    assert recorded["registered"] is registered
+    assert {k: recorded[k] for k in facts} == facts      # the published facts are git's
+    res = subprocess.run([sys.executable, SCRIPT, "readme", str(folder), "--check"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
