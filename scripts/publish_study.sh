@@ -86,4 +86,7 @@ for part in config.yaml registration.json runs benchmarks tables figures analysi
 done
 if [ -f "$dest/README.md" ] && grep -q '^<!-- registration: begin' "$dest/README.md"; then
   python "$here/registration.py" readme "$dest"
+else
+  echo "publish_study: note: $dest/README.md has no registration block; add the marker lines of" \
+       "scripts/registration.py (BEGIN, END) and run: python scripts/registration.py readme $dest" >&2
 fi

@@ -95,13 +95,15 @@ def _commit(repo: Path, *args: str) -> dict | None:
     return {"hash": sha, "time": _utc(_when(when))}
 
 
-def facts(config: Path, runs: Path) -> dict:
-    """Everything the registration rests on, and `problem` (empty when registered)."""
+def facts(config: Path, runs: Path, path: str | None = None) -> dict:
+    """Everything the registration rests on, and `problem` (empty when registered). `path`: the
+    config's path in the repository when `config` is a copy of it (a published config.yaml)."""
     config = config.resolve()
-    repo = Path(_git(config.parent, "rev-parse", "--show-toplevel") or "")
-    if not str(repo) or not (repo / ".git").exists():
+    top = _git(config.parent, "rev-parse", "--show-toplevel")
+    if not top:
         raise Refused(f"{config} is not in a git repository")
-    path = config.relative_to(repo.resolve()).as_posix()
+    repo = Path(top)
+    path = path or config.relative_to(repo.resolve()).as_posix()
     data = config.read_bytes()
     first = first_start(runs)
     rev = first["git_commit"]
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("config", type=Path)
     c.add_argument("runs", type=Path)
     c.add_argument("--out", type=Path, required=True, help="where to write registration.json")
+    c.add_argument("--path-in-repo", default=None, metavar="PATH",
+                   help="the config's path in the repository, when CONFIG is a copy of it")
     c.add_argument("--unregistered", action="store_true",
                    help="write the facts of a study that is not registered instead of refusing")
     r = sub.add_parser("readme", help="write the README's registration sentence")
@@ -196,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "readme":
         return readme(args.study, args.check)
+    if not args.config.is_file():
+        print(f"registration: error: config file '{args.config}' does not exist", file=sys.stderr)
+        return 2
     try:
-        f = facts(args.config, args.runs)
+        f = facts(args.config, args.runs, args.path_in_repo)
     except Refused as exc:
         print(f"registration: error: {exc}", file=sys.stderr)
         return 1
