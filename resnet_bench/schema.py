@@ -76,6 +76,9 @@ RUN_COLUMNS = ID_COLUMNS + [
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
     # the arithmetic, and the rest of the recipe: equal hashes are the fidelity table's pairs
     "precision", "recipe_hash_except_precision",
+    # duplicates never count as seeds: the run identity hash, the train log's sha256, and the
+    # run_id of the run this one repeats (same identity and seed, or a byte-identical log)
+    "identity", "train_log_sha256", "duplicate_of",
 ]
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
@@ -96,7 +99,9 @@ CLAIM_COLUMNS = [
     "lower_model", "higher_model", "paper_lower", "paper_higher",
     "lower_mean", "lower_std", "lower_n", "lower_n_diverged",
     "higher_mean", "higher_std", "higher_n", "higher_n_diverged",
-    "diff", "t_statistic", "p_value", "alpha", "verdict", "reason",
+    "source", "diff", "diff_ci_low", "diff_ci_high", "diff_boot_low", "diff_boot_high",
+    "hedges_g", "t_statistic", "p_value", "family_size", "p_holm", "p_holm_opposite", "alpha",
+    "verdict", "seeds_needed", "reason",
 ]
 # fidelity: a reduced-precision recipe's seeds against an fp32 repeat (resnet_bench.tables.fidelity)
 FIDELITY_COLUMNS = [
@@ -112,7 +117,8 @@ STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "d
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
                   "paper_lower", "paper_higher", "reason", "precision",
                   "recipe_hash_except_precision", "reference_recipe", "reference_values",
-                  "verdict")
+                  "verdict", "identity", "train_log_sha256", "duplicate_of", "source",
+                  "seeds_needed")
 
 
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
