@@ -303,6 +303,13 @@ def _line_style(series: str, train_style: dict) -> dict:
     return dict(train_style if series.startswith("train") else style.TEST_STYLE)
 
 
+def _sparse(df: pd.DataFrame, name: str) -> bool:
+    """Is series `name` of `df` evaluated sparsely enough to mark every point?"""
+    sub = df[df["series"] == name]
+    return not sub.empty and not SERIES[name][2] and \
+        sub.groupby("run_id").size().max() <= SPARSE_POINTS
+
+
 def _draw_curves(ax, df: pd.DataFrame, look: Look, train_style: dict = style.TRAIN_STYLE) -> None:
     """Each series of `df`: per line, mean ± std band over its completed runs (error bars where
     a run has one point; markers where evaluations are sparse); a diverged run alone, ending in
@@ -311,8 +318,7 @@ def _draw_curves(ax, df: pd.DataFrame, look: Look, train_style: dict = style.TRA
         sub = df[df["series"] == name]
         if sub.empty:
             continue
-        points = sub.groupby("run_id").size()
-        sparse = not SERIES[name][2] and points.max() <= SPARSE_POINTS
+        sparse = _sparse(df, name)
         for lab in look.order:
             part = sub[sub["label"] == lab]
             if part.empty:
@@ -357,9 +363,9 @@ def _finals(data: PlotData, df: pd.DataFrame, label: str, series: list[str]) -> 
 
 def _net_handles(data: PlotData, df: pd.DataFrame, look: Look, series: list[str],
                  finals: bool = True) -> list:
-    sparse = (df["series"] == "test_error").any()
+    marked = any(_sparse(df, name) for name in series)
     return [Line2D([], [], color=look.palette[lab], linewidth=2,
-                   marker=look.markers[lab] if sparse else None, markersize=4.5,
+                   marker=look.markers[lab] if marked else None, markersize=4.5,
                    label=f"{lab}: {_finals(data, df, lab, series)}" if finals else lab)
             for lab in look.order if lab in set(df["label"])]
 
