@@ -22,8 +22,11 @@ What every curve figure states, so that it says what it shows:
 - the numbers quoted (the legend's final values) are the run records' final values (the runs
   table: mean ± std over completed seeds), never read off a smoothed curve;
 - the y range: the paper's (`PAPER_YLIM`) where the paper's figure is the reference and it holds
-  the lines' final values, else from 0 to above the final values (losses: and above every
-  point of the line whose highest point is lowest); what lies off the axis is said in the legend;
+  the lines' final values (the curves then enter it from above, as in the paper); else from 0
+  to above every line's whole course for errors, and for losses to above the final values and
+  every point of the line whose highest point is lowest (so that one net's excursion above
+  chance at initialisation does not flatten the comparison); what lies off the axis, and why
+  the range, is said in the legend;
 - legends outside the axes; one colour per compared line, spaced in lightness so that the lines
   stay apart in greyscale, and one marker per line (`style`).
 
@@ -439,22 +442,21 @@ def _end_band(df: pd.DataFrame) -> tuple[float, float]:
 
 
 def _set_ylim(ax, df: pd.DataFrame, *, unit: str = "%", paper: str | None = None,
-              loss: bool = False, cover_all: bool = False) -> str:
+              loss: bool = False) -> str:
     """Choose the y range (see the module doc) and return the note that explains it."""
     lo, hi = _end_band(df)
-    if cover_all:
-        means = df[df["status"] != DIVERGED].groupby(["label", "series", "x"])["value"]
-        hi = max(hi, float((means.mean() + means.std().fillna(0)).max()))
-    if loss:   # all of the lowest line: an excursion of another is listed, not drawn
-        means = df[df["status"] != DIVERGED].groupby(["label", "x"])["value"].mean()
-        if len(means):
-            hi = max(hi, float(means.groupby(level="label").max().min()))
+    means = df[df["status"] != DIVERGED].groupby(["label", "series", "x"])["value"]
     ref = PAPER_YLIM.get(paper) if paper else None
     unit_ = f" {unit}" if unit else ""
     if ref and ref[0] <= lo and hi <= ref[0] + 0.9 * (ref[1] - ref[0]):
         bottom, top = ref
         note = f"y {bottom:g}-{top:g}{unit_}, as in {paper}"
     else:
+        if loss:   # all of the lowest line: an excursion of another is listed, not drawn
+            highest = means.mean().groupby(level="label").max()
+            hi = max(hi, float(highest.min())) if len(highest) else hi
+        elif len(means):   # no paper range to zoom into: every line's whole course
+            hi = max(hi, float((means.mean() + means.std().fillna(0)).max()))
         bottom, top = 0.0, _nice_ceil(hi * 1.15)
         if unit == "%":
             top = min(top, 100.0)
@@ -773,7 +775,7 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     ax2.set_ylabel("test error (%)")
     notes = [f"left axis, training loss: {_set_ylim(ax, loss, unit='', loss=True)}"]
     if not test.empty:
-        notes.append(f"right axis, test error: {_set_ylim(ax2, test, cover_all=True)}")
+        notes.append(f"right axis, test error: {_set_ylim(ax2, test)}")
     ax2.grid(False)
     ax2.spines["right"].set_visible(True)
     ax.set_title(_title(title, data), fontsize=8)
@@ -915,8 +917,8 @@ def _ablation(data: PlotData, out_dir, figure: str, title: str, empty: str) -> p
             is_loss = series == "train_loss"
             _finish(ax, data, "training loss" if is_loss else "test error (%)")
             if not s.empty:
-                notes += _prefixed([_set_ylim(ax, s, unit="" if is_loss else "%", loss=is_loss,
-                                              cover_all=not is_loss)],
+                notes += _prefixed([_set_ylim(ax, s, unit="" if is_loss else "%",
+                                              loss=is_loss)],
                                    f"{row}, {SERIES_NAMES[series]}")
             ax.set_title(f"{row}: {SERIES_NAMES[series]}")
         net_rows += _legend(sub, _net_handles(data, part, look, ABLATION_SERIES)) + 1
