@@ -152,6 +152,10 @@ def _read_csv(path: Path, strings) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # the figures (`resnet-bench plot`): <name>.png, .pdf and .csv per (dataset, recipe)
 
+# The papers' schedules, per network stem: CIFAR 64k iterations of batch 128 (V1 Sec. 4.2, V2
+# Sec. 4), ImageNet 60e4 iterations of batch 256 (V1 Sec. 3.4); figure titles scale to them
+PAPER_ITERATIONS = {"cifar": 64_000, "imagenet": 600_000}
+
 FIGURES = ("v1_fig1", "v1_fig4", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right",
            "v2_fig1", "v2_fig3", "v2_fig6", "degradation")
 # V2 ablation figure -> the claim (resnet_bench.tables.claims.CLAIMS) whose pairs it draws
