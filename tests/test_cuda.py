@@ -66,6 +66,10 @@ def test_device_loader_batches_equal_cpu_bit_for_bit():
             kw = dict(batch_size=128, seed=3, normalize=normalize, channels_last=channels_last)
             cpu = DeviceLoader(ds.train_x, ds.train_y, device="cpu", **kw)
             gpu = DeviceLoader(ds.train_x, ds.train_y, device="cuda", **kw)
+            # Integer sums: the statistics are the CPU's bits, not merely close to them.
+            for key in ("mean_image", "mean", "std", "scale", "shift"):
+                a, b = getattr(cpu.norm, key, None), getattr(gpu.norm, key, None)
+                assert (a is None) == (b is None) and (a is None or torch.equal(a, b.cpu())), key
             for i in (0, 1, 4, 5, 11):  # 5 crosses an epoch boundary (600 / 128)
                 (xc, yc), (xg, yg) = cpu.batch(i), gpu.batch(i)
                 assert xg.device.type == "cuda"
