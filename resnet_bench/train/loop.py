@@ -3,8 +3,11 @@
 Read top to bottom: `train()` sets up (`_setup`), resumes or starts (`_resume`), iterates
 (`_loop`: lr, batch, the step of resnet_bench.train.step, log, evaluate, checkpoint) and
 finishes (`_finish`). Every random choice is a pure function of (seed, iteration) or is
-checkpointed, so a run killed at any moment and started again ends where an uninterrupted one
-would. The record it writes is defined in resnet_bench.record.
+checkpointed, so a run killed at any moment and started again takes the same batches, crops,
+schedule and decisions as an uninterrupted one. On CPU it ends with the same bits. On CUDA it
+does not: `cudnn.benchmark` picks each process's fastest convolution algorithms, whose reduction
+orders differ, so a resumed run differs from an uninterrupted one in the last bits and drifts as
+two uninterrupted CUDA runs do. The record it writes is defined in resnet_bench.record.
 """
 
 from __future__ import annotations
