@@ -52,11 +52,14 @@ def prepare_model(model: torch.nn.Module, device: torch.device, recipe) -> torch
     return model
 
 
-def compiled(model: torch.nn.Module, recipe, mode: str | None = None):
-    """What the step calls: the model, or its torch.compile'd wrapper (same parameters)."""
+def compiled(model: torch.nn.Module, recipe, mode: str | None = None, backend: str = "inductor"):
+    """What the step calls: the model, or its torch.compile'd wrapper (same parameters).
+
+    `backend="aot_eager"` (bench only) traces and runs the same graphs without generating
+    kernels: it needs no C++ compiler and no GPU, so CPU runs can rehearse the compiled path."""
     if not recipe.compile:
         return model
-    return torch.compile(model, **({"mode": mode} if mode else {}))
+    return torch.compile(model, backend=backend, **({"mode": mode} if mode else {}))
 
 
 class ForwardBackwardOOM(torch.OutOfMemoryError):
