@@ -12,8 +12,8 @@
 # It answers three questions: is the CUDA path correct, how fast is the trainer against the
 # standard DataLoader recipe, how long would the papers' 64k-iteration schedule take.  Steps, each
 # under `timeout` with its own budget (the whole check <= --budget, default 540 s on GPU):
-#   install, environment   pip install --no-deps -e . (nothing fetched), versions, GPU; the data
-#                          decoded in the background
+#   environment            versions, GPU (the checkout is imported through PYTHONPATH: nothing is
+#                          installed); the data decoded in the background
 #   cuda-tests             pytest tests/test_cuda.py, a time limit per test, a line per result
 #   bench-eager            the trainer's step (bf16, channels_last) vs the baseline, ResNet-20/56/110
 #   compile-110            ResNet-110 compiled with CUDA graphs (reduce-overhead), compile time apart
@@ -76,7 +76,6 @@ rm -f "$OUT/cuda-tests.jsonl" "$OUT/cuda-tests.xml" "$OUT/bench.csv" "$OUT/throu
 exec > >(tee -a "$LOG") 2>&1
 export RESNET_BENCH_GPU_LOCK_DIR="$WORK/locks" RESNET_BENCH_GPU_WAIT_S=30
 export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor" MPLBACKEND=Agg PYTHONUNBUFFERED=1
-export PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1  # never reach for the network
 BG_PIDS=()
 
 left() { echo $((DEADLINE - $(date +%s))); }
@@ -151,9 +150,8 @@ trap 'note "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- setup
 note "mode $MODE, budget ${BUDGET}s, repo $REPO, out $OUT, work $WORK, data ${DATA:-none (synthetic, --data none)}"
-if ! step install 60 "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO"; then
-    note "pip install failed: using the checkout through PYTHONPATH"
-fi
+# Imported from the checkout, never installed: every process the check starts (tests, bench,
+# trainings) is `python -m resnet_bench...` and sees this PYTHONPATH.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 RB=("$PY" -m resnet_bench.cli)
 step environment 60 "$PY" - "$MODE" "$WORK/env.json" <<'PYEOF' || exit 1
@@ -165,7 +163,8 @@ cuda = torch.cuda.is_available()
 env = {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
        "cuda_available": cuda, "device": torch.cuda.get_device_name(0) if cuda else platform.processor(),
-       "cpus": os.cpu_count(), "host": platform.node(), "platform": platform.platform()}
+       "cpus": os.cpu_count(), "host": platform.node(), "platform": platform.platform(),
+       "resnet_bench": os.path.dirname(resnet_bench.__file__)}
 try:
     env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm",
                                         "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
@@ -206,10 +205,10 @@ if [[ $MODE == cpu ]]; then
     write_bench
     # No CUDA graphs on a CPU, and inductor's C++ compile takes minutes on a loaded one: the
     # same compiled path through aot_eager.
-    step compile-110 "$(cap 90 60)" "${RB[@]}" bench "${DEV[@]}" "${IT[@]}" --model v1-basic-8 --no-baseline \
+    step compile-110 "$(cap 90 120)" "${RB[@]}" bench "${DEV[@]}" "${IT[@]}" --model v1-basic-8 --no-baseline \
         --compile --compile-backend aot_eager --csv "$B/compile.csv"
     write_bench
-    step throughput "$(cap 90 40)" "$PY" -m resnet_bench.gpucheck throughput --device cpu --model v1-basic-8 \
+    step throughput "$(cap 90 60)" "$PY" -m resnet_bench.gpucheck throughput --device cpu --model v1-basic-8 \
         --procs 1 2 --batch-size 32 --warmup-iters 1 --window-s 1 --csv "$OUT/throughput.csv"
 else
     DEV=(--device cuda); PAPER_MIN=90
