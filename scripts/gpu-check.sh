@@ -232,8 +232,10 @@ if [[ "$(cat "$WORK/prepare.rc" 2>/dev/null)" != 0 ]]; then
     note "data prepare failed or timed out: no paper run"
     printf '{"step":"paper-run","status":"failed","budget_s":0,"seconds":0,"rc":null,"why":"data prepare"}\n' >> "$STEPS"
 else
+    # Stopped 20 s before its step's limit: the step in flight, the checkpoint, paper-run.json,
+    # the tarball and the interpreter's exit fit in that on a loaded machine.
     PAPER=(--config config/v1_cifar10.yaml --recipe paper-warmup --prepared "$PREP" --dataset "$DSNAME"
-           --out "$WORK/paper" --deadline $((DEADLINE - RESERVE - 5)))
+           --out "$WORK/paper" --deadline $((DEADLINE - RESERVE - 20)))
     if [[ $MODE == cpu ]]; then
         PAPER+=(--device cpu --model v1-basic-8 --grace-s 5 --set batch_size=16 --set eval_every=10
                 --set eval_batch_size=100 --set checkpoint_every=20 --set train_window=10)
