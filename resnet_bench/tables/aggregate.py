@@ -11,6 +11,7 @@ NaN/null final errors; a resumed run may repeat iterations in its train log (the
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -169,6 +170,11 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
     row["path"] = str(d)
+    # a log without rows says nothing about which run wrote it: no hash, never a duplicate
+    row["train_log_sha256"] = (hashlib.sha256((d / record.TRAIN_LOG).read_bytes()).hexdigest()
+                               if len(train) else "")
+    row["identity"] = summary.get("identity") or ""
+    row["duplicate_of"] = ""
 
     ident = {k: row[k] for k in ID_COLUMNS}
     train = train.assign(split="train")
@@ -177,6 +183,25 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     for key, value in ident.items():
         curves[key] = value
     return {k: row[k] for k in RUN_COLUMNS}, curves[CURVE_COLUMNS]
+
+
+def mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Fill `duplicate_of`: a run of the same network, dataset and recipe as an earlier row of
+    the table with the same identity and seed, or with a byte-identical train log, is a copy of
+    that row's run (a record copied twice, a study published from two folders), not another
+    seed."""
+    runs = runs.copy()
+    first: dict[tuple, str] = {}
+    for i, r in runs.iterrows():
+        where = (r["model"], r["dataset"], r["recipe"])
+        keys = [("log", *where, r["train_log_sha256"])] if r["train_log_sha256"] else []
+        if r["identity"]:
+            keys.append(("identity", *where, r["seed"], r["identity"]))
+        original = next((first[k] for k in keys if k in first), "")
+        runs.at[i, "duplicate_of"] = original
+        for k in keys:
+            first.setdefault(k, original or r["run_id"])
+    return runs
 
 
 def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
@@ -191,7 +216,7 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
         row, curve = load_run(d, rid)
         rows.append(row)
         curves.append(curve)
-    runs = sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS))
+    runs = mark_duplicates(sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS)))
     order = {rid: i for i, rid in enumerate(runs["run_id"])}
     split_order = {"train": 0, "test": 1, "val": 2}
     all_curves = pd.concat(curves, ignore_index=True)
