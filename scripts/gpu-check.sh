@@ -5,8 +5,9 @@
 #
 #   scripts/gpu-check.sh [--cpu] [--data CIFAR10_JPEG_TAR_GZ|none] [--budget SECONDS] OUTDIR
 #
-# --data (or $RESNET_BENCH_CIFAR_JPEG): the CIFAR-10 JPEG mirror; default: shared/data/ or
-# ../shared/data/ beside the checkout; `none`: the embedded synthetic set.
+# --data (or $RESNET_BENCH_CIFAR_JPEG): the CIFAR-10 JPEG mirror; default: data/ (where
+# `resnet-bench data fetch cifar10-jpeg` puts it) or shared/data/ in the checkout; `none`: the
+# embedded synthetic set.
 #
 # Steps, each under `timeout` with its own budget (the whole check <= --budget, default 480 s):
 #   0 setup    pip install --no-deps -e . (nothing fetched), versions, GPU, data decoded in background
@@ -38,7 +39,7 @@ done
 if [[ "$DATA" == none ]]; then DATA=""; NODATA=1; else NODATA=""; fi  # --data none: synthetic
 if [[ -n "$DATA" && ! -f "$DATA" ]]; then die "--data $DATA: no such file"; fi
 if [[ -z "$DATA" && -z "$NODATA" ]]; then  # the mirror where the device tool or a checkout keeps it
-    for c in shared/data/cifar10-jpeg.tar.gz ../shared/data/cifar10-jpeg.tar.gz; do
+    for c in data/cifar10-jpeg.tar.gz shared/data/cifar10-jpeg.tar.gz; do
         [[ -f "$(dirname "$0")/../$c" ]] && DATA="$(cd "$(dirname "$0")/.." && realpath "$c")" && break
     done
 fi
