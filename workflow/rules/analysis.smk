@@ -12,16 +12,18 @@ for key in O.ANALYSIS_COMMANDS:
         input:
             O.analysis_inputs(config, key),
         output:
-            [report(f, category="Inside the networks") if f.endswith(".png") else f
-             for f in O.analysis_outputs(OUT, key)],
-        params:
-            args=O.analysis_args(config, key),
-        resources:
-            # the depth challenge reads tables only (a local rule, common.smk)
-            gpu=0 if O.ANALYSIS_COMMANDS[key] == "depth" else config["gpus_per_run"],
+            [
+                report(f, category="Inside the networks") if f.endswith(".png") else f
+                for f in O.analysis_outputs(OUT, key)
+            ],
         log:
             f"{OUT}/logs/analysis/{key}.log",
         conda:
             "../../environment.yml"
+        resources:
+            # the depth challenge reads tables only (a local rule, common.smk)
+            gpu=0 if O.ANALYSIS_COMMANDS[key] == "depth" else config["gpus_per_run"],
+        params:
+            args=O.analysis_args(config, key),
         shell:
             "resnet-bench analyze {params.args} > {log} 2>&1"

@@ -11,14 +11,16 @@ for _i, (_root, _args) in enumerate(O.fetch_targets(config).items()):
             _fetch
         output:
             _root,
-        params:
-            args=_args,
+        # a download: on the machine running Snakemake, since cluster nodes often have no network
+        localrule: True
         log:
             f"{RESULTS}/logs/{_fetch}.log",
         benchmark:
             f"{RESULTS}/benchmarks/{_fetch}.tsv"
         conda:
             "../../environment.yml"
+        params:
+            args=_args,
         shell:
             "resnet-bench data fetch {params.args:q} --out {output:q} > {log:q} 2>&1"
 
@@ -28,16 +30,16 @@ rule prepare_data:
         lambda wc: O.prepare_inputs(config["datasets"][wc.dataset]),
     output:
         f"{RESULTS}/data/{{dataset}}.pt",
-    params:
-        args=lambda wc: O.prepare_args(config["datasets"][wc.dataset]),
     log:
         f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_data/{{dataset}}.tsv"
+    conda:
+        "../../environment.yml"
     # A fixed count, not workflow.cores: Snakemake caps it at --cores, and `snakemake --unlock`
     # or `--report` (run without --cores) would otherwise fail asking for a core count.
     threads: 4
-    conda:
-        "../../environment.yml"
+    params:
+        args=lambda wc: O.prepare_args(config["datasets"][wc.dataset]),
     shell:
         "resnet-bench data prepare {params.args} --out {output} > {log} 2>&1"

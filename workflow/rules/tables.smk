@@ -7,18 +7,20 @@ rule tables:
         SUMMARIES,
     output:
         [
-            report(f, category="Tables", caption=f"../report/{O.table_caption(f)}.rst")
-            if f.endswith(".csv")
-            else f
+            (
+                report(f, category="Tables", caption=f"../report/{O.table_caption(f)}.rst")
+                if f.endswith(".csv")
+                else f
+            )
             for f in TABLE_FILES
         ],
-    params:
-        runs=RUN_DIRS,
-        out=lambda wc, output: os.path.dirname(output[0]),
-        claims=["--claims", *config["claims"]] if config.get("claims") else [],
     log:
         f"{OUT}/logs/tables.log",
     conda:
         "../../environment.yml"
+    params:
+        runs=RUN_DIRS,
+        out=lambda wc, output: os.path.dirname(output[0]),
+        claims=["--claims", *config["claims"]] if config.get("claims") else [],
     shell:
         "resnet-bench aggregate --runs {params.runs} --out {params.out} {params.claims:q} > {log} 2>&1"
