@@ -11,12 +11,12 @@ for _i, (_root, _args) in enumerate(O.fetch_targets(config).items()):
             _fetch
         output:
             _root,
-        # a download: on the machine running Snakemake, since cluster nodes often have no network
-        localrule: True
         log:
             f"{RESULTS}/logs/{_fetch}.log",
         benchmark:
             f"{RESULTS}/benchmarks/{_fetch}.tsv"
+        # a download: on the machine running Snakemake, since cluster nodes often have no network
+        localrule: True
         conda:
             "../../environment.yml"
         params:
