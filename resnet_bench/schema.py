@@ -76,6 +76,9 @@ RUN_COLUMNS = ID_COLUMNS + [
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
     # the arithmetic, and the rest of the recipe: equal hashes are the fidelity table's pairs
     "precision", "recipe_hash_except_precision",
+    # where the record came from: its identity (record.Summary), the results root it was read
+    # from, and the other roots holding a record of the same identity (counted once, here)
+    "identity", "root", "also_in",
 ]
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
@@ -104,6 +107,8 @@ FIDELITY_COLUMNS = [
     "reference_values", "reference_n", "mean", "std", "n", "band_low", "band_high",
     "max_abs_diff", "verdict", "reason",
 ]
+# Columns added after tables were published: read back as "" from a table written before them.
+LATER_COLUMNS = {"runs": ("identity", "root", "also_in")}
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
@@ -112,7 +117,7 @@ STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "d
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
                   "paper_lower", "paper_higher", "reason", "precision",
                   "recipe_hash_except_precision", "reference_recipe", "reference_values",
-                  "verdict")
+                  "verdict", "identity", "root", "also_in")
 
 
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
@@ -121,6 +126,9 @@ def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (run `resnet-bench aggregate` first)")
     df = _read_csv(path, STRING_COLUMNS)
+    for col in LATER_COLUMNS.get(name, ()):
+        if col not in df.columns:
+            df[col] = ""
     missing = [c for c in TABLE_COLUMNS.get(name, ()) if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")

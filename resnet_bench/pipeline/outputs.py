@@ -13,7 +13,7 @@ from resnet_bench.schema import (ANALYSES, FIGURE_CLAIMS, FIGURE_NETS, FIGURES, 
                                  analysis_stems)
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
-TABLE_FORMATS = ("csv", "md")
+TABLE_FORMATS = ("csv", "md", "tex")  # tex: booktabs, for a paper to \input
 FIGURE_FORMATS = ("png", "pdf", "csv")  # the csv is the data behind the figure
 
 

@@ -4,6 +4,13 @@
 (searched recursively for `summary.json`, the file a run writes last) and returns a `RunSet`:
 one row per run (`runs`) and the tidy per-iteration curves of all runs (`curves`).
 
+`load_runs(paths, roots=[...])` adds the runs of further results roots (another machine's
+study of the same design, a published copy): runs are paired by their recorded identity (which
+includes the seed), each identity is counted once (the first place it is found: `paths`, then
+the roots in order), and every row says which root it was read from (`root`) and where else
+the same run lies (`also_in`). Two records of the same network, dataset, recipe name and seed
+with different identities are two designs under one name, and are refused.
+
 Every problem with a record raises `RecordError` (a `ValueError`) whose one-line message names
 the file. What the contract allows is accepted: a `diverged` run is a result and may carry
 NaN/null final errors; a resumed run may repeat iterations in its train log (the last wins).
@@ -155,6 +162,8 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
     row["path"] = str(d)
+    row["identity"] = summary.get("identity") or ""
+    row["root"], row["also_in"] = "", ""
 
     ident = {k: row[k] for k in ID_COLUMNS}
     train = train.assign(split="train")
@@ -165,18 +174,42 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     return {k: row[k] for k in RUN_COLUMNS}, curves[CURVE_COLUMNS]
 
 
-def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
-    """Load every run named by `paths` (see module doc) into a `RunSet`."""
+def _identity_key(row: dict) -> str:
+    """The run's recorded identity; records written before identities were recorded fall back
+    on what the identity is made of (network, data, seed, the whole recipe)."""
+    return row["identity"] or "|".join(str(row[k]) for k in (
+        "model", "dataset", "seed", "precision", "recipe_hash_except_precision"))
+
+
+def _load_dirs(dirs: list[Path], ids: list[str], root: str) -> list[tuple[dict, pd.DataFrame]]:
+    loaded = []
+    for d, rid in zip(dirs, ids):
+        row, curve = load_run(d, rid)
+        row["root"] = root
+        loaded.append((row, curve))
+    return loaded
+
+
+def load_runs(paths: list[str | os.PathLike] | str | os.PathLike,
+              roots: list[str | os.PathLike] = ()) -> RunSet:
+    """Load every run named by `paths`, and those under each of `roots` (see module doc), into a
+    `RunSet`."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     dirs = find_run_dirs(list(paths))
     if not dirs:
         raise RecordError("no run records given")
-    rows, curves = [], []
-    for d, rid in zip(dirs, run_ids(dirs)):
-        row, curve = load_run(d, rid)
-        rows.append(row)
-        curves.append(curve)
+    common = dirs[0].parent if len(dirs) == 1 else Path(os.path.commonpath([str(d) for d in dirs]))
+    loaded = _load_dirs(dirs, run_ids(dirs), str(common))
+    for root in roots:
+        base = Path(root)
+        found = find_run_dirs([root])
+        ids = [f"{root}:{d.relative_to(base).as_posix() if d != base else d.name}" for d in found]
+        loaded += _load_dirs(found, ids, os.fspath(root))
+    if roots:
+        loaded = _count_once(loaded)
+    rows = [row for row, _ in loaded]
+    curves = [curve for _, curve in loaded]
     runs = sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS))
     order = {rid: i for i, rid in enumerate(runs["run_id"])}
     split_order = {"train": 0, "test": 1, "val": 2}
@@ -187,3 +220,28 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
         else c.map(split_order) if c.name == "split" else c,
         kind="stable").reset_index(drop=True)
     return RunSet(runs=runs, curves=all_curves)
+
+
+def _count_once(loaded: list[tuple[dict, pd.DataFrame]]) -> list[tuple[dict, pd.DataFrame]]:
+    """One entry per identity (the first found), naming the other places it was found; refuse
+    two identities under one (network, dataset, recipe, seed)."""
+    kept: dict[str, tuple[dict, pd.DataFrame]] = {}
+    for row, curve in loaded:
+        key = _identity_key(row)
+        if key in kept:
+            first = kept[key][0]
+            first["also_in"] = "; ".join(filter(None, [first["also_in"], row["path"]]))
+            continue
+        kept[key] = (row, curve)
+    named: dict[tuple, dict] = {}
+    for row, _ in kept.values():
+        name = (row["model"], row["dataset"], row["recipe"], row["seed"])
+        if name in named:
+            other = named[name]
+            raise RecordError(
+                f"{row['path']}: {row['model']} seed {row['seed']} of recipe {row['recipe']} on "
+                f"{row['dataset']} is another run (identity {row['identity'] or '?'}) than "
+                f"{other['path']} (identity {other['identity'] or '?'}): two designs under one "
+                "name; aggregate them separately")
+        named[name] = row
+    return list(kept.values())

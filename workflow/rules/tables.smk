@@ -22,5 +22,8 @@ rule tables:
         runs=RUN_DIRS,
         out=lambda wc, output: os.path.dirname(output[0]),
         claims=["--claims", *config["claims"]] if config.get("claims") else [],
+        # another machine's runs of this design (config/README.md): each run counted once
+        roots=["--roots", *config["extra_results"]] if config.get("extra_results") else [],
     shell:
-        "resnet-bench aggregate --runs {params.runs} --out {params.out} {params.claims:q} > {log} 2>&1"
+        "resnet-bench aggregate --runs {params.runs} --out {params.out} {params.claims:q} "
+        "{params.roots:q} > {log} 2>&1"
