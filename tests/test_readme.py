@@ -41,6 +41,13 @@ COVERAGE = {
     "resnet-bench bench": "tests/test_bench.py runs the benchmark (the README's 20-iteration "
                           "ResNet-56 timing takes minutes on 2 cores)",
     "resnet-bench data prepare|info": "tests/test_data.py",
+    "resnet-bench data fetch": "tests/test_fetch.py (against archives served from a temporary "
+                               "directory; no network here, so never from GitHub)",
+    "bash quickstart.sh pipeline --configfile config/": "hours of training per published study: "
+        "tests/test_fetch.py dry-runs config/v1_cpu.yaml from a fresh checkout and runs its fetch "
+        "rule; every preset's DAG is dry-run by tests/test_pipeline.py",
+    "snakemake -n --configfile config/v1_cpu.yaml": "tests/test_fetch.py",
+    "resnet-bench tensorboard": "tests/test_tensorboard.py",
     "bash scripts/study_state.sh": "tests/test_study_state.py (save, a fresh checkout, restore, "
                                    "resume, on a tiny grid)",
     "python scripts/readme_claims.py": "test_claims_block_is_the_published_claims_csv",
