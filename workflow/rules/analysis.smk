@@ -18,6 +18,8 @@ for key in O.ANALYSIS_COMMANDS:
             ],
         log:
             f"{OUT}/logs/analysis/{key}.log",
+        benchmark:
+            f"{OUT}/benchmarks/analysis/{key}.tsv"
         conda:
             "../../environment.yml"
         resources:
