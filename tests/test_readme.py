@@ -24,6 +24,7 @@ COVERAGE = {
                                    "runs `snakemake --cores 2` on it (quickstart adds set-up only)",
     "bash quickstart.sh test": "CI itself (.ci/run)",
     "bash quickstart.sh lint": "CI itself (.ci/run, before the tests)",
+    "snakemake --lint": "CI itself (.ci/run, through bash quickstart.sh lint)",
     "snakemake --cores all": "test_recovery_commands_work_as_written_after_a_sigkill",
     "snakemake --cores 2": "tests/test_pipeline.py::finished_pipeline",
     "snakemake --unlock": "test_recovery_commands_work_as_written_after_a_sigkill",
