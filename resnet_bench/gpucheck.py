@@ -1,12 +1,13 @@
-"""Helpers of scripts/gpu-check.sh: concurrent-training throughput and a deadline-bound study.
+"""Helpers of scripts/gpu-check.sh: concurrent-training throughput and the paper-schedule run.
 
     python -m resnet_bench.gpucheck throughput --procs 1 2 4 8 --model v1-basic-20 --csv OUT
-    python -m resnet_bench.gpucheck study --config config/degradation.yaml --prepared DATA.pt ...
+    python -m resnet_bench.gpucheck paper-run --config config/v1_cifar10.yaml --recipe paper-warmup \
+        --model v1-basic-110 --prepared DATA.pt --dataset cifar10-jpeg --deadline T --out DIR
 
-Neither needs snakemake: the study expands the pipeline config with resnet_bench.pipeline.grid and
-starts one `resnet-bench train` process per run, all at once on the one device (each claims a slot
-of the GPU pool, RESNET_BENCH_GPU_SLOTS = number of runs).  At its deadline it sends SIGTERM, so
-every unfinished run writes its checkpoint and keeps its logs (exit status 75).
+Neither needs snakemake. `paper-run` trains one network in this process on a pipeline config's
+recipe (the papers' 64k-iteration schedule) and stops it with SIGTERM before the deadline, as a
+scheduler's time limit would: the trainer writes its checkpoint and logs, and the measured
+iterations/s give the projected wall time of the whole schedule.
 """
 
 from __future__ import annotations
@@ -17,18 +18,9 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-
-# Fractions of the study tried from the largest down: (seeds kept, share of the iterations).
-LADDER = [(None, 1.0), (1, 1.0), (1, 0.5), (1, 0.25), (1, 0.125), (1, 0.0625), (1, 0.03125)]
-# Used only when no throughput was measured: aggregate images/s of a GPU full of such runs.
-# Guesses, not measurements (recorded in the plan as such).
-ASSUMED_IPS = {20: 20000.0, 56: 8000.0}
-OVERHEAD_S = 30.0   # process start, data load, cuDNN autotuning, evaluations, checkpoints
-SAFETY = 1.3
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -129,151 +121,123 @@ def _write_rows(path, rows) -> None:
         w.writerows(rows)
 
 
-# ----------------------------------------------------------------------------- study
+# ----------------------------------------------------------------------------- paper run
 
-def _scaled_recipe(values: dict, f: float, iterations: int | None, batch: int | None) -> dict:
-    r = dict(values)
-    full = int(r.get("iterations", 64000))
-    n = iterations if iterations is not None else max(1, round(full * f))
-    s = n / full
-    r["iterations"] = n
-    r["milestones"] = [max(1, round(m * s)) for m in r.get("milestones", [32000, 48000])]
-    for key in ("eval_every", "checkpoint_every", "grad_norm_every"):
-        if r.get(key):
-            r[key] = max(1, round(r[key] * s))
-    r["train_window"] = max(1, min(int(r.get("train_window", 100)), n))
-    if batch is not None:
-        r["batch_size"] = batch
-    return r
+FULL_SCHEDULE = 64_000  # the papers' CIFAR schedule, in iterations
 
 
-def _throughput_table(path: str | None) -> dict[int, float]:
-    """depth -> aggregate images/s at the largest measured process count."""
-    table: dict[int, tuple[int, float]] = {}
-    if path and Path(path).is_file():
-        from resnet_bench.models import parse_model_name
-        with open(path) as fh:
-            for row in csv.DictReader(fh):
-                depth = parse_model_name(row["model"]).depth
-                n, ips = int(row["processes"]), float(row["images_per_s_total"])
-                if n >= table.get(depth, (0, 0.0))[0]:
-                    table[depth] = (n, ips)
-    return {d: ips for d, (n, ips) in table.items()}
-
-
-def plan(runs, recipe: dict, budget_s: float, ips: dict[int, float], iterations: int | None,
-         batch: int | None):
-    """The largest ladder step whose estimated GPU time fits the budget (the smallest if none)."""
-    from resnet_bench.models import parse_model_name
-
-    def ips_of(model: str) -> float:
-        d = parse_model_name(model).depth
-        if d in ips:
-            return ips[d]
-        near = min(ips, key=lambda k: abs(k - d))  # scale by depth from the nearest measurement
-        return ips[near] * near / d
-
-    steps = LADDER if iterations is None else [(None, 1.0)]
-    for seeds, f in steps:
-        chosen = [r for r in runs if seeds is None or r.seed in sorted({x.seed for x in runs})[:seeds]]
-        rec = _scaled_recipe(recipe, f, iterations, batch)
-        # All runs share the GPU: each costs its images over the GPU's aggregate rate for its net.
-        est = OVERHEAD_S + SAFETY * sum(rec["iterations"] * rec["batch_size"] / ips_of(r.model)
-                                        for r in chosen)
-        if est <= budget_s or (seeds, f) == steps[-1]:
-            return chosen, rec, f, est
-    raise AssertionError("unreachable")
-
-
-def study(args) -> int:
+def _recipe_values(config_path: str, name: str, sets: list[str]) -> tuple[dict, dict]:
+    """(the config's recipe `name` with the --set KEY=VALUE overrides applied, the overrides)."""
     import yaml
-    from resnet_bench.pipeline import grid as G
+    config = yaml.safe_load(Path(config_path).read_text())
+    recipes = (config or {}).get("recipes") or {}
+    if name not in recipes:
+        raise ValueError(f"{config_path}: no recipe {name!r} (has {', '.join(sorted(recipes))})")
+    overrides = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return {**recipes[name], **overrides, "name": name}, overrides
 
-    t_start = time.time()
-    deadline = args.deadline if args.deadline else t_start + args.budget_s
-    config = yaml.safe_load(Path(args.config).read_text())
-    runs = G.validate(config)
-    if args.depth:
-        config = dict(config)
-        config["grid"] = [{**e, "depth": args.depth, "models": []} if "family" in e else e
-                          for e in config["grid"]]
-        runs = G.validate(config)
-    if args.seeds:
-        runs = [r for r in runs if r.seed in args.seeds]
-        if not runs:
-            raise ValueError(f"--seeds {args.seeds}: no run of the grid has these seeds")
-    recipes = {r.recipe for r in runs}
-    if len(recipes) != 1:
-        raise ValueError(f"{args.config}: the study runs one recipe, found {sorted(recipes)}")
-    rname = recipes.pop()
-    measured = _throughput_table(args.throughput_csv)
-    ips = measured or ASSUMED_IPS
-    budget = deadline - time.time() - args.grace_s
-    chosen, rec, f, est = plan(runs, config["recipes"][rname], budget, ips, args.iterations,
-                               args.batch_size)
-    rec["name"] = rname if f == 1.0 and args.iterations is None else f"{rname}-{rec['iterations']}it"
-    recipe_json = json.dumps(rec, sort_keys=True)
-    exp = config["experiment"]
-    root = Path(args.results)
-    info = {"config": args.config, "experiment": exp, "recipe": rec, "fraction_of_iterations": f,
-            "seeds": sorted({r.seed for r in chosen}), "models": sorted({r.model for r in chosen}),
-            "runs": len(chosen), "of_runs": len(runs), "estimated_s": round(est, 1),
-            "budget_s": round(budget, 1), "throughput_source": args.throughput_csv if measured
-            else "assumed (no measurement): " + json.dumps(ASSUMED_IPS),
-            "throughput_images_per_s": ips, "dataset": args.dataset, "device": args.device,
-            "started": t_start, "deadline": deadline}
-    print(f"[study] {len(chosen)} of {len(runs)} runs, {rec['iterations']} iterations each "
-          f"(the config: {config['recipes'][rname].get('iterations')}), seeds {info['seeds']}; "
-          f"estimated {est:.0f} s of {budget:.0f} s", flush=True)
-    env = dict(os.environ)
-    # Several runs on one GPU: that many slots in the pool (resnet_bench/gpu.py).
-    env["RESNET_BENCH_GPU_SLOTS"] = str(max(1, len(chosen)))
-    procs = []
-    for r in chosen:
-        run_dir = root / exp / "runs" / args.dataset / rec["name"] / r.model / f"seed{r.seed}"
-        log = root / exp / "logs" / "train" / args.dataset / rec["name"] / r.model / f"seed{r.seed}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "resnet_bench.cli", "train", "--model", r.model,
-               "--dataset", args.dataset, "--prepared", args.prepared, "--seed", str(r.seed),
-               "--device", args.device, "--recipe-json", recipe_json, "--no-progress",
-               "--threads", str(args.threads), "--out", str(run_dir)]
-        fh = open(log, "w")
-        procs.append((r, run_dir, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh))
-    stop_at = deadline - args.grace_s
-    asked = []  # a SIGTERM to the study (its step's timeout) stops the runs the same way
-    signal.signal(signal.SIGTERM, lambda *_: asked.append(1))
-    while any(p.poll() is None for _, _, p, _ in procs) and time.time() < stop_at and not asked:
-        time.sleep(0.5)
-    stopped = [p for _, _, p, _ in procs if p.poll() is None]
-    for p in stopped:
-        p.send_signal(signal.SIGTERM)  # checkpoint + logs are kept; exit status 75
-    kill_at = time.time() + args.grace_s
-    for p in stopped:
-        try:
-            p.wait(timeout=max(0.1, kill_at - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    results = []
-    for r, run_dir, p, fh in procs:
-        fh.close()
-        s = run_dir / "summary.json"
-        summary = json.loads(s.read_text()) if s.exists() else {}
-        results.append({"model": r.model, "seed": r.seed, "exit_status": p.returncode,
-                        "stopped_at_deadline": p in stopped, "status": summary.get("status",
-                        "preempted" if p.returncode == 75 else "failed"),
-                        "final_train_error_pct": summary.get("final_train_error_pct"),
-                        "final_test_error_pct": summary.get("final_test_error_pct"),
-                        "images_per_s": summary.get("images_per_s"), "dir": str(run_dir)})
-    info.update(finished=time.time(), wall_s=round(time.time() - t_start, 1), results=results)
-    (root / exp / "study.json").write_text(json.dumps(info, indent=2))
-    done = sum(1 for x in results if x["status"] == "completed")
-    print(f"[study] {done}/{len(results)} runs completed, {len(stopped)} stopped at the deadline, "
-          f"{time.time() - t_start:.0f} s -> {root / exp}", flush=True)
-    # Stopped at the deadline is the plan working (records kept); anything else is a failure.
-    clean = all(x["status"] == "completed" or (x["stopped_at_deadline"] and x["exit_status"] == 75)
-                for x in results)
-    return 0 if clean else 3
+
+def _curve(run_dir: Path) -> list[dict]:
+    """The run's training log and its evaluations, one row per iteration (evaluations on the
+    rows of their iteration)."""
+    from resnet_bench.record import EVAL_LOG, TRAIN_LOG
+    rows = {}
+    with open(run_dir / TRAIN_LOG, newline="") as fh:
+        for r in csv.DictReader(fh):
+            rows[int(r["iteration"])] = {**r, "test_loss": "", "test_error_pct": ""}
+    if (run_dir / EVAL_LOG).exists():
+        with open(run_dir / EVAL_LOG, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["split"] == "test" and int(r["iteration"]) in rows:
+                    rows[int(r["iteration"])].update(test_loss=r["loss"], test_error_pct=r["error_pct"])
+    return [rows[k] for k in sorted(rows)]
+
+
+def paper_run(args) -> int:
+    """One network on a config's recipe until the deadline; SIGTERM to itself then, as a
+    scheduler's time limit would, and the projection of the full schedule from what it did."""
+    import tarfile
+    import threading
+
+    from resnet_bench.train.loop import EXIT_PREEMPTED, train
+    from resnet_bench.train.recipe import Recipe, RunConfig
+
+    values, overrides = _recipe_values(args.config, args.recipe, args.set)
+    recipe = Recipe.from_dict(values, f"{args.config}: recipes: {args.recipe}")
+    cfg = RunConfig(model=args.model, dataset=args.dataset, seed=args.seed, recipe=recipe,
+                    prepared=args.prepared, device=args.device)
+    out = Path(args.out)
+    run_dir = out / "run"
+    t0 = time.time()
+    stop_at = args.deadline - args.grace_s
+    if stop_at - t0 < 5:
+        raise ValueError(f"deadline in {args.deadline - t0:.0f} s: no time for a run")
+    # The trainer's own SIGTERM handling: the step in flight ends, a checkpoint is written.
+    timer = threading.Timer(stop_at - t0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+    print(f"[paper-run] {args.model} on {args.config} recipe {args.recipe} "
+          f"(overrides {json.dumps(overrides)}), SIGTERM in {stop_at - t0:.0f} s", flush=True)
+    try:
+        outcome = train(cfg, run_dir, progress=False)
+    finally:
+        timer.cancel()
+    elapsed = time.time() - t0
+    s = outcome.summary
+    it = int(s["iterations"])
+    rows = _curve(run_dir) if (run_dir / "train_log.csv").exists() else []
+    window = rows[-recipe.train_window:]
+    info = {"model": args.model, "config": args.config, "recipe_name": args.recipe,
+            "overrides": overrides, "recipe": recipe.to_dict(), "device": args.device, "dataset": args.dataset,
+            "status": s["status"], "exit_status": outcome.exit_status, "iterations": it,
+            "of_iterations": recipe.iterations, "elapsed_s": round(elapsed, 1)}
+    train_s, wall_s = s.get("train_time_s"), s.get("wall_time_s")
+    if it > 0 and train_s and wall_s:
+        setup_s = max(0.0, elapsed - wall_s)  # process start to first iteration, and the stop
+        full = FULL_SCHEDULE
+        info.update(
+            setup_s=round(setup_s, 1), train_time_s=round(train_s, 2), wall_time_s=round(wall_s, 2),
+            compile_time_s=s.get("compile_time_s"),
+            iterations_per_s_training=round(it / train_s, 3),
+            iterations_per_s_wall=round(it / wall_s, 3),
+            ms_per_iteration_training=round(1e3 * train_s / it, 3),
+            # evaluations and checkpoints at the recipe's intervals are in the wall time
+            projected_64k_h_training=round(full * train_s / it / 3600, 3),
+            projected_64k_h_wall=round((setup_s + full * wall_s / it) / 3600, 3))
+    lrs = [float(r["lr"]) for r in rows]
+    info.update(
+        warmup_done=s.get("warmup_done"),
+        warmup_over_at=next((int(r["iteration"]) for r in rows
+                             if recipe.warmup == "v1" and float(r["lr"]) > recipe.warmup_lr), None),
+        last_lr=lrs[-1] if lrs else None,
+        train_loss_last_window=round(sum(float(r["loss"]) for r in window) / len(window), 4)
+        if window else None,
+        train_error_pct_last_window=round(sum(float(r["error_pct"]) for r in window) / len(window), 2)
+        if window else None,
+        evaluations=[{"iteration": int(r["iteration"]), "test_error_pct": float(r["test_error_pct"])}
+                     for r in rows if r["test_error_pct"]])
+    if rows:
+        with open(run_dir / "curve.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    (out / "paper-run.json").write_text(json.dumps(info, indent=2))
+    with tarfile.open(out / "paper-run.tar.gz", "w:gz") as tar:  # records, never weights
+        for f in sorted(run_dir.iterdir()):
+            if f.suffix != ".pt":
+                tar.add(f, arcname=f"paper-run/{f.name}")
+    print(f"[paper-run] {s['status']} at iteration {it} of {recipe.iterations}: "
+          + (f"{info['iterations_per_s_training']:.2f} it/s training, "
+             f"{info['iterations_per_s_wall']:.2f} it/s with evaluations; the 64k schedule "
+             f"projected at {info['projected_64k_h_wall']:.2f} h" if "setup_s" in info
+             else "no iteration timed"), flush=True)
+    # Stopped at the deadline is the plan working; a completed run is fine too.
+    return 0 if outcome.exit_status in (0, EXIT_PREEMPTED) and it > 0 else 3
 
 
 def main(argv=None) -> int:
@@ -291,29 +255,27 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per process [1]")
     t.add_argument("--ready-timeout", type=float, default=120.0)
     t.add_argument("--csv")
-    s = sub.add_parser("study", help="train a pipeline config's runs at once, until a deadline")
-    s.add_argument("--config", required=True)
-    s.add_argument("--prepared", required=True, help="dataset file of `resnet-bench data prepare`")
-    s.add_argument("--dataset", required=True, help="dataset name of the run directories")
-    s.add_argument("--results", required=True, help="results root (runs go to ROOT/EXPERIMENT/runs)")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--deadline", type=float, help="epoch seconds by which every run has stopped")
-    s.add_argument("--budget-s", type=float, default=300.0, help="used without --deadline")
-    s.add_argument("--grace-s", type=float, default=20.0, help="SIGTERM this long before the deadline")
-    s.add_argument("--throughput-csv", help="`throughput` output used to size the study")
-    s.add_argument("--iterations", type=int, help="fixed iterations instead of the ladder (CPU mode)")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--depth", type=int, nargs="+", help="replace the grid's depths (CPU mode)")
-    s.add_argument("--seeds", type=int, nargs="+", help="keep only these seeds of the grid (CPU mode)")
-    s.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("paper-run", help="one network on a config's recipe until a deadline")
+    r.add_argument("--config", required=True, help="pipeline config holding the recipe")
+    r.add_argument("--recipe", required=True, help="recipe name in the config")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key (recorded): precision=bf16, channels_last=true")
+    r.add_argument("--model", required=True)
+    r.add_argument("--prepared", required=True, help="dataset file of `resnet-bench data prepare`")
+    r.add_argument("--dataset", required=True, help="dataset name recorded in the run")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--deadline", type=float, required=True,
+                   help="epoch seconds by which the run has stopped")
+    r.add_argument("--grace-s", type=float, default=15.0, help="SIGTERM this long before the deadline")
+    r.add_argument("--out", required=True, help="directory: run/, paper-run.json, paper-run.tar.gz")
     args = p.parse_args(argv)
-    for name in ("procs", "depth"):
-        if any(v < 1 for v in (getattr(args, name, None) or [])):
-            p.error(f"--{name} values must be >= 1")
+    if any(v < 1 for v in (getattr(args, "procs", None) or [])):
+        p.error("--procs values must be >= 1")
     if args.cmd == "throughput" and (args.window_s <= 0 or args.batch_size < 1):
         p.error("--window-s and --batch-size must be positive")
     try:
-        return throughput(args) if args.cmd == "throughput" else study(args)
+        return throughput(args) if args.cmd == "throughput" else paper_run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"gpucheck {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

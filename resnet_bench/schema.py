@@ -76,9 +76,11 @@ RUN_COLUMNS = ID_COLUMNS + [
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
     # the arithmetic, and the rest of the recipe: equal hashes are the fidelity table's pairs
     "precision", "recipe_hash_except_precision",
-    # where the record came from: its identity (record.Summary), the results root it was read
-    # from, and the other roots holding a record of the same identity (counted once, here)
-    "identity", "root", "also_in",
+    # duplicates never count as seeds: the run identity hash, the train log's sha256, and the
+    # run_id of the run this one repeats (same identity and seed, or a byte-identical log)
+    "identity", "train_log_sha256", "duplicate_of",
+    # the results root the record was read from (aggregate --roots: another machine's runs)
+    "root",
 ]
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
@@ -99,7 +101,9 @@ CLAIM_COLUMNS = [
     "lower_model", "higher_model", "paper_lower", "paper_higher",
     "lower_mean", "lower_std", "lower_n", "lower_n_diverged",
     "higher_mean", "higher_std", "higher_n", "higher_n_diverged",
-    "diff", "t_statistic", "p_value", "alpha", "verdict", "reason",
+    "source", "diff", "diff_ci_low", "diff_ci_high", "diff_boot_low", "diff_boot_high",
+    "hedges_g", "t_statistic", "p_value", "family_size", "p_holm", "p_holm_opposite", "alpha",
+    "verdict", "seeds_needed", "reason",
 ]
 # fidelity: a reduced-precision recipe's seeds against an fp32 repeat (resnet_bench.tables.fidelity)
 FIDELITY_COLUMNS = [
@@ -108,7 +112,7 @@ FIDELITY_COLUMNS = [
     "max_abs_diff", "verdict", "reason",
 ]
 # Columns added after tables were published: read back as "" from a table written before them.
-LATER_COLUMNS = {"runs": ("identity", "root", "also_in")}
+LATER_COLUMNS = {"runs": ("root",)}
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
@@ -117,7 +121,8 @@ STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "d
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
                   "paper_lower", "paper_higher", "reason", "precision",
                   "recipe_hash_except_precision", "reference_recipe", "reference_values",
-                  "verdict", "identity", "root", "also_in")
+                  "verdict", "identity", "train_log_sha256", "duplicate_of", "source",
+                  "seeds_needed", "root")
 
 
 def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
@@ -153,6 +158,10 @@ def _read_csv(path: Path, strings) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # the figures (`resnet-bench plot`): <name>.png, .pdf and .csv per (dataset, recipe)
+
+# The papers' schedules, per network stem: CIFAR 64k iterations of batch 128 (V1 Sec. 4.2, V2
+# Sec. 4), ImageNet 60e4 iterations of batch 256 (V1 Sec. 3.4); figure titles scale to them
+PAPER_ITERATIONS = {"cifar": 64_000, "imagenet": 600_000}
 
 FIGURES = ("v1_fig1", "v1_fig4", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right",
            "v2_fig1", "v2_fig3", "v2_fig6", "degradation")

@@ -12,6 +12,7 @@ study without a README update fails CI.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -44,28 +45,55 @@ def _paper(row: pd.Series) -> str:
     return f"{text(lo)} / {text(hi)}"
 
 
+def _verdict(row: pd.Series) -> str:
+    """The verdict with the p it rests on: Holm-adjusted (and raw) where a test decided it."""
+    verdict = f"**{row['verdict']}**"
+    if pd.isna(row["p_value"]):
+        return f"{verdict} ({row['reason']})"
+    adjusted = row["p_holm_opposite"] if row["verdict"] == "contradicted" else row["p_holm"]
+    words = f"Holm p = {adjusted:.2g}, raw {row['p_value']:.2g}, m = {int(row['family_size'])}"
+    if row["verdict"] == "inconclusive" and pd.notna(row["seeds_needed"]):
+        words += ("; observed in the opposite direction" if row["seeds_needed"] == "n/a"
+                  else f"; seeds per side for 80 % power: {row['seeds_needed']}")
+    return f"{verdict} ({words})"
+
+
+def _diff(row: pd.Series) -> str:
+    if pd.isna(row["diff_ci_low"]):
+        return "–" if pd.isna(row["diff"]) else f"{row['diff']:+.2f}"
+    return f"{row['diff']:+.2f} [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]"
+
+
 def render(published: Path = PUBLISHED) -> str:
     lines = [BEGIN]
     for csv in sorted(published.glob("*/tables/claims.csv")):
         study = csv.parent.parent.name
-        claims = pd.read_csv(csv)
+        claims = pd.read_csv(csv, keep_default_na=False, na_values=[""],
+                             dtype={"seeds_needed": str})
+        facts = csv.parent.parent / "registration.json"
+        registered = json.loads(facts.read_text(encoding="utf-8"))["registered"] \
+            if facts.is_file() else None
+        design = {True: " (design registered before it ran)",
+                  False: " (**not registered**: its design was not committed before it ran)",
+                  None: ""}[registered]
         for (label, recipe), rows in claims.groupby(["dataset_label", "recipe"], sort=False):
             testable = rows[rows["verdict"] != "not testable"]
-            head = f"**[{study}](results/published/{study}/README.md)**: {label}, recipe `{recipe}`"
+            head = (f"**[{study}](results/published/{study}/README.md)**{design}: {label}, "
+                    f"recipe `{recipe}`")
             if testable.empty:  # e.g. a one-seed fp32 check beside the study: no table, one line
                 lines += ["", f"{head}: none of its {len(rows)} rows is testable with this grid "
                           "(reasons in its `tables/claims.md`)"]
                 continue
             lines += ["", f"{head} ({len(rows) - len(testable)} more rows not testable with this "
                       "grid; reasons in its `tables/claims.md`)", "",
-                      "| claim (paper) | metric | claimed lower: ours | claimed higher: ours "
-                      "| paper (lower / higher) | verdict |", "|---|---|---|---|---|---|"]
+                      "| claim (paper) | source | metric | claimed lower: ours "
+                      "| claimed higher: ours | paper (lower / higher) "
+                      "| diff [95 % Welch] | verdict |", "|---|---|---|---|---|---|---|---|"]
             for _, row in testable.iterrows():
-                p = f"p = {row['p_value']:.2g}" if pd.notna(row["p_value"]) else row["reason"]
                 lines.append(
-                    f"| `{row['claim']}` ({row['paper']} {row['where']}) "
+                    f"| `{row['claim']}` ({row['paper']} {row['where']}) | {row['source']} "
                     f"| {METRICS.get(row['metric'], row['metric'])} | {_side(row, 'lower')} "
-                    f"| {_side(row, 'higher')} | {_paper(row)} | **{row['verdict']}** ({p}) |")
+                    f"| {_side(row, 'higher')} | {_paper(row)} | {_diff(row)} | {_verdict(row)} |")
     lines += ["", END]
     return "\n".join(lines)
 

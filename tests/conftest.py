@@ -9,6 +9,9 @@ is short; that order is a schedule only and changes no test's outcome.
 """
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 SLURM_UNIT = "slurm"
@@ -46,3 +49,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                     f"tests/conftest.py SLURM_FILES, so it could run beside them")
     rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))  # stable: files keep their order
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With RESNET_BENCH_TEST_RESULTS=FILE, one JSON line per test as soon as it is decided, so
+    that a run killed part-way (scripts/gpu-check.sh's time limit) keeps what it learnt."""
+    path = os.environ.get("RESNET_BENCH_TEST_RESULTS")
+    if not path or (report.when != "call" and report.outcome == "passed"):
+        return
+    message = ""
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        message = str(report.longrepr[2])
+    elif report.outcome == "failed":
+        message = report.longreprtext[-2000:]
+    line = {"test": report.nodeid, "phase": report.when, "outcome": report.outcome,
+            "seconds": round(report.duration, 2), "message": message}
+    with open(path, "a") as fh:
+        fh.write(json.dumps(line) + "\n")

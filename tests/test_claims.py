@@ -86,7 +86,9 @@ def test_a_claim_that_holds(v1_grid):
     assert r["diff"] == pytest.approx(statistics.fmean(PLAIN56) - statistics.fmean(PLAIN20))
     assert r["p_value"] == pytest.approx(welch_p_less(PLAIN20, PLAIN56))
     assert r["t_statistic"] < 0 and r["p_value"] < 0.05
-    assert r["verdict"] == "shown" and "Welch p" in r["reason"]
+    assert r["verdict"] == "shown" and "Holm p" in r["reason"]
+    assert r["source"] == "stated" and r["family_size"] == 8
+    assert r["diff_ci_low"] > 0 and r["diff_boot_low"] > 0 and r["hedges_g"] > 0
 
 
 def test_a_claim_that_does_not_hold(v1_grid):
@@ -95,7 +97,8 @@ def test_a_claim_that_does_not_hold(v1_grid):
     assert (r["lower_model"], r["higher_model"]) == ("v1-basic-56", "v1-basic-20")
     assert r["diff"] < 0
     assert r["p_value"] == pytest.approx(welch_p_less(R56, R20)) and r["p_value"] > 0.5
-    assert r["verdict"] == "not shown" and "opposite direction" in r["reason"]
+    assert r["verdict"] == "inconclusive" and "opposite direction" in r["reason"]
+    assert r["seeds_needed"] == "n/a" and r["source"] == "read off Fig. 6 middle"
 
 
 def test_claims_the_grid_cannot_test(v1_grid):
@@ -128,7 +131,7 @@ def test_diverged_runs_are_failures_of_their_side():
     # the side claimed lower diverges more often: not shown, whatever the means
     table = claims_table(runs_table({base: [7.0, "div", 6.9], gate: [30.0, 35.0, 40.0]}))
     r = one(table, "v2-table1-shortcuts", higher_model=gate)
-    assert r["verdict"] == "not shown" and "diverged more often" in r["reason"]
+    assert r["verdict"] == "inconclusive" and "diverged more often" in r["reason"]
     assert (r["lower_n"], r["lower_n_diverged"]) == (2, 1)
     assert r["lower_mean"] == pytest.approx(6.95)                      # completed runs only
 
@@ -139,14 +142,14 @@ def test_depth_threshold_and_training_loss_claim():
         "v1-basic-110": [9.0, 9.4, 9.2], "v2-basic-110": [7.0, 7.1, 7.3],
     }))
     r56 = one(table, "v2-preact-test", lower_model="v2-basic-56")
-    assert r56["verdict"] == "not testable" and "no claim below 110 layers" in r56["reason"]
+    assert r56["verdict"] == "not testable" and "no claim at 56 layers" in r56["reason"]
     assert r56["lower_mean"] == pytest.approx(8.1) and math.isnan(r56["p_value"])
     r110 = one(table, "v2-preact-test", lower_model="v2-basic-110")
     assert r110["higher_model"] == "v1-basic-110" and r110["verdict"] == "shown"
     # V2 claims the lower training loss at 1001 layers only
     loss = rows(table, "v2-preact-loss", "train_loss")
     assert len(loss) == 2 and (loss["verdict"] == "not testable").all()
-    assert loss["reason"].str.contains("below 1001 layers").all()
+    assert loss["reason"].str.contains("no claim at (?:56|110) layers").all()
 
 
 def test_v2_tables_pair_each_variant_with_its_baseline_and_the_papers_numbers():
@@ -208,7 +211,7 @@ def test_no_spread_on_either_side_is_decided_without_a_t_statistic():
     stalled = claims_table(runs_table({"plain-basic-20": [90.0, 90.0],
                                        "plain-basic-56": [90.0, 90.0]}))
     r = one(stalled, "v1-degradation")
-    assert r["verdict"] == "not shown" and "no spread on either side" in r["reason"]
+    assert r["verdict"] == "inconclusive" and "no spread on either side" in r["reason"]
     apart = claims_table(runs_table({"plain-basic-20": [40.0, 40.0],
                                      "plain-basic-56": [90.0, 90.0]}))
     assert one(apart, "v1-degradation")["verdict"] == "shown"
@@ -253,3 +256,142 @@ def test_the_pipeline_refuses_an_unknown_claim_in_the_family():
               "claims": ["v2-preact-loss", "v2-preact-loss"]}
     with pytest.raises(GridError, match="listed twice"):
         validate(config)
+
+
+# --- engine v2: Holm's family, contradicted and inconclusive rows, duplicates -----------------
+
+def holm_by_hand(p: list[float]) -> list[float]:
+    """Holm's step-down adjustment written out: sort ascending, multiply the i-th smallest
+    (0-based) by m - i, carry the running maximum, cap at 1."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+# Four rows in one family (degradation and ResNet-vs-plain at 20, test error only by picking
+# the metric): p-values chosen to straddle alpha before and after the adjustment.
+HOLM_GRID = {"plain-basic-20": [40.0, 41.0, 42.0], "plain-basic-56": [43.0, 44.5, 45.0],
+             "v1-basic-20": [38.0, 39.5, 41.0], "v1-basic-56": [36.0, 37.0, 40.0]}
+
+
+def test_holm_adjustment_against_a_hand_computation():
+    table = claims_table(runs_table(HOLM_GRID), family=("v1-degradation", "v1-resnet-vs-plain"))
+    tested = table[table["p_value"].notna()]
+    # degradation x2 metrics, ResNet-vs-plain at 20 and 56 x2 metrics (train = test values here)
+    assert len(tested) == 6 and (tested["family_size"] == 6).all()
+    raw = [welch_p_less(HOLM_GRID[r.lower_model], HOLM_GRID[r.higher_model])
+           for r in tested.itertuples()]
+    assert tested["p_value"].tolist() == pytest.approx(raw)
+    assert tested["p_holm"].tolist() == pytest.approx(holm_by_hand(raw))
+    for r, adj in zip(tested.itertuples(), holm_by_hand(raw)):
+        assert r.verdict == ("shown" if adj < 0.05 else "inconclusive"), r
+    # the adjustment changes a verdict: a row below alpha raw is not shown after Holm
+    deg = one(table, "v1-degradation", "test_error")
+    assert deg["p_value"] < 0.05 <= deg["p_holm"] and deg["verdict"] == "inconclusive"
+    # a family of one row is its raw p
+    alone = claims_table(runs_table(HOLM_GRID), family=("v1-degradation",))
+    deg1 = one(alone, "v1-degradation", "test_error")
+    assert deg1["family_size"] == 2 and deg1["p_holm"] == pytest.approx(
+        holm_by_hand([deg1["p_value"], deg1["p_value"]])[0])
+
+
+def test_without_a_registration_the_family_is_every_tested_row_of_the_dataset_and_recipe():
+    both = pd.concat([runs_table(HOLM_GRID), runs_table(HOLM_GRID).assign(recipe="other")])
+    table = claims_table(both)
+    tested = table[table["p_value"].notna()]
+    assert set(tested["recipe"]) == {"r", "other"}
+    # deeper-resnet (2) + degradation (2) + resnet-vs-plain (4) per recipe, never pooled
+    assert (tested["family_size"] == 8).all()
+
+
+def test_a_claim_contradicted_by_the_runs():
+    # plain-56 far *below* plain-20: the degradation claim is contradicted, not just not shown
+    low, high = [30.0, 31.0, 29.5], [45.0, 46.0, 44.0]
+    table = claims_table(runs_table({"plain-basic-20": high, "plain-basic-56": low}))
+    r = one(table, "v1-degradation", "test_error")
+    assert r["diff"] < 0 and r["hedges_g"] < 0 and r["diff_ci_high"] < 0
+    assert r["p_value"] == pytest.approx(welch_p_less(high, low)) and r["p_value"] > 0.99
+    opposite = [1 - p for p in table["p_value"].dropna()]
+    assert r["p_holm_opposite"] == pytest.approx(holm_by_hand(opposite)[0])
+    assert r["verdict"] == "contradicted" and "opposite direction: Holm p" in r["reason"]
+    assert r["seeds_needed"] == ""
+
+
+def test_an_inconclusive_row_says_how_many_seeds_would_show_it():
+    from statsmodels.stats.power import TTestIndPower
+    lower, higher = [14.6, 15.4, 15.0], [15.3, 15.7, 15.5]   # v1-cpu's test-error gap, roughly
+    table = claims_table(runs_table({"v1-basic-20": higher, "v1-basic-56": lower}),
+                         family=("v1-deeper-resnet",))
+    r = one(table, "v1-deeper-resnet", "test_error")
+    assert r["verdict"] == "inconclusive" and r["family_size"] == 2
+    # Hedges' g by hand
+    n1 = n2 = 3
+    pooled = math.sqrt((statistics.variance(lower) + statistics.variance(higher)) / 2)
+    g = (1 - 3 / (4 * (n1 + n2) - 9)) * (statistics.fmean(higher) - statistics.fmean(lower)) / pooled
+    assert r["hedges_g"] == pytest.approx(g)
+    # the Welch interval by hand
+    va, vb = statistics.variance(lower) / 3, statistics.variance(higher) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert (r["diff_ci_low"], r["diff_ci_high"]) == pytest.approx((r["diff"] - half,
+                                                                   r["diff"] + half))
+    assert r["diff_boot_low"] <= r["diff"] <= r["diff_boot_high"]
+    # seeds per side for 80 % power at the strictest Holm level, by statsmodels independently
+    n = TTestIndPower().solve_power(effect_size=g, alpha=0.05 / 2, power=0.8, ratio=1.0,
+                                    alternative="larger")
+    assert r["seeds_needed"] == str(math.ceil(n))
+    # a negligible effect: capped
+    tiny = claims_table(runs_table({"v1-basic-20": [15.0, 15.5, 16.0],
+                                    "v1-basic-56": [14.99, 15.5, 16.0]}))
+    assert one(tiny, "v1-deeper-resnet", "test_error")["seeds_needed"] == "> 100"
+
+
+def test_the_bootstrap_interval_is_reproducible():
+    a = claims_table(runs_table(HOLM_GRID))
+    b = claims_table(runs_table(HOLM_GRID))
+    cols = ["diff_boot_low", "diff_boot_high"]
+    assert a[cols].equals(b[cols]) and a["diff_boot_low"].notna().any()
+
+
+def test_table3_is_credited_only_at_its_depths():
+    table = claims_table(runs_table({"v1-basic-218": [63.0, 63.5], "v2-basic-218": [50.0, 50.5],
+                                     "v1-basic-110": [60.0, 70.0], "v2-basic-110": [51.0, 52.0]}))
+    r218 = one(table, "v2-preact-test", lower_model="v2-basic-218")
+    assert r218["verdict"] == "not testable" and "110, 164 and 1001" in r218["reason"]
+    assert math.isnan(r218["p_value"])
+    assert one(table, "v2-preact-test", lower_model="v2-basic-110")["p_value"] > 0
+
+
+def test_a_duplicated_run_counts_once(tmp_path):
+    import shutil
+    from resnet_bench.tables.aggregate import load_runs
+    runs = tmp_path / "runs"
+    for seed, (shallow, deep) in enumerate([(20.0, 30.0), (21.0, 32.0)]):
+        write_run(runs, family="plain", depth=8, seed=seed, final_test_error=shallow)
+        write_run(runs, family="plain", depth=20, seed=seed, final_test_error=deep)
+    # the same run copied under another name: byte-identical logs
+    shutil.copytree(runs / "plain-basic-20_synthetic_quick_s0", runs / "copy-of-seed0")
+    loaded = load_runs(runs).runs
+    dup = loaded[loaded["duplicate_of"] != ""]
+    assert len(dup) == 1 and dup.iloc[0]["model"] == "plain-basic-20"
+    assert dup.iloc[0]["duplicate_of"] in set(loaded["run_id"]) - set(dup["run_id"])
+    r = one(claims_table(loaded), "v1-degradation", "test_error")
+    assert r["higher_n"] == 2 and r["higher_mean"] == pytest.approx(31.0)   # not n = 3
+    # the same identity and seed (a rerun with the same config) is the same run too
+    same = loaded.assign(identity="abc", train_log_sha256=[f"h{i}" for i in range(len(loaded))])
+    from resnet_bench.tables.aggregate import mark_duplicates
+    flagged = mark_duplicates(same.assign(duplicate_of=""))
+    assert (flagged["duplicate_of"] != "").sum() == 1    # only the copy shares model and seed
+    from resnet_bench.tables.build import summarize
+    summary = summarize(loaded)
+    assert summary.loc[summary["model"] == "plain-basic-20", "n"].item() == 2
+
+
+def test_the_report_caption_prints_the_one_decision_rule():
+    from resnet_bench.tables.claims import DECISION_RULE
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report" / "claims.rst"
+    assert DECISION_RULE in report.read_text(encoding="utf-8")

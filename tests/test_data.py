@@ -352,6 +352,31 @@ def test_loader_crop_and_flip_match_a_hand_computed_reference():
         assert cl.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_channel_statistics_do_not_depend_on_the_summation_order():
+    """The channel mean/std are exact functions of the images: the same bits in any order and
+    chunking (CUDA sums in yet another order), and equal to a float64 reference. The data is
+    made so that float32 sums of squares are beyond float32's exact integers (2^24)."""
+    from resnet_bench.data.loader import Normalizer
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(150, 256, (3000, 3, 32, 32), dtype=torch.uint8, generator=g)  # 3 chunks
+    orders = {"as given": torch.arange(len(x)), "reversed": torch.arange(len(x) - 1, -1, -1),
+              "shuffled": torch.randperm(len(x), generator=g)}
+    stats = {k: Normalizer(x[o], "channel") for k, o in orders.items()}
+    x64 = x.to(torch.float64) / 255
+    mean_ref, std_ref = x64.mean((0, 2, 3)), x64.std((0, 2, 3), unbiased=False)
+    for name, s in stats.items():
+        assert torch.equal(s.mean, stats["as given"].mean), name
+        assert torch.equal(s.std, stats["as given"].std), name
+        assert torch.equal(s.scale, stats["as given"].scale), name
+        assert torch.allclose(s.mean.double(), mean_ref, rtol=1e-7, atol=0), name
+        assert torch.allclose(s.std.double(), std_ref, rtol=1e-6, atol=0), name  # float32 rounding
+    # Without integer sums this data would not pass: float32 sums of squares differ by order.
+    sq32 = {k: (x[o].float() ** 2).sum((0, 2, 3)) for k, o in orders.items()}
+    assert float(sq32["as given"][0]) > 2**24
+    sq32_chunked = sum((x[s:s + 1365].float() ** 2).sum((0, 2, 3)) for s in range(0, 3000, 1365))
+    assert len({tuple(v.tolist()) for v in [*sq32.values(), sq32_chunked]}) > 1
+
+
 def test_loader_normalisation_statistics_and_eval_iterator():
     x, y = _data(n=64, h=4, w=4)
     ch = DeviceLoader(x, y, batch_size=16, seed=0, augment=False, normalize="channel")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import write_grid, write_run  # noqa: E402
@@ -26,6 +27,30 @@ def _tables(runs_root: Path, out: Path) -> Path:
     return out
 
 
+def _render(tables: Path, out: Path, names=None, **kw):
+    """render_all, keeping each drawn figure object (name -> Figure) for the checks below."""
+    figs = {}
+    save = style.save
+
+    def spy(fig, out_dir, name, data):
+        figs[name] = fig
+        return save(fig, out_dir, name, data)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(style, "save", spy)
+    try:
+        rendered = figures.render_all(tables, out, names, **kw)
+    finally:
+        mp.undo()
+    return rendered, figs
+
+
+def _title_text(fig) -> str:
+    parts = [fig._suptitle] + [sf._suptitle for sf in fig.subfigs]
+    return " ".join(t.get_text() for t in parts if t is not None) + " " \
+        + " ".join(ax.get_title() for ax in fig.axes)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """The default quick config's shape (synthetic, plain + v1 at 8/14/20, 3 seeds), plus a
@@ -40,21 +65,9 @@ def quick(tmp_path_factory):
     tables = _tables(runs, root / "tables")
     shutil.rmtree(runs)   # plotting must need nothing but the tables
     out = root / "figures"
-    titles = {}
-    save = style.save
-
-    def spy(fig, out_dir, name, data):
-        titles[name] = " ".join(t.get_text() for t in [fig._suptitle] if t is not None) + " " \
-            + " ".join(ax.get_title() for ax in fig.axes)
-        return save(fig, out_dir, name, data)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(style, "save", spy)
-    try:
-        rendered = figures.render_all(tables, out)
-    finally:
-        mp.undo()
-    return {"tables": tables, "out": out, "rendered": rendered, "titles": titles}
+    rendered, figs = _render(tables, out)
+    titles = {name: _title_text(fig) for name, fig in figs.items()}
+    return {"tables": tables, "out": out, "rendered": rendered, "titles": titles, "figs": figs}
 
 
 def _runs(q) -> pd.DataFrame:
@@ -120,9 +133,8 @@ def test_fig6_middle_and_right(quick):
     assert not middle["model"].str.contains("optB").any()
     diverged = middle[middle["seed"] == 3]
     assert diverged["iteration"].max() == 50
-    right = quick["rendered"]["v1_fig6_right"]
-    assert set(right["depth"]) == {14, 20}
-    assert set(right["run_id"]) == _expected_runs(quick, "v1", {14, 20})
+    # no ResNet deeper than 110 layers: the right panel would repeat the middle one
+    assert quick["rendered"]["v1_fig6_right"].empty
 
 
 def test_fig1_shallowest_vs_deepest_plain(quick):
@@ -236,11 +248,12 @@ def test_a_run_of_about_one_epoch_is_smoothed_over_a_tenth_of_it():
 
 # --- V1 Fig. 6 in one figure; the V2 ablation figures -------------------------------------------
 
-def test_v1_fig6_is_the_three_panels_stacked(quick):
+def test_v1_fig6_is_its_drawn_panels_stacked(quick):
     three = pd.read_csv(quick["out"] / "v1_fig6.csv")
     assert list(three.columns) == figures.CURVE_FIGURE_COLUMNS
-    assert list(dict.fromkeys(three["panel"])) == ["left", "middle", "right"]
-    for panel in ("left", "middle", "right"):
+    assert list(dict.fromkeys(three["panel"])) == ["left", "middle"]     # nothing deeper than 110
+    assert len(quick["figs"]["v1_fig6"].axes) == 2
+    for panel in ("left", "middle"):
         single = pd.read_csv(quick["out"] / f"v1_fig6_{panel}.csv").drop(columns="panel")
         mine = three[three["panel"] == panel].drop(columns="panel").reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, single)
@@ -264,11 +277,12 @@ def ablations(tmp_path_factory):
         write_run(runs, family="v2", block="bottleneck", depth=164, variant="reluonly", seed=seed)
     write_run(runs, depth=20, seed=0)                 # in no ablation
     tables = _tables(runs, root / "tables")
-    return figures.render_all(tables, root / "fig", ["v2_fig3", "v2_fig6"])
+    rendered, figs = _render(tables, root / "fig", ["v2_fig3", "v2_fig6"])
+    return {"rendered": rendered, "figs": figs}
 
 
 def test_v2_fig3_draws_table1_variants_against_the_identity_shortcut(ablations):
-    df = ablations["v2_fig3"]
+    df = ablations["rendered"]["v2_fig3"]
     assert set(df["model"]) == {"v1-basic-110", "v1-basic-110-exgate-b-6", "v1-basic-110-optC"}
     assert set(df["series"]) == {"train_loss", "test_error"}
     assert set(df["panel"]) == {"ResNet-110 basic"}
@@ -279,7 +293,7 @@ def test_v2_fig3_draws_table1_variants_against_the_identity_shortcut(ablations):
 
 
 def test_v2_fig6_draws_table2_units_one_row_per_block_and_depth(ablations):
-    df = ablations["v2_fig6"]
+    df = ablations["rendered"]["v2_fig6"]
     by_panel = df.groupby("panel")["model"].apply(set).to_dict()
     assert by_panel == {
         "ResNet-110 basic": {"v2-basic-110", "v1-basic-110", "v1-basic-110-bnafter"},
@@ -314,3 +328,240 @@ def test_every_figure_name_of_the_schema_has_its_function():
     from resnet_bench import schema
     assert tuple(figures.FIGURES) == schema.FIGURES
     assert set(schema.FIGURE_CLAIMS) <= set(schema.FIGURES)
+
+
+# --- what every figure must say: panels, ranges, labels, legends, palette, schedule -----------
+
+def _drawn(figs: dict) -> dict:
+    """The figures that drew data (placeholders have no axis turned on)."""
+    return {n: f for n, f in figs.items() if any(ax.axison for ax in f.axes)}
+
+
+def _legends(fig) -> list:
+    return ([*fig.legends] + [leg for sf in fig.subfigs for leg in sf.legends]
+            + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None])
+
+
+def _legend_text(fig) -> str:
+    return "\n".join(t.get_text() for leg in _legends(fig) for t in leg.get_texts())
+
+
+def _renderer(fig):
+    """Lay the (closed) figure out again on an Agg canvas; its renderer."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _is_twin(ax) -> bool:
+    return len(ax.get_shared_x_axes().get_siblings(ax)) > 1 and ax.get_xlabel() == ""
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory):
+    """V1 ResNets of 20, 110 and 218 layers and no plain net (the V2 CPU depth study's shape), on
+    CIFAR-10, 2 seeds; plain-20 with a test error far above V1 Fig. 6's 20 %."""
+    root = tmp_path_factory.mktemp("deep")
+    runs = root / "runs"
+    for seed in (0, 1):
+        for depth in (20, 110, 218):
+            write_run(runs, depth=depth, seed=seed, dataset="cifar10")
+    tables = _tables(runs, root / "tables")
+    rendered, figs = _render(tables, root / "fig")
+    return {"tables": tables, "rendered": rendered, "figs": figs}
+
+
+def test_fig6_right_panel_only_with_a_resnet_deeper_than_110(deep):
+    right = deep["rendered"]["v1_fig6_right"]
+    assert set(right["depth"]) == {110, 218}          # the deepest of the middle against 218
+    middle = deep["rendered"]["v1_fig6_middle"]
+    assert set(middle["depth"]) == {20, 110}
+    # no plain runs: no "no plain-net runs" panel, two panels with data of their own
+    three = deep["rendered"]["v1_fig6"]
+    assert list(dict.fromkeys(three["panel"])) == ["middle", "right"]
+    fig = deep["figs"]["v1_fig6"]
+    assert len(fig.axes) == 2 and all(ax.axison and ax.lines for ax in fig.axes)
+    assert "plain" not in _title_text(fig)
+
+
+@pytest.mark.parametrize("grid", ["quick", "deep", "ablations"])
+def test_every_panel_has_its_labels_ticks_and_data(grid, request):
+    figs = _drawn(request.getfixturevalue(grid)["figs"])
+    assert figs
+    for name, fig in figs.items():
+        _renderer(fig)
+        for ax in fig.axes:
+            assert ax.get_ylabel(), (name, ax.get_title())
+            ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_visible()]
+            assert len([t for t in ticks if t]) >= 2, (name, ax.get_title(), ticks)
+            if not _is_twin(ax):
+                assert ax.get_xlabel(), (name, ax.get_title())
+                assert [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+                assert ax.lines, (name, ax.get_title())            # data of its own
+
+
+@pytest.mark.parametrize("grid", ["quick", "deep", "ablations"])
+def test_legends_lie_outside_every_panel(grid, request):
+    for name, fig in _drawn(request.getfixturevalue(grid)["figs"]).items():
+        renderer = _renderer(fig)
+        legends = _legends(fig)
+        assert legends, name
+        for leg in legends:
+            box = leg.get_window_extent(renderer)
+            for ax in fig.axes:
+                assert not box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
+
+
+def _net_lines(legend) -> dict:
+    """A legend's rows that stand for a compared line (the others are styles and notes)."""
+    return {h.get_label().split(":")[0]: h for h in legend.legend_handles
+            if h.get_linestyle() not in ("None", "none", "") and h.get_color() != "0.3"}
+
+
+@pytest.mark.parametrize("grid", ["quick", "deep", "ablations", "resnet1001"])
+def test_compared_lines_differ_in_greyscale_and_marker(grid, request):
+    """Within one legend (the lines one panel, or every panel of the figure, compares): up to
+    six lines differ in lightness by MIN_LIGHTNESS_STEP, and two of one colour by marker."""
+    fixture = request.getfixturevalue(grid)
+    figs = fixture["figs"] if "figs" in fixture else {"v2_fig1": fixture["fig"]}
+    for name, fig in _drawn(figs).items():
+        for legend in _legends(fig):
+            lines = _net_lines(legend)
+            grey = {lab: style.lightness(h.get_color()) for lab, h in lines.items()}
+            labs = sorted(grey, key=grey.get)
+            for a, b in zip(labs, labs[1:]):
+                if len(labs) <= 6 and lines[a].get_color() != lines[b].get_color():
+                    assert grey[b] - grey[a] >= style.MIN_LIGHTNESS_STEP, (name, a, b, grey)
+                else:
+                    assert lines[a].get_marker() != lines[b].get_marker(), (name, a, b)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_palettes_are_spaced_in_lightness(n):
+    grey = [style.lightness(c) for c in style.lightness_ramp(n)]
+    assert grey == sorted(grey, reverse=True)                 # shallow light, deep dark
+    assert all(a - b >= style.MIN_LIGHTNESS_STEP for a, b in zip(grey, grey[1:]))
+    fam = sorted(style.lightness(c) for c in style.FAMILY_COLORS.values())
+    assert all(b - a >= style.MIN_LIGHTNESS_STEP for a, b in zip(fam, fam[1:]))
+
+
+def test_y_range_is_the_papers_where_it_holds_the_final_values(quick, tmp_path):
+    # the quick grid's ResNets end below 18 %: V1 Fig. 6's 0-20 %, said in the legend
+    fig = quick["figs"]["v1_fig6_middle"]
+    assert fig.axes[0].get_ylim() == (0.0, 20.0)
+    assert "y 0-20 %, as in V1 Fig. 6" in _legend_text(fig)
+    # a plain net ending at 45 % test error does not fit it: the range grows to show it
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(runs, family="plain", depth=20, seed=seed, final_test_error=45.0 + seed)
+        write_run(runs, family="plain", depth=8, seed=seed)
+    _, figs = _render(_tables(runs, tmp_path / "tables"), tmp_path / "fig", ["v1_fig6_left"])
+    bottom, top = figs["v1_fig6_left"].axes[0].get_ylim()
+    assert bottom == 0 and 46.0 < top <= 100
+    assert "do not fit V1 Fig. 6's 0-20 %" in _legend_text(figs["v1_fig6_left"])
+
+
+def test_titles_state_the_schedule_against_the_papers(quick):
+    for name, title in quick["titles"].items():
+        assert "120 iterations, 1/533 of the paper's 64k" in title, name
+
+
+def test_smoothing_window_is_stated_and_in_the_csv(quick):
+    df = pd.read_csv(quick["out"] / "v1_fig6_middle.csv")
+    # 10 iterations per epoch, 120 iterations: one epoch, not a tenth of the run (12); the seed
+    # that diverged at 50 alike (a tenth of its planned 120, not of the 50 it ran)
+    assert set(df.loc[df["series"] == "train_error", "window"]) == {10}
+    assert (df["status"] == "diverged").any()
+    assert set(df.loc[df["series"] == "test_error", "window"]) == {1}
+    text = _legend_text(quick["figs"]["v1_fig6_middle"])
+    assert "training error, trailing mean over 10 iterations" in text
+    assert "test error, evaluated at iterations 40, 80, 120" in text
+
+
+def test_legend_quotes_the_records_final_values(quick):
+    runs = _runs(quick)
+    net = runs[(runs["model"] == "v1-basic-20") & (runs["dataset"] == "synthetic")]
+    done = net[net["status"] == "completed"]
+    text = _legend_text(quick["figs"]["v1_fig6_middle"])
+    train, test = done["final_train_error_pct"], done["final_test_error_pct"]
+    assert (f"ResNet-20: final train {train.mean():.2f} ± {train.std():.2f}, "
+            f"test {test.mean():.2f} ± {test.std():.2f} (n = 3; 1 diverged)") in text
+
+
+def test_test_error_is_drawn_where_it_was_evaluated(quick):
+    ax = quick["figs"]["v1_fig6_middle"].axes[0]
+    marked = [line for line in ax.lines if line.get_marker() not in ("None", "", None)
+              and line.get_linestyle() == "-"]
+    xs = {tuple(np.asarray(line.get_xdata(), float)) for line in marked}
+    assert (40.0, 80.0, 120.0) in xs          # the eval_log's iterations, with markers
+
+
+def test_lr_changes_every_run_shares_are_drawn(quick):
+    data = figures.load_plot_data(quick["tables"])
+    ids = data.runs.loc[data.runs["family"] == "v1", "run_id"]
+    # the helper's lr drops at iteration 90 (the seed that diverged at 50 never got there)
+    assert figures.lr_changes(data, ids) == [89]
+    ax = quick["figs"]["v1_fig6_middle"].axes[0]
+    assert any(list(line.get_xdata()) == [89, 89] for line in ax.lines)
+    assert "lr changes after iteration 89" in _legend_text(quick["figs"]["v1_fig6_middle"])
+
+
+@pytest.fixture(scope="module")
+def resnet1001(tmp_path_factory):
+    """config/v2_1001_cpu.yaml's shape: v1 and v2 bottleneck-1001, seeds 0-2, 800 iterations,
+    test error at 200/400/600/800; one original-unit seed diverges at iteration 500; the fp32
+    check's two 100-iteration runs beside them."""
+    root = tmp_path_factory.mktemp("r1001")
+    runs = root / "runs"
+    kw = dict(dataset="cifar10-jpeg", block="bottleneck", depth=1001, iters_per_epoch=390.625,
+              train_window=100)
+    for fam in ("v1", "v2"):
+        for seed in (0, 1, 2):
+            diverged = dict(status="diverged", diverge_at=500) if (fam, seed) == ("v1", 2) else {}
+            write_run(runs, family=fam, seed=seed, recipe="bf16", iterations=800,
+                      eval_every=200, **kw, **diverged)
+        write_run(runs, family=fam, seed=0, recipe="fp32", iterations=100, eval_every=100, **kw)
+    tables = _tables(runs, root / "tables")
+    rendered, figs = _render(tables, root / "fig", ["v2_fig1"])
+    return {"tables": tables, "df": rendered["v2_fig1"], "fig": figs["v2_fig1"]}
+
+
+def test_v2_fig1_draws_the_1001_study_as_v2_fig1(resnet1001):
+    df, fig = resnet1001["df"], resnet1001["fig"]
+    title = _title_text(fig)
+    assert "V2 Fig. 1 (right): ResNet-1001" in title and "Fig. 6" not in title
+    assert "800 iterations, 1/80 of the paper's 64k" in title and "'bf16'" in title
+    assert set(df["model"]) == {"v1-bottleneck-1001", "v2-bottleneck-1001"}
+    assert df.groupby("model")["seed"].nunique().to_dict() == {"v1-bottleneck-1001": 3,
+                                                               "v2-bottleneck-1001": 3}
+    # test error where it was evaluated: 200, 400, 600, 800 for every completed run
+    test = df[(df["series"] == "test_error") & (df["status"] == "completed")]
+    assert test.groupby("run_id")["iteration"].apply(list).map(tuple).unique().tolist() == [
+        (200, 400, 600, 800)]
+    ax, ax2 = fig.axes
+    assert "training loss" in ax.get_ylabel() and ax2.get_ylabel() == "test error (%)"
+    # loss dashed on the left axis, test error solid with markers on the right, bands over seeds
+    assert {line.get_linestyle() for line in ax.lines if len(line.get_xdata()) > 2} == {"--"}
+    solid = [line for line in ax2.lines if line.get_linestyle() == "-"]
+    assert all(line.get_marker() not in ("None", "") for line in solid)
+    xs = sorted(tuple(line.get_xdata()) for line in solid)
+    # each unit's mean over its completed seeds; the diverged seed alone, up to iteration 500
+    assert xs == [(200, 400, 500), (200, 400, 600, 800), (200, 400, 600, 800)]
+    assert len(ax.collections) >= 2                                   # a band per unit
+    text = _legend_text(fig)
+    assert "trailing mean over 80 iterations" in text      # a tenth of 800: < one epoch (391)
+    assert "original unit: final train loss" in text and "(n = 2; 1 diverged)" in text
+    assert "pre-activation unit: final train loss" in text and "(n = 3)" in text
+
+
+def test_v2_fig1_draws_a_diverged_run_to_its_last_finite_iteration(resnet1001):
+    df, fig = resnet1001["df"], resnet1001["fig"]
+    loss = df[(df["series"] == "train_loss") & (df["status"] == "diverged")]
+    assert loss["iteration"].max() == 499            # the loss at 500 is NaN in its log
+    assert np.isfinite(loss["value"]).all()
+    ends = [line for line in fig.axes[0].lines if line.get_marker() == style.DIVERGED_MARKER]
+    assert len(ends) == 1
+    last = loss.sort_values("iteration").iloc[-1]
+    assert ends[0].get_xdata()[0] == pytest.approx(last["x"]) and ends[0].get_ydata()[0] == pytest.approx(
+        last["value"])
+    assert "diverged run: drawn alone up to its last finite value" in _legend_text(fig)

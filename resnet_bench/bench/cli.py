@@ -25,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
                                                    "max-autotune-no-cudagraphs"),
                         help="torch.compile mode (needs --compile) [torch's default]")
+    parser.add_argument("--compile-backend", choices=("inductor", "aot_eager"), default="inductor",
+                        help="torch.compile backend (needs --compile); aot_eager: the same graphs "
+                             "without generated kernels, to rehearse on a CPU [inductor]")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                         help="project path: channels_last memory format")
     parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction,
@@ -129,6 +132,10 @@ def _validate(args: argparse.Namespace, device) -> None:
         raise ValueError(f"--stream-workers must be >= 0, got {args.stream_workers}")
     if args.compile_mode and not args.compile:
         raise ValueError("--compile-mode needs --compile")
+    if args.compile_backend != "inductor" and not args.compile:
+        raise ValueError("--compile-backend needs --compile")
+    if args.compile_backend != "inductor" and args.compile_mode not in (None, "default"):
+        raise ValueError(f"--compile-mode {args.compile_mode} needs --compile-backend inductor")
     if args.fidelity and len(args.models) != 1:
         raise ValueError("--fidelity trains one network: give at most one --model")
     if args.fidelity and len(set(args.seeds)) < 2:

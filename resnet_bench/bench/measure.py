@@ -6,7 +6,9 @@ import contextlib
 import time
 from typing import Any, Callable
 
-PAPER_ITERATIONS = 64_000
+from resnet_bench.schema import PAPER_ITERATIONS as PAPER_SCHEDULES
+
+PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
 # Training FLOPs per image = MACs x 2 FLOP/MAC x 3 (forward, grad wrt activations, grad wrt weights).
 FLOP_PER_MAC_TRAIN = 2 * 3
 

@@ -29,7 +29,7 @@ def time_project(name: str, dataset, args, device, note) -> tuple[float, list[fl
                           device, recipe)
     model.set_activation_checkpointing(recipe.activation_checkpointing)  # as train() does
     optimizer = make_optimizer(model, recipe, fused=args.fused_sgd)
-    step_model = compiled(model, recipe, args.compile_mode)
+    step_model = compiled(model, recipe, args.compile_mode, args.compile_backend)
     model.train()
     sync_every = sync_interval(device)
     values = StepValues()

@@ -46,7 +46,7 @@ CSV_COLUMNS = [
     "ratio_per_round", "ratio_median_of_rounds",
     "peak_mem_mib", "peak_mem_method", "first_iter_s", "compile_time_s", "projected_64k_h",
     "params", "macs", "batch_size", "iters", "warmup_iters", "rounds", "timed_iters_total",
-    "precision", "compile", "compile_mode", "channels_last", "sgd", "data_path", "num_workers",
+    "precision", "compile", "compile_mode", "compile_backend", "channels_last", "sgd", "data_path", "num_workers",
     "dataset", "train_size", "seed",
     "device", "device_name", "cpu_name", "cpu_count", "torch_threads", "torch", "torchvision",
     "python", "cuda", "cudnn", "git_commit", "git_dirty", "package_version", "host", "platform",

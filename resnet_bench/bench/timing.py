@@ -86,6 +86,7 @@ def summarize(name: str, path: str, raws: list[_Raw], args) -> PathResult:
             "precision": args.precision if project else "fp32",
             "compile": bool(args.compile) if project else False,
             "compile_mode": (args.compile_mode or "default") if (project and args.compile) else "",
+            "compile_backend": args.compile_backend if (project and args.compile) else "",
             "channels_last": bool(args.channels_last) if project else False,
             "activation_checkpointing": bool(args.activation_checkpointing) if project else False,
             "sgd": "fused" if (project and args.fused_sgd) else "default",

@@ -235,24 +235,29 @@ def read_bytes(path: Path) -> bytes:
 def decode_rgb(items: list[tuple[str, bytes]], device: str = "cpu") -> list[torch.Tensor]:
     """uint8 RGB [3,H,W] per (where, bytes); grey replicated, alpha dropped, CMYK converted.
 
-    `device="cuda"` decodes JPEGs with nvJPEG (torchvision.io.decode_jpeg on the GPU, not run on
-    the machine this was written on); other formats and JPEGs it refuses go through the CPU."""
-    if device == "cuda":
+    Any other `device` (`"cuda"`) decodes JPEGs with nvJPEG (torchvision.io.decode_jpeg on that
+    device); other formats and JPEGs it refuses go through the CPU and are moved there."""
+    if device != "cpu":
         from torchvision.io import ImageReadMode, decode_jpeg
         jpeg = [k for k, (_, b) in enumerate(items) if b[:2] == b"\xff\xd8"]
         out: list[torch.Tensor | None] = [None] * len(items)
+        if torch.device(device).type == "cuda":
+            # nvJPEG's hardware decoder writes its outputs before the work already queued on the
+            # stream has run, so it can overwrite memory that work still reads
+            # (pytorch/vision#9606, unfixed in the torchvision releases used here).
+            torch.cuda.current_stream(device).synchronize()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 imgs = decode_jpeg([torch.frombuffer(bytearray(items[k][1]), dtype=torch.uint8)
-                                    for k in jpeg], mode=ImageReadMode.RGB, device="cuda")
+                                    for k in jpeg], mode=ImageReadMode.RGB, device=device)
             for k, img in zip(jpeg, imgs):
                 out[k] = img
         except RuntimeError:
             pass  # one bad file spoils the list: the CPU path below names it
         rest = [k for k, img in enumerate(out) if img is None]
         for k, img in zip(rest, decode_rgb([items[k] for k in rest])):
-            out[k] = img.to("cuda")
+            out[k] = img.to(device)
         return out  # type: ignore[return-value]
     imgs, _ = decode_all(items)
     return [convert_channels(img, "rgb").contiguous() for img in imgs]

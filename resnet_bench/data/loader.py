@@ -63,23 +63,27 @@ class Normalizer:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {mode!r}")
         self.mode = mode
         n, c = x.shape[0], x.shape[1]
-        # Chunked sums (~4M values per chunk): no full-size float copy of the training set. The
-        # per-pixel float32 sums of <= 2^16 uint8 values are exact integers; the per-channel sums
-        # of squares are float32-rounded (~1e-6 relative), plenty for a std. Totals are float64.
+        # Integer sums of the uint8 values and of their squares: exact, so the statistics do not
+        # depend on the summation order (CPU, CUDA, chunking). CIFAR-10's channel sums of squares
+        # are ~1e10, beyond float32's exact integers; int64 holds 2^63. Chunks of ~4M values keep
+        # the int64 copy small. The float64 arithmetic on the totals is done on the CPU, so the
+        # statistics are the same numbers whatever the device.
         chunk = max(1, min(1 << 16, (1 << 22) // max(1, x[0].numel())))
-        total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
-        sq = torch.zeros(c, dtype=torch.float64, device=x.device)
+        total = torch.zeros(x.shape[1:], dtype=torch.int64, device=x.device)
+        sq = torch.zeros(c, dtype=torch.int64, device=x.device)
         for s in range(0, n, chunk):
-            part = x[s:s + chunk].float()
+            part = x[s:s + chunk].to(torch.int64)
             total += part.sum(0)
             if mode == "channel":
                 sq += part.square_().sum((0, 2, 3))
-        mean_img = total / (n * 255.0)
-        self.mean_image = mean_img.float()  # [C,H,W] in [0,1]
+        total, sq = total.cpu().double(), sq.cpu().double()  # exact: totals < 2^53
         pixels = n * x.shape[2] * x.shape[3]
-        self.mean = (total.sum((1, 2)) / (pixels * 255.0)).float()  # [C]
+        self.mean_image = (total / (n * 255.0)).float()  # [C,H,W] in [0,1]
+        csum = total.sum((1, 2))  # sums of exact integers < 2^53: exact in any order
+        self.mean = (csum / (pixels * 255.0)).float()  # [C]
         if mode == "channel":
-            var = sq / (pixels * 255.0**2) - (total.sum((1, 2)) / (pixels * 255.0)) ** 2
+            mean64 = csum / (pixels * 255.0)
+            var = sq / (pixels * 255.0**2) - mean64 * mean64
             self.std = var.clamp_min(1e-12).sqrt().float()
             # (x/255 - m)/s == x * scale + shift, one fused multiply-add per element
             self.scale = (1.0 / (255.0 * self.std)).view(1, c, 1, 1)

@@ -279,8 +279,10 @@ class StreamLoader:
         """uint8 -> x/255 (+ PCA shift) - mean image (pixel) or (.. - mean)/std (channel)."""
         s = self.stats
         x = x.to(self.device, non_blocking=True).float().mul_(1.0 / 255.0)
-        if shift is not None:
-            x.add_(shift.to(self.device)[:, :, None, None])
+        if shift is not None:  # pinned, so that the copy does not block the host
+            if self.device.type == "cuda":
+                shift = shift.pin_memory()
+            x.add_(shift.to(self.device, non_blocking=True)[:, :, None, None])
         if self.normalize == "pixel":
             x.sub_(s["mean"][:, None, None] if whole_image else s["mean_image"])
         else:

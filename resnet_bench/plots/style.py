@@ -1,7 +1,9 @@
 """A shared, paper-like look for every figure, and the PNG+PDF(+CSV) writer.
 
 Conventions of the papers kept here: training curves dashed and thin, test curves solid and bold,
-x in units of 1e4 iterations ("iter. (1e4)") for long runs, errors in %.
+x in units of 1e4 iterations ("iter. (1e4)") for long runs, errors in %. Every compared line must
+stay distinguishable in greyscale: colours are spaced in CIE lightness (L*), not only in hue, and
+each line also has its own marker.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -25,7 +29,13 @@ DPI = 200
 PANEL_SIZE = (4.2, 3.2)                     # inches per panel
 TRAIN_STYLE = {"linestyle": "--", "linewidth": 0.9}
 TEST_STYLE = {"linestyle": "-", "linewidth": 2.0}
-FAMILY_COLORS = {"plain": "#d62728", "v1": "#1f77b4", "v2": "#2ca02c"}
+# Okabe-Ito vermillion, a navy and Okabe-Ito sky blue: L* 54, 21 and 70 (red/blue/green of
+# tab10 are all near L* 45 and merge in greyscale)
+FAMILY_COLORS = {"plain": "#D55E00", "v1": "#08306B", "v2": "#56B4E9"}
+FAMILY_MARKERS = {"plain": "o", "v1": "s", "v2": "^"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")   # "X" is kept for a diverged run's end
+DIVERGED_MARKER = "X"
+MIN_LIGHTNESS_STEP = 10.0                   # least L* between two compared lines' colours
 FAMILY_NAMES = {"plain": "plain", "v1": "ResNet (original)", "v2": "ResNet (pre-act)"}
 LONG_RUN = 10_000                           # from here on, x is shown in 1e4 iterations
 
@@ -45,11 +55,38 @@ def figure(ncols: int = 1, nrows: int = 1, **kw):
     return plt.subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained", **kw)
 
 
+def lightness(color) -> float:
+    """CIE L* (0 black .. 100 white) of a colour: what is left of it in greyscale."""
+    rgb = np.array(mcolors.to_rgb(color))
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    y = float(lin @ [0.2126, 0.7152, 0.0722])
+    return 116 * np.cbrt(y) - 16 if y > 216 / 24389 else y * 24389 / 27
+
+
+def lightness_ramp(n: int, cmap: str = "rocket", light: float = 68.0,
+                   dark: float = 16.0) -> list[tuple]:
+    """`n` colours of a colormap whose lightness rises monotonically, at evenly spaced L* from
+    `light` down to `dark` (one colour: the middle), so that neighbours differ by
+    (light - dark) / (n - 1) in greyscale too."""
+    cm = matplotlib.colormaps[cmap]
+    pos = np.linspace(0, 1, 512)
+    ls = np.array([lightness(cm(p)) for p in pos])
+    targets = np.linspace(light, dark, n) if n > 1 else [(light + dark) / 2]
+    return [tuple(float(c) for c in cm(float(np.interp(t, ls, pos)))[:3]) for t in targets]
+
+
+def panels_figure(ncols: int = 1, nrows: int = 1):
+    """An empty constrained-layout figure sized for `ncols` x `nrows` panels (to be split into
+    subfigures, each with its own legend)."""
+    apply()
+    return plt.figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows),
+                      layout="constrained")
+
+
 def depth_palette(depths) -> dict[int, tuple]:
     """Shallow -> light, deep -> dark, like the papers' depth sweeps."""
     depths = sorted(set(int(d) for d in depths))
-    colors = sns.color_palette("rocket_r", n_colors=len(depths) + 1)[1:]
-    return dict(zip(depths, colors))
+    return dict(zip(depths, lightness_ramp(len(depths))))
 
 
 def iteration_axis(max_iteration: float) -> tuple[float, str]:

@@ -5,11 +5,11 @@
 one row per run (`runs`) and the tidy per-iteration curves of all runs (`curves`).
 
 `load_runs(paths, roots=[...])` adds the runs of further results roots (another machine's
-study of the same design, a published copy): runs are paired by their recorded identity (which
-includes the seed), each identity is counted once (the first place it is found: `paths`, then
-the roots in order), and every row says which root it was read from (`root`) and where else
-the same run lies (`also_in`). Two records of the same network, dataset, recipe name and seed
-with different identities are two designs under one name, and are refused.
+study of the same design, a published copy); every row says which root it was read from
+(`root`). A run found in two roots is one run: `mark_duplicates` names the copy's original
+(same identity and seed, or a byte-identical train log) and only the original counts as a seed.
+Two records of the same network, dataset, recipe name and seed with different identities are
+two designs under one name, and are refused.
 
 Every problem with a record raises `RecordError` (a `ValueError`) whose one-line message names
 the file. What the contract allows is accepted: a `diverged` run is a result and may carry
@@ -18,6 +18,7 @@ NaN/null final errors; a resumed run may repeat iterations in its train log (the
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -162,8 +163,12 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
     row["path"] = str(d)
+    # a log without rows says nothing about which run wrote it: no hash, never a duplicate
+    row["train_log_sha256"] = (hashlib.sha256((d / record.TRAIN_LOG).read_bytes()).hexdigest()
+                               if len(train) else "")
     row["identity"] = summary.get("identity") or ""
-    row["root"], row["also_in"] = "", ""
+    row["duplicate_of"] = ""
+    row["root"] = ""
 
     ident = {k: row[k] for k in ID_COLUMNS}
     train = train.assign(split="train")
@@ -174,20 +179,49 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     return {k: row[k] for k in RUN_COLUMNS}, curves[CURVE_COLUMNS]
 
 
-def _identity_key(row: dict) -> str:
-    """The run's recorded identity; records written before identities were recorded fall back
-    on what the identity is made of (network, data, seed, the whole recipe)."""
-    return row["identity"] or "|".join(str(row[k]) for k in (
-        "model", "dataset", "seed", "precision", "recipe_hash_except_precision"))
+def mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Fill `duplicate_of`: a run of the same network, dataset and recipe as an earlier row of
+    the table with the same identity and seed, or with a byte-identical train log, is a copy of
+    that row's run (a record copied twice, a study published from two folders), not another
+    seed."""
+    runs = runs.copy()
+    first: dict[tuple, str] = {}
+    for i, r in runs.iterrows():
+        where = (r["model"], r["dataset"], r["recipe"])
+        keys = [("log", *where, r["train_log_sha256"])] if r["train_log_sha256"] else []
+        if r["identity"]:
+            keys.append(("identity", *where, r["seed"], r["identity"]))
+        original = next((first[k] for k in keys if k in first), "")
+        runs.at[i, "duplicate_of"] = original
+        for k in keys:
+            first.setdefault(k, original or r["run_id"])
+    return runs
 
 
-def _load_dirs(dirs: list[Path], ids: list[str], root: str) -> list[tuple[dict, pd.DataFrame]]:
-    loaded = []
+def _load_dirs(dirs: list[Path], ids: list[str], root: str) -> tuple[list[dict], list]:
+    rows, curves = [], []
     for d, rid in zip(dirs, ids):
         row, curve = load_run(d, rid)
         row["root"] = root
-        loaded.append((row, curve))
-    return loaded
+        rows.append(row)
+        curves.append(curve)
+    return rows, curves
+
+
+def _one_design_per_name(rows: list[dict]) -> None:
+    """Refuse two identities under one (network, dataset, recipe, seed): two designs."""
+    named: dict[tuple, dict] = {}
+    for row in rows:
+        if not row["identity"]:
+            continue
+        name = (row["model"], row["dataset"], row["recipe"], row["seed"])
+        other = named.setdefault(name, row)
+        if other["identity"] != row["identity"]:
+            raise RecordError(
+                f"{row['path']}: {row['model']} seed {row['seed']} of recipe {row['recipe']} on "
+                f"{row['dataset']} is another run (identity {row['identity']}) than "
+                f"{other['path']} (identity {other['identity']}): two designs under one name; "
+                "aggregate them separately")
 
 
 def load_runs(paths: list[str | os.PathLike] | str | os.PathLike,
@@ -200,17 +234,17 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike,
     if not dirs:
         raise RecordError("no run records given")
     common = dirs[0].parent if len(dirs) == 1 else Path(os.path.commonpath([str(d) for d in dirs]))
-    loaded = _load_dirs(dirs, run_ids(dirs), str(common))
+    rows, curves = _load_dirs(dirs, run_ids(dirs), str(common))
     for root in roots:
         base = Path(root)
         found = find_run_dirs([root])
         ids = [f"{root}:{d.relative_to(base).as_posix() if d != base else d.name}" for d in found]
-        loaded += _load_dirs(found, ids, os.fspath(root))
+        more_rows, more_curves = _load_dirs(found, ids, os.fspath(root))
+        rows += more_rows
+        curves += more_curves
     if roots:
-        loaded = _count_once(loaded)
-    rows = [row for row, _ in loaded]
-    curves = [curve for _, curve in loaded]
-    runs = sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS))
+        _one_design_per_name(rows)
+    runs = mark_duplicates(sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS)))
     order = {rid: i for i, rid in enumerate(runs["run_id"])}
     split_order = {"train": 0, "test": 1, "val": 2}
     all_curves = pd.concat(curves, ignore_index=True)
@@ -221,27 +255,3 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike,
         kind="stable").reset_index(drop=True)
     return RunSet(runs=runs, curves=all_curves)
 
-
-def _count_once(loaded: list[tuple[dict, pd.DataFrame]]) -> list[tuple[dict, pd.DataFrame]]:
-    """One entry per identity (the first found), naming the other places it was found; refuse
-    two identities under one (network, dataset, recipe, seed)."""
-    kept: dict[str, tuple[dict, pd.DataFrame]] = {}
-    for row, curve in loaded:
-        key = _identity_key(row)
-        if key in kept:
-            first = kept[key][0]
-            first["also_in"] = "; ".join(filter(None, [first["also_in"], row["path"]]))
-            continue
-        kept[key] = (row, curve)
-    named: dict[tuple, dict] = {}
-    for row, _ in kept.values():
-        name = (row["model"], row["dataset"], row["recipe"], row["seed"])
-        if name in named:
-            other = named[name]
-            raise RecordError(
-                f"{row['path']}: {row['model']} seed {row['seed']} of recipe {row['recipe']} on "
-                f"{row['dataset']} is another run (identity {row['identity'] or '?'}) than "
-                f"{other['path']} (identity {other['identity'] or '?'}): two designs under one "
-                "name; aggregate them separately")
-        named[name] = row
-    return list(kept.values())

@@ -23,7 +23,7 @@ from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COL
 from resnet_bench.tables import claims, fidelity
 from resnet_bench.tables.aggregate import RunSet
 from resnet_bench.tables.paper import compare
-from resnet_bench.tables.stats import seed_stats
+from resnet_bench.tables.stats import counted, seed_stats
 
 TITLES = {
     "curves": "Training curves (digest; every iteration is in curves.csv)",
@@ -64,7 +64,7 @@ def _stats(values: pd.Series, prefix: str) -> dict:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (family, block, depth, variant, dataset, recipe)."""
     rows = []
-    for key, g in runs.groupby(GROUP_KEYS, sort=False, dropna=False):
+    for key, g in counted(runs).groupby(GROUP_KEYS, sort=False, dropna=False):
         row = dict(zip(GROUP_KEYS, key))
         row["model"] = g["model"].iloc[0]
         row["dataset_label"] = g["dataset_label"].iloc[0]

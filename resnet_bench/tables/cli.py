@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet_bench.tables.claims import check_family
+    from resnet_bench.tables.claims import VERDICTS, check_family
     try:
         family = check_family(args.claims)
     except ValueError as exc:
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
           f"({int((runs['status'] == 'diverged').sum())} diverged), "
           f"{len(tables['summary'])} group(s), {len(tables['paper_comparison'])} paper "
           f"comparison row(s), {len(tables['claims'])} claim row(s) ("
-          + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("shown", "not shown", "not testable"))
+          + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in VERDICTS)
           + f"), {len(tables['fidelity'])} fidelity row(s)"
-          + (f"; {(runs['also_in'] != '').sum()} run(s) also found in another root, counted once"
-             if args.roots else "") + f" -> {args.out}")
+          + (f"; {(runs['duplicate_of'] != '').sum()} run(s) found again in another root, "
+             "counted once" if args.roots else "") + f" -> {args.out}")
     return 0

@@ -42,9 +42,9 @@ from importlib import resources
 
 import pandas as pd
 
-from resnet_bench.schema import COMPARISON_COLUMNS
+from resnet_bench.schema import COMPARISON_COLUMNS, PAPER_ITERATIONS as PAPER_SCHEDULES
 
-PAPER_ITERATIONS = 64_000
+PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
 PAPER_BATCH = 128
 FAIL_THRESHOLD_PCT = 20.0   # V2 Table 1: "fail" = test error above 20%
 

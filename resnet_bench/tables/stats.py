@@ -20,6 +20,16 @@ def seed_stats(values: pd.Series) -> dict:
             "max": v.max() if n else math.nan}
 
 
+def counted(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count as seeds: a duplicate (`duplicate_of` set by the aggregate stage) is
+    the same run twice, never n = 2."""
+    if "duplicate_of" not in runs.columns:
+        return runs
+    return runs[runs["duplicate_of"].fillna("") == ""]
+
+
 def completed_values(runs: pd.DataFrame, column: str) -> pd.Series:
-    """The final values of the completed runs (a diverged run is a failure, not a value)."""
+    """The final values of the completed runs that count (a diverged run is a failure, not a
+    value; a duplicate is not a second seed)."""
+    runs = counted(runs)
     return runs.loc[runs["status"] == "completed", column].dropna().astype(float)

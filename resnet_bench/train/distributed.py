@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 import signal
 import sys
@@ -84,6 +85,10 @@ class World:
 
 SINGLE = World()
 
+# How long a collective may wait. The others wait at a barrier while rank 0 evaluates alone
+# (a full test set, ten-crop on ImageNet), which can outlast NCCL's default of 10 minutes.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+
 
 def world_from_env() -> World:
     """The World torchrun's environment describes (SINGLE without torchrun)."""
@@ -104,9 +109,9 @@ def joined(world: World, device_name: str) -> Iterator[World]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group(backend, device_id=device)
+        dist.init_process_group(backend, device_id=device, timeout=COLLECTIVE_TIMEOUT)
     else:
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
         yield dataclasses.replace(world, backend=backend)
     finally:

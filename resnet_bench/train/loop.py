@@ -3,8 +3,11 @@
 Read top to bottom: `train()` sets up (`_setup`), resumes or starts (`_resume`), iterates
 (`_loop`: lr, batch, the step of resnet_bench.train.step, log, evaluate, checkpoint) and
 finishes (`_finish`). Every random choice is a pure function of (seed, iteration) or is
-checkpointed, so a run killed at any moment and started again ends where an uninterrupted one
-would. The record it writes is defined in resnet_bench.record.
+checkpointed, so a run killed at any moment and started again takes the same batches, crops,
+schedule and decisions as an uninterrupted one. On CPU it ends with the same bits. On CUDA it
+does not: `cudnn.benchmark` picks each process's fastest convolution algorithms, whose reduction
+orders differ, so a resumed run differs from an uninterrupted one in the last bits and drifts as
+two uninterrupted CUDA runs do. The record it writes is defined in resnet_bench.record.
 """
 
 from __future__ import annotations
@@ -297,7 +300,7 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
             if stop:
                 run.save_checkpoint(it)
                 bar.close(f"SIGTERM: checkpoint written at iteration {it}; run the same command to resume")
-                return Outcome({"status": PREEMPTED, "iterations": it}, EXIT_PREEMPTED)
+                return Outcome(_stopped(run, it), EXIT_PREEMPTED)
             if it % recipe.checkpoint_every == 0 and it != recipe.iterations:
                 run.paused(run.save_checkpoint, it)
 
@@ -305,8 +308,16 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
             # Stopped early on purpose (stop_after): behave exactly like a preemption.
             run.save_checkpoint(it)
             bar.close(f"stopped at iteration {it}")
-            return Outcome({"status": PREEMPTED, "iterations": it}, EXIT_PREEMPTED)
+            return Outcome(_stopped(run, it), EXIT_PREEMPTED)
     return status, diverged_at, it
+
+
+def _stopped(run: Session, it: int) -> dict[str, Any]:
+    """What a preempted run reports (its checkpoint holds the rest): where it stopped and the
+    time it took, so that a caller can measure a run it stops (scripts/gpu-check.sh)."""
+    keys = ("train_time_s", "wall_time_s", "compile_time_s", "timed_images", "warmup_done",
+            "oom_fallback_at")
+    return {"status": PREEMPTED, "iterations": it, **{k: run.state.get(k) for k in keys}}
 
 
 def _fall_back_to_activation_checkpointing(run: Session, it: int) -> None:
