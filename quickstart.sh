@@ -2,6 +2,7 @@
 # Quickstart: all set-up on a fresh Linux machine with Python 3.11+, then one of
 #   bash quickstart.sh pipeline   # the default pipeline end to end (embedded data, CPU is enough)
 #   bash quickstart.sh test       # the test suite
+#   bash quickstart.sh lint       # snakefmt --check and snakemake --lint on every config (CI)
 # Extra arguments go to snakemake / pytest. The virtual environment is .venv (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,8 +62,18 @@ case "$cmd" in
         # One worker per core, at most 4; tests/conftest.py says how the suite is split among them.
         exec python -m pytest -n logical --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"
         ;;
+    lint)
+        setup
+        # The Snakemake community's checks: formatting (snakefmt, settings in pyproject.toml) and
+        # `snakemake --lint` on the default config and on every preset (exit 1 on any lint).
+        snakefmt --check Snakefile workflow/rules/
+        for cfg in "" config/*.yaml; do
+            echo "quickstart: snakemake --lint ${cfg:-(default config)}" >&2
+            out=$(snakemake --lint ${cfg:+--configfile "$cfg"} 2>&1) || { echo "$out" >&2; exit 1; }
+        done
+        ;;
     *)
-        echo "usage: bash quickstart.sh {pipeline|test} [extra snakemake/pytest arguments]" >&2
+        echo "usage: bash quickstart.sh {pipeline|test|lint} [extra snakemake/pytest arguments]" >&2
         exit 2
         ;;
 esac

@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "train": ("resnet_bench.train.cli", "train one network on one dataset with one seed"),
     "bench": ("resnet_bench.bench", "time training iterations against a standard-recipe baseline"),
     "aggregate": ("resnet_bench.tables.cli", "collect run records into pandas tables"),
+    "tensorboard": ("resnet_bench.train.tensorboard",
+                    "write runs' CSV logs as TensorBoard event files (optional extra), for a live view"),
     "plot": ("resnet_bench.plots.cli", "render the papers' figures from the tables"),
     "analyze": ("resnet_bench.inside.cli", "layer responses, gradient flow, identity path"),
     "gpu-run": ("resnet_bench.gpu", "run a command pinned to a free GPU slot"),

@@ -80,6 +80,8 @@ RUN_COLUMNS = ID_COLUMNS + [
     # duplicates never count as seeds: the run identity hash, the train log's sha256, and the
     # run_id of the run this one repeats (same identity and seed, or a byte-identical log)
     "identity", "train_log_sha256", "duplicate_of",
+    # the results root the record was read from (aggregate --roots: another machine's runs)
+    "root",
 ]
 GROUP_KEYS = ["family", "block", "depth", "variant", "dataset", "recipe"]
 STATS = ("mean", "std", "median", "min", "max")
@@ -110,6 +112,8 @@ FIDELITY_COLUMNS = [
     "reference_values", "reference_n", "mean", "std", "n", "band_low", "band_high",
     "max_abs_diff", "verdict", "reason",
 ]
+# Columns added after tables were published: read back as "" from a table written before them.
+LATER_COLUMNS = {"runs": ("root",)}
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
@@ -119,7 +123,7 @@ STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "d
                   "paper_lower", "paper_higher", "reason", "precision",
                   "recipe_hash_except_precision", "reference_recipe", "reference_values",
                   "verdict", "identity", "train_log_sha256", "duplicate_of", "source",
-                  "seeds_needed")
+                  "seeds_needed", "root")
 
 
 # Columns of the tables the figures read that must hold numbers (empty allowed: NaN, e.g. a
@@ -140,6 +144,9 @@ def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (run `resnet-bench aggregate` first)")
     df = _read_csv(path, STRING_COLUMNS)
+    for col in LATER_COLUMNS.get(name, ()):
+        if col not in df.columns:
+            df[col] = ""
     missing = [c for c in TABLE_COLUMNS.get(name, ()) if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -18,8 +18,8 @@ from resnet_bench.data import (DatasetError, DeviceLoader, load_dataset, load_pr
                                prepare_dataset, validation_split)
 from resnet_bench.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from resnet_bench.data.synthetic import load_synthetic
+from mirror import require_mirror
 
-MIRROR = Path("/work/shared/data/cifar10-jpeg.tar.gz")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck"]
 
@@ -264,14 +264,13 @@ def test_folder_errors(tmp_path):
     assert "x.jpg" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.skipif(not MIRROR.is_file(), reason=f"{MIRROR} (shared CIFAR-10 JPEG mirror) absent")
 def test_real_cifar10_jpeg_mirror_slice():
-    ds = load_dataset("folder", MIRROR, max_per_class=3)
+    ds = load_dataset("folder", require_mirror(), max_per_class=3)
     assert ds.classes == CIFAR10_CLASSES
     assert ds.label == "CIFAR-10 (JPEG q75 mirror)" and ds.name == "cifar10-jpeg"
     assert ds.train_x.shape == (30, 3, 32, 32) and ds.test_x.shape == (30, 3, 32, 32)
     assert ds.train_y.tolist() == [c for c in range(10) for _ in range(3)]
-    assert ds.meta["archive_sha256"].startswith("efac85c8") and ds.meta["max_per_class"] == 3
+    assert ds.meta["content_sha256"].startswith("96c87824") and ds.meta["max_per_class"] == 3
     assert ds.meta["source_modes"] == {"RGB": 60} and 20 < ds.train_x.float().mean() < 235
 
 

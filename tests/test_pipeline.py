@@ -152,6 +152,7 @@ def test_pipeline_produces_every_table_and_figure(finished_pipeline):
     for name in ("curves", "runs", "summary", "paper_comparison"):
         assert (out / "tables" / f"{name}.csv").stat().st_size > 0
         assert (out / "tables" / f"{name}.md").stat().st_size > 0
+        assert (out / "tables" / f"{name}.tex").read_text().count("\\toprule") == 1
     figs = out / "figures" / "synthetic" / "quick"
     for name in ("v1_fig1", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right", "v2_fig1", "degradation"):
         for ext in ("png", "pdf", "csv"):

@@ -29,6 +29,8 @@ COVERAGE = {
     "bash quickstart.sh test": "CI itself (.ci/run)",
     "snakemake --cores all --rerun-incomplete": "test_kill_recovery_with_orphaned_trainers_"
                                                 "ends_with_uncorrupted_records",
+    "bash quickstart.sh lint": "CI itself (.ci/run, before the tests)",
+    "snakemake --lint": "CI itself (.ci/run, through bash quickstart.sh lint)",
     "snakemake --cores all": "test_recovery_commands_work_as_written_after_a_sigkill",
     "snakemake --cores 2": "tests/test_pipeline.py::finished_pipeline",
     "snakemake --unlock": "test_recovery_commands_work_as_written_after_a_sigkill",
@@ -47,6 +49,13 @@ COVERAGE = {
     "resnet-bench bench": "tests/test_bench.py runs the benchmark (the README's 20-iteration "
                           "ResNet-56 timing takes minutes on 2 cores)",
     "resnet-bench data prepare|info": "tests/test_data.py",
+    "resnet-bench data fetch": "tests/test_fetch.py (against archives served from a temporary "
+                               "directory; no network here, so never from GitHub)",
+    "bash quickstart.sh pipeline --configfile config/": "hours of training per published study: "
+        "tests/test_fetch.py dry-runs config/v1_cpu.yaml from a fresh checkout and runs its fetch "
+        "rule; every preset's DAG is dry-run by tests/test_pipeline.py",
+    "snakemake -n --configfile config/v1_cpu.yaml": "tests/test_fetch.py",
+    "resnet-bench tensorboard": "tests/test_tensorboard.py",
     "bash scripts/study_state.sh": "tests/test_study_state.py (save, a fresh checkout, restore, "
                                    "resume, on a tiny grid)",
     "python scripts/readme_claims.py": "test_claims_block_is_the_published_claims_csv",

@@ -221,7 +221,7 @@ def test_paper_rows_join_on_the_canonical_name(model, paper_variant):
 def test_write_and_read_back(tables, tmp_path):
     written = write_tables(tables, tmp_path)
     assert sorted(p.name for p in written) == sorted(
-        f"{n}.{ext}" for n in TABLES for ext in ("csv", "md"))
+        f"{n}.{ext}" for n in TABLES for ext in ("csv", "md", "tex"))
     runs = read_table(tmp_path, "runs")
     pd.testing.assert_series_equal(runs["final_test_error_pct"],
                                    tables["runs"]["final_test_error_pct"])

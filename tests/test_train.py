@@ -17,6 +17,7 @@ from resnet_bench.cli import main
 from resnet_bench.data import prepare_dataset
 from resnet_bench.train.loop import EXIT_PREEMPTED, train
 from resnet_bench.train.recipe import Recipe, RecipeError, RunConfig
+from mirror import require_mirror
 
 SMALL = {"train_size": 512, "test_size": 256}
 
@@ -100,9 +101,7 @@ def test_short_real_run_learns_the_embedded_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_short_real_run_on_the_cifar10_jpeg_mirror(tmp_path):
-    tarball = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-    if not tarball.exists():
-        pytest.skip(f"real-data test needs {tarball}")
+    tarball = require_mirror()
     data = tmp_path / "jpeg.pt"
     prepare_dataset("folder", tarball, data, max_per_class=100)
     recipe = Recipe(iterations=150, milestones=(120,), batch_size=64, eval_every=150,

@@ -1,4 +1,5 @@
-"""`resnet-bench data prepare|info`: decode a dataset once into a prepared file, or describe one."""
+"""`resnet-bench data fetch|prepare|info`: download a public dataset (verified), decode a dataset
+once into a prepared file, or describe one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 
 from .prepared import load_prepared, prepare_dataset
+from resnet_bench.public_data import PUBLIC
 from .registry import KIND_ALIASES, KINDS, canonical_kind
 
 
@@ -32,6 +34,14 @@ def _sizes(text: str) -> list[int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    f = sub.add_parser("fetch", help="download a public dataset's pinned archive and verify its "
+                                     "content (an existing copy is only verified)")
+    f.add_argument("source", choices=sorted(PUBLIC), help="the public dataset " + "; ".join(
+        f"{k}: {v.origin}" for k, v in sorted(PUBLIC.items())))
+    f.add_argument("--out", help="where the archive goes (default: its place under data/, e.g. "
+                                 f"{PUBLIC['cifar10-jpeg'].default_root})")
+    f.add_argument("--url", help="download from here instead of the pinned URL (an internal "
+                                 "mirror; file:// works); the content check is the same")
     p = sub.add_parser("prepare", help="load a dataset and write it as one prepared file")
     p.add_argument("--dataset", required=True, choices=KINDS + tuple(KIND_ALIASES), type=canonical_kind,
                    help="dataset kind (imagefolder = folder)")
@@ -85,6 +95,10 @@ _OPTION_ARGS = ("seed", "train_size", "test_size", "difficulty", "download", "ve
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data_command == "fetch":
+        from .fetch import fetch
+        fetch(args.source, args.out, args.url)
+        return 0
     if args.data_command == "prepare":
         options = {k: getattr(args, k) for k in _OPTION_ARGS if getattr(args, k) is not None}
         from resnet_bench.validation import check_data_source

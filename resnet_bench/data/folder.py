@@ -17,10 +17,12 @@ Image handling is explicit and recorded in ``meta``:
   int / (h, w) that images of another size are stretched to (bilinear, antialiased);
 * ``max_per_class``: keep the first k files (sorted by name) per class and split, for quick slices.
 
-Label: the content fingerprint (sha256 over sorted relative paths and file bytes) and, for an
-archive, the archive's sha256 are compared with known datasets, so the CIFAR-10 JPEG mirror is
-labelled "CIFAR-10 (JPEG q75 mirror)" whether it is given as the tarball or extracted (re-packing
-it does not matter either). An explicit ``label`` always wins; unknown trees get "<name> (folder)".
+Label: the content fingerprint (sha256 over the sorted relative paths, lengths and bytes of the
+files in ``train/`` and ``test/``) and, for an archive, the archive's sha256 are compared with the
+public datasets (`resnet_bench.public_data`), so the CIFAR-10 JPEG mirror is labelled
+"CIFAR-10 (JPEG q75 mirror)" whether it is given as a tarball, re-packed, extracted or as the
+archive GitHub builds of its repository (whose README sits beside train/ and test/). An explicit
+``label`` always wins; unknown trees get "<name> (folder)".
 """
 
 from __future__ import annotations
@@ -39,19 +41,10 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from .archives import file_digest, is_archive, open_tar
 from .dataset import DatasetError, ImageDataset
 from .images import CHANNEL_MODES, convert_channels, decode_all, resize
+from resnet_bench.public_data import known_by_archive, known_by_content
 
 SPLITS = ("train", "test")
 _DECODE_CHUNK = 4096  # images decoded per step; bounds the transient per-image tensors
-MIRROR_LABEL = "CIFAR-10 (JPEG q75 mirror)"
-# sha256 of the archive (see /work/shared/data/README.md) and content fingerprint of its tree.
-_KNOWN_ARCHIVES = {
-    "efac85c8ed52f4ead1e1f1b670d8dcf435d551fccebdd8b6365e0a01a504f3a4":
-        ("cifar10-jpeg", MIRROR_LABEL),
-}
-_KNOWN_CONTENT = {
-    "96c8782410518d5b01e1810410a4e6de0ba9e740425fdf967b15ef82330af9dc":
-        ("cifar10-jpeg", MIRROR_LABEL),
-}
 
 
 def _hidden(rel: str) -> bool:
@@ -125,11 +118,31 @@ def _tree_prefix(where: Path, dirs: set[str]) -> str:
 
 def _fingerprint(files: dict[str, bytes], prefix: str) -> str:
     h = hashlib.sha256()
-    for rel in sorted(r for r in files if r.startswith(prefix)):
+    trees = tuple(f"{prefix}{split}/" for split in SPLITS)
+    for rel in sorted(r for r in files if r.startswith(trees)):
         data = files[rel]
         h.update(f"{rel[len(prefix):]}\n{len(data)}\n".encode())
         h.update(data)
     return h.hexdigest()
+
+
+def _read(root: Path) -> tuple[str | None, dict[str, bytes], set[str]]:
+    """(archive sha256 or None, files, folders) of a directory or tar archive."""
+    if is_archive(root):
+        return file_digest(root), *_read_archive(root)
+    if root.is_dir():
+        return None, *_read_dir(root)
+    if root.exists():
+        raise DatasetError(root, "neither a directory nor a .tar/.tar.gz/.tgz archive")
+    raise DatasetError(root, "path not found")
+
+
+def content_fingerprint(root: str | Path) -> str:
+    """The content fingerprint of an ImageFolder tree or archive (module docstring), the one
+    `resnet_bench.public_data` records."""
+    root = Path(root)
+    _, files, dirs = _read(root)
+    return _fingerprint(files, _tree_prefix(root, dirs))
 
 
 def _select(where: Path, files: dict[str, bytes], dirs: set[str], prefix: str,
@@ -189,26 +202,16 @@ def load_folder(root: str | Path | None, *, image_size: int | tuple[int, int] | 
         raise DatasetError(root, f"max_per_class must be >= 1, got {max_per_class}")
     size = _as_size(image_size)
 
-    archive_sha = None
-    if is_archive(root):
-        archive_sha = file_digest(root)
-        files, dirs = _read_archive(root)
-    elif root.is_dir():
-        files, dirs = _read_dir(root)
-    elif root.exists():
-        raise DatasetError(root, "neither a directory nor a .tar/.tar.gz/.tgz archive")
-    else:
-        raise DatasetError(root, "path not found")
-
+    archive_sha, files, dirs = _read(root)
     prefix = _tree_prefix(root, dirs)
     content_sha = _fingerprint(files, prefix)
     classes, chosen, skipped = _select(root, files, dirs, prefix, max_per_class)
 
-    known = _KNOWN_ARCHIVES.get(archive_sha or "") or _KNOWN_CONTENT.get(content_sha)
+    known = known_by_archive(archive_sha) or known_by_content(content_sha)
     default_name = root.name.split(".")[0] if archive_sha else root.name
-    name = name or (known[0] if known else default_name)
+    name = name or (known.key if known else default_name)
     label_source = "option" if label else ("known dataset" if known else "default")
-    label = label or (known[1] if known else f"{name} (folder)")
+    label = label or (known.label if known else f"{name} (folder)")
 
     xs: dict[str, torch.Tensor] = {}
     ys: dict[str, torch.Tensor] = {}

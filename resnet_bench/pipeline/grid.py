@@ -15,6 +15,8 @@ from typing import Any, Iterable
 from resnet_bench import validation as V
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import layout
+from resnet_bench.pipeline.outputs import fetch_targets
+from resnet_bench.public_data import public_dataset
 from resnet_bench.tables.claims import check_family
 from resnet_bench.train.recipe import Recipe
 
@@ -144,6 +146,11 @@ def validate(config: dict[str, Any]) -> list[Run]:
                                     where=f"datasets.{name}.options.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
+        check_source(name, spec)
+    try:
+        fetch_targets(config)
+    except ValueError as exc:
+        raise GridError(str(exc)) from None
     world = layout(config).world_size  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree
     for name in config.get("recipes", {}):
         recipe = recipe_of(config, name)
@@ -176,6 +183,26 @@ def validate(config: dict[str, Any]) -> list[Run]:
     except ValueError as exc:
         raise GridError(str(exc)) from None
     return runs
+
+
+def check_source(name: str, spec: dict[str, Any]) -> None:
+    """A `source` must be a public dataset of the entry's kind, fetched into an explicit root."""
+    if "source" not in spec and "url" not in spec:
+        return
+    from resnet_bench.data.registry import canonical_kind  # as validation does: loads torch
+    where = f"config key datasets.{name}."
+    if "source" not in spec:
+        raise GridError(f"{where}url: needs `source` (the public dataset it downloads)")
+    try:
+        source = public_dataset(spec["source"])
+    except ValueError as exc:
+        raise GridError(f"{where}source: {exc}") from None
+    if canonical_kind(spec.get("kind", "")) != source.kind:
+        raise GridError(f"{where}kind: {spec.get('kind')!r}, but source {source.key} is read by "
+                        f"kind {source.kind}")
+    if not spec.get("root"):
+        raise GridError(f"{where}root: missing; where {source.key} lives or is fetched to, "
+                        f"e.g. {source.default_root}")
 
 
 def check_results_dir(results: str) -> None:

@@ -13,7 +13,7 @@ from resnet_bench.schema import (ANALYSES, FIGURE_CLAIMS, FIGURE_NETS, FIGURES, 
                                  analysis_stems)
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
-TABLE_FORMATS = ("csv", "md")
+TABLE_FORMATS = ("csv", "md", "tex")  # tex: booktabs, for a paper to \input
 FIGURE_FORMATS = ("png", "pdf", "csv")  # the csv is the data behind the figure
 
 
@@ -125,3 +125,29 @@ def prepare_args(spec: dict[str, Any]) -> str:
         elif value is not False and value is not None:
             args += [flag, str(value)]
     return " ".join(shlex.quote(a) for a in args)
+
+
+# ------------------------------------------------------------------ public datasets: the fetch
+#
+# A `datasets:` entry with a `source` (resnet_bench/public_data.py) is fetched into its `root`
+# when that is absent; the root is then an input of its prepare_data job. Entries without one
+# read their root as they always did (nothing planned, no new input for a finished study).
+
+
+def fetch_targets(config: dict[str, Any]) -> dict[str, list[str]]:
+    """root -> `resnet-bench data fetch` arguments, one fetch per root (entries sharing a root
+    must name the same source and URL)."""
+    targets: dict[str, list[str]] = {}
+    for name, spec in sorted(config.get("datasets", {}).items()):
+        if not spec.get("source"):
+            continue
+        args = [spec["source"], *(["--url", spec["url"]] if spec.get("url") else [])]
+        if targets.setdefault(spec["root"], args) != args:
+            raise ValueError(f"datasets.{name}: root {spec['root']!r} is also fetched with "
+                             f"{' '.join(targets[spec['root']])!r}; one root, one source")
+    return targets
+
+
+def prepare_inputs(spec: dict[str, Any]) -> list[str]:
+    """Files a prepare_data job waits for: a fetched dataset's root."""
+    return [spec["root"]] if spec.get("source") else []

@@ -4,6 +4,13 @@
 (searched recursively for `summary.json`, the file a run writes last) and returns a `RunSet`:
 one row per run (`runs`) and the tidy per-iteration curves of all runs (`curves`).
 
+`load_runs(paths, roots=[...])` adds the runs of further results roots (another machine's
+study of the same design, a published copy); every row says which root it was read from
+(`root`). A run found in two roots is one run: `mark_duplicates` names the copy's original
+(same identity and seed, or a byte-identical train log) and only the original counts as a seed.
+Two records of the same network, dataset, recipe name and seed with different identities are
+two designs under one name, and are refused.
+
 Every problem with a record raises `RecordError` (a `ValueError`) whose one-line message names
 the file. What the contract allows is accepted: a `diverged` run is a result and may carry
 NaN/null final errors; a resumed run may repeat iterations in its train log (the last wins).
@@ -175,6 +182,7 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
                                if len(train) else "")
     row["identity"] = summary.get("identity") or ""
     row["duplicate_of"] = ""
+    row["root"] = ""
 
     ident = {k: row[k] for k in ID_COLUMNS}
     train = train.assign(split="train")
@@ -204,18 +212,52 @@ def mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
-    """Load every run named by `paths` (see module doc) into a `RunSet`."""
+def _load_dirs(dirs: list[Path], ids: list[str], root: str) -> tuple[list[dict], list]:
+    rows, curves = [], []
+    for d, rid in zip(dirs, ids):
+        row, curve = load_run(d, rid)
+        row["root"] = root
+        rows.append(row)
+        curves.append(curve)
+    return rows, curves
+
+
+def _one_design_per_name(rows: list[dict]) -> None:
+    """Refuse two identities under one (network, dataset, recipe, seed): two designs."""
+    named: dict[tuple, dict] = {}
+    for row in rows:
+        if not row["identity"]:
+            continue
+        name = (row["model"], row["dataset"], row["recipe"], row["seed"])
+        other = named.setdefault(name, row)
+        if other["identity"] != row["identity"]:
+            raise RecordError(
+                f"{row['path']}: {row['model']} seed {row['seed']} of recipe {row['recipe']} on "
+                f"{row['dataset']} is another run (identity {row['identity']}) than "
+                f"{other['path']} (identity {other['identity']}): two designs under one name; "
+                "aggregate them separately")
+
+
+def load_runs(paths: list[str | os.PathLike] | str | os.PathLike,
+              roots: list[str | os.PathLike] = ()) -> RunSet:
+    """Load every run named by `paths`, and those under each of `roots` (see module doc), into a
+    `RunSet`."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     dirs = find_run_dirs(list(paths))
     if not dirs:
         raise RecordError("no run records given")
-    rows, curves = [], []
-    for d, rid in zip(dirs, run_ids(dirs)):
-        row, curve = load_run(d, rid)
-        rows.append(row)
-        curves.append(curve)
+    common = dirs[0].parent if len(dirs) == 1 else Path(os.path.commonpath([str(d) for d in dirs]))
+    rows, curves = _load_dirs(dirs, run_ids(dirs), str(common))
+    for root in roots:
+        base = Path(root)
+        found = find_run_dirs([root])
+        ids = [f"{root}:{d.relative_to(base).as_posix() if d != base else d.name}" for d in found]
+        more_rows, more_curves = _load_dirs(found, ids, os.fspath(root))
+        rows += more_rows
+        curves += more_curves
+    if roots:
+        _one_design_per_name(rows)
     runs = mark_duplicates(sort_runs(pd.DataFrame(rows, columns=RUN_COLUMNS)))
     order = {rid: i for i, rid in enumerate(runs["run_id"])}
     split_order = {"train": 0, "test": 1, "val": 2}
@@ -226,3 +268,4 @@ def load_runs(paths: list[str | os.PathLike] | str | os.PathLike) -> RunSet:
         else c.map(split_order) if c.name == "split" else c,
         kind="stable").reset_index(drop=True)
     return RunSet(runs=runs, curves=all_curves)
+

@@ -1,5 +1,5 @@
 """The aggregate tables (curves, runs, summary, paper_comparison, claims,
-fidelity), as CSV and Markdown.
+fidelity), as CSV, Markdown and LaTeX (`tables.latex`).
 
 Their names and columns are `resnet_bench.schema`'s (`TABLES`, `TABLE_COLUMNS`), and so is the
 reader, `schema.read_table`: the figures read the tables without importing this stage.
@@ -141,16 +141,19 @@ def to_markdown(name: str, df: pd.DataFrame) -> str:
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:
-    """Write each table as `<name>.csv` and `<name>.md`; returns the paths written."""
+    """Write each table as `<name>.csv`, `<name>.md` and `<name>.tex`; returns the paths
+    written."""
+    from resnet_bench.tables.latex import to_latex  # it reads this module's titles
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, df in tables.items():
-        csv, md = out / f"{name}.csv", out / f"{name}.md"
+        csv, md, tex = out / f"{name}.csv", out / f"{name}.md", out / f"{name}.tex"
         with atomic.replacing(csv) as tmp:
             df.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
         atomic.write_text(md, to_markdown(name, df))
-        written += [csv, md]
+        atomic.write_text(tex, to_latex(name, df))
+        written += [csv, md, tex]
     return written
 
 

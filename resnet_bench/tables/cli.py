@@ -14,6 +14,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", nargs="+", required=True, metavar="DIR_OR_GLOB",
                         help="run directories, their summary.json files, globs, or parent "
                              "directories searched for summary.json")
+    parser.add_argument("--roots", nargs="+", metavar="DIR", default=[],
+                        help="further results roots (another machine's runs of the same design, "
+                             "a published study's runs/): paired with --runs by run identity, "
+                             "each run counted once, its root named in the runs table")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help=f"where to write {', '.join(TABLES)} as .csv and .md")
     parser.add_argument("--reference", metavar="CSV", default=None,
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         family = check_family(args.claims)
     except ValueError as exc:
         raise SystemExit(f"resnet-bench aggregate: error: {exc}") from None
-    runset = load_runs(args.runs)
+    runset = load_runs(args.runs, roots=args.roots)
     reference = load_reference(args.reference) if args.reference else None
     tables = build_tables(runset, reference, family)
     write_tables(tables, args.out)
@@ -40,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(tables['summary'])} group(s), {len(tables['paper_comparison'])} paper "
           f"comparison row(s), {len(tables['claims'])} claim row(s) ("
           + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in VERDICTS)
-          + f"), {len(tables['fidelity'])} fidelity row(s) -> {args.out}")
+          + f"), {len(tables['fidelity'])} fidelity row(s)"
+          + (f"; {(runs['duplicate_of'] != '').sum()} run(s) found again in another root, "
+             "counted once" if args.roots else "") + f" -> {args.out}")
     return 0

@@ -1,4 +1,12 @@
-"""Progress of a long run: a live bar on a terminal, plain periodic lines in logs."""
+"""Progress of a long run: tqdm's bar on a terminal, plain periodic lines in logs.
+
+On a terminal the bar is tqdm's. In a log (a Slurm job, a pipeline job's `log:` file, any
+non-terminal stream) tqdm is not used: it writes its updates separated by carriage returns
+and ends the line only when the bar closes, so a log read while the run goes on (`tail`,
+`grep`, Snakemake's excerpt of a failed job's log) holds a single line of every update so far
+(tests/test_progress.py shows it). There, one self-contained line is written every `every_s`
+seconds instead.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +27,23 @@ class Progress:
         self.stream = stream or sys.stderr
         self.total, self.start, self.label = total, start, label
         self.tty = self.stream.isatty() if enabled is None else bool(enabled)
-        self.every_s = 0.2 if self.tty else every_s
+        self.every_s = every_s
         self.t_start = time.perf_counter()
         self.last = 0.0
-        self.line = ""
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, desc=label, file=self.stream,
+                            unit="it", dynamic_ncols=True, mininterval=0.2)
         if start:
             self.note(f"resuming at iteration {start}/{total}")
 
     def update(self, it: int, *, loss: float, error: float, lr: float, images_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(it - self.bar.n)
+            self.bar.set_postfix_str(f"loss {loss:.4f} | err {error:5.1f}% | lr {lr:.4g} | "
+                                     f"{images_per_s:,.0f} img/s", refresh=False)
+            return
         now = time.perf_counter()
         if now - self.last < self.every_s and it < self.total:
             return
@@ -34,22 +51,20 @@ class Progress:
         done = it - self.start
         eta = (now - self.t_start) / done * (self.total - it) if done else 0.0
         pct = 100.0 * it / self.total
-        self.line = (f"{self.label} | it {it}/{self.total} ({pct:4.1f}%) | loss {loss:.4f} | "
-                     f"err {error:5.1f}% | lr {lr:.4g} | {images_per_s:,.0f} img/s | ETA {_hms(eta)}")
-        if self.tty:
-            self.stream.write("\r\033[K" + self.line)
-        else:
-            self.stream.write(self.line + "\n")
+        self.stream.write(f"{self.label} | it {it}/{self.total} ({pct:4.1f}%) | loss {loss:.4f} | "
+                          f"err {error:5.1f}% | lr {lr:.4g} | {images_per_s:,.0f} img/s | "
+                          f"ETA {_hms(eta)}\n")
         self.stream.flush()
 
     def note(self, message: str) -> None:
-        prefix = "\r\033[K" if self.tty else ""
-        self.stream.write(f"{prefix}{self.label}: {message}\n")
-        if self.tty and self.line:
-            self.stream.write(self.line)
+        if self.bar is not None:
+            self.bar.write(f"{self.label}: {message}", file=self.stream)
+            return
+        self.stream.write(f"{self.label}: {message}\n")
         self.stream.flush()
 
     def close(self, message: str) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         self.note(f"{message} ({_hms(time.perf_counter() - self.t_start)} elapsed)")

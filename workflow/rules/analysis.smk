@@ -12,17 +12,20 @@ for key in O.ANALYSIS_COMMANDS:
         input:
             O.analysis_inputs(config, key),
         output:
-            [report(f, category="Inside the networks") if f.endswith(".png") else f
-             for f in O.analysis_outputs(OUT, key)],
-        params:
-            args=O.analysis_args(config, key),
+            [
+                report(f, category="Inside the networks") if f.endswith(".png") else f
+                for f in O.analysis_outputs(OUT, key)
+            ],
+        log:
+            f"{OUT}/logs/analysis/{key}.log",
+        benchmark:
+            f"{OUT}/benchmarks/analysis/{key}.tsv"
+        conda:
+            "../../environment.yml"
         resources:
             # the depth challenge reads tables only (a local rule, common.smk)
             gpu=0 if O.ANALYSIS_COMMANDS[key] == "depth" else config["gpus_per_run"],
-        log:
-            f"{OUT}/logs/analysis/{key}.log",
-        conda:
-            "../../environment.yml"
-        # params.args is quoted item by item (shlex.quote, resnet_bench.pipeline.outputs)
+        params:
+            args=O.analysis_args(config, key),
         shell:
             "resnet-bench analyze {params.args} > {log:q} 2>&1"

@@ -34,6 +34,36 @@ FIGURE_FILES = O.figure_files(OUT, RUNS)
 ANALYSIS_FILES = O.analysis_files(OUT, config)
 
 
+# runs_per_gpu: K > 1 packs K trainings into one cluster job: they form the group `gpupack` with
+# K components (locally groups are inactive, and the GPU slot pool shares the GPUs instead).
+RUNS_PER_GPU = config.get("runs_per_gpu", 1)
+# gpus_per_run / ranks_per_run > 1: each run is one torchrun of several ranks (DDP), started by
+# `resnet-bench launch` (resnet_bench/pipeline/launch.py); its job asks for every rank's threads.
+LAYOUT = L.layout(config)
+if workflow.is_main_process and not workflow.local_exec:
+    _problem = R.cluster_cores_problem(
+        LAYOUT, RUNS_PER_GPU, config["threads_per_run"], workflow.cores
+    )
+    if _problem:
+        raise WorkflowError(_problem)
+
+
+def train_input_data(wc):
+    """The run's prepared data set; first, for runs_per_gpu > 1, the pack size as the group
+    components (here: Snakemake installs the command line's group settings only after the
+    Snakefile has been parsed)."""
+    if RUNS_PER_GPU > 1:
+        import immutables
+
+        settings = workflow.group_settings
+        try:
+            components = R.pack_components(settings.group_components, RUNS_PER_GPU)
+        except ValueError as exc:
+            raise WorkflowError(str(exc)) from None
+        settings.group_components = immutables.Map(components)
+    return G.prepared_path(RESULTS, wc.dataset)
+
+
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9_-]*",
     recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",

@@ -7,18 +7,23 @@ rule tables:
         SUMMARIES,
     output:
         [
-            report(f, category="Tables", caption=f"../report/{O.table_caption(f)}.rst")
-            if f.endswith(".csv")
-            else f
+            (
+                report(f, category="Tables", caption=f"../report/{O.table_caption(f)}.rst")
+                if f.endswith(".csv")
+                else f
+            )
             for f in TABLE_FILES
         ],
-    params:
-        runs=RUN_DIRS,
-        out=lambda wc, output: os.path.dirname(output[0]),
-        claims=["--claims", *config["claims"]] if config.get("claims") else [],
     log:
         f"{OUT}/logs/tables.log",
     conda:
         "../../environment.yml"
+    params:
+        runs=RUN_DIRS,
+        out=lambda wc, output: os.path.dirname(output[0]),
+        claims=["--claims", *config["claims"]] if config.get("claims") else [],
+        # another machine's runs of this design (config/README.md): each run counted once
+        roots=["--roots", *config["extra_results"]] if config.get("extra_results") else [],
     shell:
-        "resnet-bench aggregate --runs {params.runs:q} --out {params.out:q} {params.claims:q} > {log:q} 2>&1"
+        "resnet-bench aggregate --runs {params.runs:q} --out {params.out:q} {params.claims:q} "
+        "{params.roots:q} > {log:q} 2>&1"
