@@ -29,10 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resnet_bench.tables.claims import VERDICTS, check_family
-    try:
-        family = check_family(args.claims)
-    except ValueError as exc:
-        raise SystemExit(f"resnet-bench aggregate: error: {exc}") from None
+    family = check_family(args.claims)  # before any record is read; cli.main prints the error
     runset = load_runs(args.runs, roots=args.roots)
     reference = load_reference(args.reference) if args.reference else None
     tables = build_tables(runset, reference, family)
