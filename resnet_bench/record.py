@@ -92,7 +92,7 @@ class Summary:
     status: str = _key("completed | diverged")
     identity: str | None = _key("hash of the run config that produced this record", default=None)
     model: str = _key("network name (docs/architecture.md name grammar)")
-    family: str = _key("plain | v1 | v2")
+    family: str = _key(" | ".join(FAMILIES))
     block: str = _key("basic | bottleneck")
     depth: int = _key("number of weighted layers")
     variant: str = _key("unit/shortcut variant; the default variant is spelled out")

@@ -3,31 +3,31 @@
 The tables stage (`resnet_bench.tables`) writes the tables named here, the inside stage
 (`resnet_bench.inside`) writes the analysis CSVs named here, the figure stage
 (`resnet_bench.plots`) reads both, and the pipeline (`resnet_bench.pipeline.outputs`) lists their
-files. It sits below all of them and imports only the torch-free model-name grammar
-(`resnet_bench.models.spec`), the run record (`resnet_bench.record`) and pandas -- neither torch
-nor matplotlib -- so a stage learns what another writes without importing that stage.
+files. It sits below all of them and imports only the torch-free model-name grammar and family
+declarations (`resnet_bench.models.spec`, `.families`), the run record (`resnet_bench.record`)
+and pandas -- neither torch nor matplotlib -- so a stage learns what another writes without
+importing that stage.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from resnet_bench import atomic
-from resnet_bench.models.spec import BLOCK_ORDER, FAMILIES, FAMILY_ORDER, base_name  # noqa: F401
+from resnet_bench.models.families import FAMILY_ORDER, Role, family_for
+from resnet_bench.models.spec import BLOCK_ORDER, base_name
 from resnet_bench.record import TRAIN_COLUMNS
 
 CSV_FLOAT_FORMAT = "%.10g"   # every table and figure CSV
 
 # ---------------------------------------------------------------------------------------------
 # the networks' order in every table and figure: the papers' (plain, original, pre-activation),
-# defined once with the model-name grammar (torch-free)
-
-BLOCKS = tuple(BLOCK_ORDER)
-
+# the order the families are declared in (resnet_bench.models.families)
 
 def is_default_variant(runs: pd.DataFrame) -> pd.Series:
     """True where a run's model is its family/block/depth's default CIFAR net (no name suffix;
@@ -161,10 +161,6 @@ def read_table(tables_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     return df
 
 
-def read_tables(tables_dir: str | os.PathLike, names=TABLES) -> dict[str, pd.DataFrame]:
-    return {name: read_table(tables_dir, name) for name in names}
-
-
 def _read_csv(path: Path, strings) -> pd.DataFrame:
     try:
         # as strings from the start: "21.50" must not come back as 21.5
@@ -184,15 +180,41 @@ def _read_csv(path: Path, strings) -> pd.DataFrame:
 # Sec. 4), ImageNet 60e4 iterations of batch 256 (V1 Sec. 3.4); figure titles scale to them
 PAPER_ITERATIONS = {"cifar": 64_000, "imagenet": 600_000}
 
-FIGURES = ("v1_fig1", "v1_fig4", "v1_fig6", "v1_fig6_left", "v1_fig6_middle", "v1_fig6_right",
-           "v2_fig1", "v2_fig3", "v2_fig6", "degradation")
-# V2 ablation figure -> the claim (resnet_bench.tables.claims.CLAIMS) whose pairs it draws
-FIGURE_CLAIMS = {"v2_fig3": "v2-table1-shortcuts", "v2_fig6": "v2-table2-units"}
-# V1 Fig. 4 (ImageNet): panel -> its networks (V1 Table 2's, option A). A grid draws it when it
-# has any of them; every other figure draws CIFAR-stem nets and is drawn for grids with those.
-V1_FIG4_PANELS = {"left": ("imagenet-plain-basic-18", "imagenet-plain-basic-34"),
-                  "right": ("imagenet-v1-basic-18", "imagenet-v1-basic-34")}
-FIGURE_NETS = {"v1_fig4": tuple(m for nets in V1_FIG4_PANELS.values() for m in nets)}
+@dataclass(frozen=True)
+class Figure:
+    """One figure of `resnet-bench plot`: `<name>.png`, `.pdf` and `.csv` per (dataset, recipe).
+
+    Drawn by the function of the same name in resnet_bench.plots.figures; its report caption is
+    workflow/report/<name>.rst (Snakemake's report takes a caption file per output).
+    `claim`: the claim (resnet_bench.tables.claims.CLAIMS) whose pairs the figure draws; a grid
+    draws it only when the claims table can pair something for it. `nets`: the networks it
+    draws, for a figure of ImageNet nets, which a grid draws when it has any of them; every
+    other figure draws CIFAR-stem nets and is drawn for grids with those."""
+
+    name: str
+    claim: str = ""
+    nets: tuple[str, ...] = ()
+
+
+# V1 Fig. 4 (ImageNet): panel -> its networks, V1 Table 2's (option A)
+V1_FIG4_PANELS = {
+    "left": tuple(base_name(family_for(Role.PLAIN).name, "basic", d, "imagenet") for d in (18, 34)),
+    "right": tuple(base_name(family_for(Role.ORIGINAL).name, "basic", d, "imagenet")
+                   for d in (18, 34)),
+}
+
+FIGURES: dict[str, Figure] = {f.name: f for f in (
+    Figure("v1_fig1"),
+    Figure("v1_fig4", nets=tuple(m for nets in V1_FIG4_PANELS.values() for m in nets)),
+    Figure("v1_fig6"),
+    Figure("v1_fig6_left"),
+    Figure("v1_fig6_middle"),
+    Figure("v1_fig6_right"),
+    Figure("v2_fig1"),
+    Figure("v2_fig3", claim="v2-table1-shortcuts"),
+    Figure("v2_fig6", claim="v2-table2-units"),
+    Figure("degradation"),
+)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -323,11 +323,20 @@ def test_pipeline_draws_the_ablation_figures_only_for_grids_with_their_variants(
     assert not any("v2_fig3" in f for f in files)
 
 
-def test_every_figure_name_of_the_schema_has_its_function():
+def test_every_declared_figure_has_its_function_caption_and_claim():
     # the pipeline and `plot --figure` learn the names from resnet_bench.schema, not from here
     from resnet_bench import schema
-    assert tuple(figures.FIGURES) == schema.FIGURES
-    assert set(schema.FIGURE_CLAIMS) <= set(schema.FIGURES)
+    from resnet_bench.tables.claims import CLAIM_IDS
+    assert list(figures.FIGURES) == list(schema.FIGURES)
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    for fig in schema.FIGURES.values():
+        assert figures.FIGURES[fig.name].__name__ == fig.name
+        caption = (report / f"{fig.name}.rst").read_text()
+        if fig.claim:
+            assert fig.claim in CLAIM_IDS and f"``{fig.claim}``" in caption
+    captions = {p.stem for p in report.glob("*.rst")}
+    tables = {"claims", "fidelity", "tables", "workflow"}
+    assert captions - tables == set(schema.FIGURES)   # no caption without its figure
 
 
 # --- what every figure must say: panels, ranges, labels, legends, palette, schedule -----------
@@ -441,7 +450,8 @@ def test_palettes_are_spaced_in_lightness(n):
     grey = [style.lightness(c) for c in style.lightness_ramp(n)]
     assert grey == sorted(grey, reverse=True)                 # shallow light, deep dark
     assert all(a - b >= style.MIN_LIGHTNESS_STEP for a, b in zip(grey, grey[1:]))
-    fam = sorted(style.lightness(c) for c in style.FAMILY_COLORS.values())
+    from resnet_bench.models.families import FAMILIES
+    fam = sorted(style.lightness(f.style.color) for f in FAMILIES.values())
     assert all(b - a >= style.MIN_LIGHTNESS_STEP for a, b in zip(fam, fam[1:]))
 
 

@@ -101,12 +101,12 @@ def test_spec_carries_unit_shortcut_modulation_labels_and_order():
 def test_built_networks_follow_the_spec():
     from resnet_bench.models import build_model, residual_units
     from resnet_bench.models.modulation import ConstantScaling, ExclusiveGating
-    from resnet_bench.models.networks import UNIT_CLASSES
+    from resnet_bench.models import units as U
     from resnet_bench.models.shortcuts import ProjectionShortcut
-    for name in ("plain-basic-8", "v1-basic-8-bnafter", "v2-basic-8-reluonly", "v2-bottleneck-11",
-                 "v1-basic-8-relubefore"):
-        spec = parse_model_name(name)
-        assert all(type(u) is UNIT_CLASSES[spec.unit] for _, u in residual_units(build_model(spec)))
+    for name, cls in (("plain-basic-8", U.PlainUnit), ("v1-basic-8-bnafter", U.BNAfterAdditionUnit),
+                      ("v2-basic-8-reluonly", U.ReLUOnlyPreActUnit), ("v2-bottleneck-11", U.PreActUnit),
+                      ("v1-basic-8-relubefore", U.ReLUBeforeAdditionUnit), ("v1-basic-8", U.OriginalUnit)):
+        assert all(type(u) is cls for _, u in residual_units(build_model(name)))
     units = [u for _, u in residual_units(build_model("v1-basic-8-optC"))]
     assert all(isinstance(u.shortcut, ProjectionShortcut) for u in units)
     scale = [u.modulation for _, u in residual_units(build_model("v1-basic-8-scale-s0.5-f0.5"))]

@@ -10,7 +10,7 @@ import sys
 
 from .cost import model_costs
 from .registry import list_models, model_source
-from .spec import ALIASES, BLOCKS, FAMILIES, STEMS, parse_model_name
+from .spec import ALIASES, BLOCK_ORDER, FAMILIES, STEMS, parse_model_name
 
 COLUMNS = ("name", "family", "block", "depth", "variant", "params", "macs", "source")
 
@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="networks to show (any valid name, e.g. v1-basic-38); default: all registered")
     parser.add_argument("--csv", action="store_true", help="machine-readable CSV on stdout")
-    parser.add_argument("--family", choices=FAMILIES, help="only this family")
-    parser.add_argument("--block", choices=sorted({b for bs in BLOCKS.values() for b in bs}), help="only this block")
+    parser.add_argument("--family", choices=tuple(FAMILIES), help="only this family")
+    parser.add_argument("--block", choices=tuple(BLOCK_ORDER), help="only this block")
     parser.add_argument("--depth", type=int, help="only this depth")
     parser.add_argument("--stem", choices=STEMS, help="only the CIFAR or only the ImageNet nets")
     parser.add_argument("--num-classes", type=int, default=None,

@@ -30,16 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from .modulation import Gate, make_modulation
 from .shortcuts import make_shortcut
 from .spec import ModelSpec
-from .units import (
-    BNAfterAdditionUnit,
-    OriginalUnit,
-    PlainUnit,
-    PreActUnit,
-    ReLUBeforeAdditionUnit,
-    ReLUOnlyPreActUnit,
-    Unit,
-    layer_plan,
-)
+from .units import Unit, layer_plan
 
 STEM_WIDTH = 16
 STAGE_WIDTHS = (16, 32, 64)  # inner width of each stage; a bottleneck unit outputs 4x this
@@ -48,29 +39,19 @@ IMAGENET_STAGE_WIDTHS = (64, 128, 256, 512)  # V1 Table 1
 BOTTLENECK_EXPANSION = 4
 
 
-UNIT_CLASSES: dict[str, type[Unit]] = {
-    "plain": PlainUnit,
-    "original": OriginalUnit,
-    "bn-after-addition": BNAfterAdditionUnit,
-    "relu-before-addition": ReLUBeforeAdditionUnit,
-    "full-preact": PreActUnit,
-    "relu-only-preact": ReLUOnlyPreActUnit,
-}
-
-
 def unit_class(spec: ModelSpec) -> type[Unit]:
-    return UNIT_CLASSES[spec.unit]
+    """The class of the unit the spec's family declares for its variant (families.py)."""
+    return spec.unit_decl.load()
 
 
-def _make_unit(spec: ModelSpec, in_channels: int, out_channels: int, stride: int, first: bool) -> Unit:
-    cls = unit_class(spec)
+def _make_unit(cls: type[Unit], spec: ModelSpec, in_channels: int, out_channels: int, stride: int,
+               first: bool) -> Unit:
     plan = layer_plan(spec.unit_shape, in_channels, out_channels, stride, spec.stride_in)
-    if cls is PlainUnit:
-        return PlainUnit(plan)
-    # A projection is a weight layer, so it gets the BN that the unit's other weight layers get.
-    shortcut = make_shortcut(spec.shortcut, in_channels, out_channels, stride, bn=cls is not PreActUnit)
+    if spec.shortcut is None:  # a plain net: the unit's layers without the addition
+        return cls(plan)
+    shortcut = make_shortcut(spec.shortcut, in_channels, out_channels, stride, bn=cls.PROJECTION_BN)
     modulation = make_modulation(spec.modulation, in_channels, out_channels, stride)
-    if cls in (PreActUnit, ReLUOnlyPreActUnit):
+    if cls.PRE_ACTIVATION:
         return cls(plan, shortcut, modulation, first=first)
     return cls(plan, shortcut, modulation)
 
@@ -94,7 +75,8 @@ def _bn_stats_frozen(module: nn.Module):
 
 class ResNet(nn.Module):
     """Stem, stages of units, head. `stem` is the stem's layers (conv, bn, relu[, pool]), built by
-    the subclass before any unit so that a seed gives the same weights as it always did."""
+    the subclass before any unit: parameters are drawn in the order stem, units, head, which a
+    seed's published weights depend on."""
 
     def __init__(self, spec: ModelSpec, num_classes: int, stem: OrderedDict, stem_width: int,
                  stage_widths: tuple[int, ...]):
@@ -102,6 +84,7 @@ class ResNet(nn.Module):
         self.spec = spec
         self.activation_checkpointing = False
         self.stem = nn.Sequential(stem)
+        unit = unit_class(spec)
         expansion = BOTTLENECK_EXPANSION if spec.block == "bottleneck" else 1
         width_in = stem_width
         self.stages = nn.ModuleList()
@@ -110,15 +93,12 @@ class ResNet(nn.Module):
             for u in range(count):
                 stride = 2 if s > 0 and u == 0 else 1
                 width_out = width * expansion
-                units.append(_make_unit(spec, width_in, width_out, stride, first=(s == 0 and u == 0)))
+                units.append(_make_unit(unit, spec, width_in, width_out, stride, first=(s == 0 and u == 0)))
                 width_in = width_out
             self.stages.append(nn.Sequential(*units))
         head: OrderedDict[str, nn.Module] = OrderedDict()
-        if unit_class(spec) is PreActUnit:  # the last unit's sum has not been activated yet
-            head["bn"] = nn.BatchNorm2d(width_in)
-            head["relu"] = nn.ReLU()
-        elif unit_class(spec) is ReLUOnlyPreActUnit:
-            head["relu"] = nn.ReLU()
+        for layer in unit.HEAD:  # the last unit's sum has not been activated yet
+            head[layer] = nn.BatchNorm2d(width_in) if layer == "bn" else nn.ReLU()
         head["pool"] = nn.AdaptiveAvgPool2d(1)
         head["flatten"] = nn.Flatten()
         head["fc"] = nn.Linear(width_in, num_classes)

@@ -8,8 +8,8 @@ conv and 3x3/2 max-pool, four stages of 64/128/256/512 and the table's units per
     basic        18: 2,2,2,2    34: 3,4,6,3
     bottleneck   50: 3,4,6,3   101: 3,4,23,3   152: 3,8,36,3   200: 3,24,36,3 (V2 Sec. 5)
 
-No family is called `imagenet`, so the prefix cannot be mistaken for one, and every CIFAR name
-parses exactly as before.
+No family may be called `imagenet` (`families.register_family` refuses it), so the prefix is never
+mistaken for one and a CIFAR name needs no prefix.
 
 The variant vocabulary (one variant per network; the family's default is left out of the name):
 
@@ -51,7 +51,8 @@ stride in the 1x1 for 50+), not torchvision's models of the same name: torchvisi
 `resnet34` are `imagenet-v1-basic-N-optB`, its `resnet50`/`101`/`152` `imagenet-v1-bottleneck-N-stride3x3`
 (`TORCHVISION_EQUIVALENTS`).
 
-A spec also carries what the builders and tables need, so no one re-reads the string: the unit
+The families and what each one allows are declared in `resnet_bench.models.families`; this module
+reads them. A spec also carries what the builders and tables need, so no one re-reads the string: the unit
 (`unit`, `unit_shape`), the shortcut option (`shortcut`), the V2 Table 1 modulation
 (`modulation`), labels in the papers' words (`label`, `short_label`) and the papers' order
 (`sort_key`; `FAMILY_ORDER` / `BLOCK_ORDER` for table columns).
@@ -67,7 +68,8 @@ import operator
 import re
 from dataclasses import dataclass
 
-FAMILIES = ("plain", "v1", "v2")
+from .families import FAMILIES, FAMILY_ORDER, Family, Unit  # noqa: F401  (FAMILY_ORDER: re-exported)
+
 STEMS = ("cifar", "imagenet")  # the CIFAR nets (default) and V1 Table 1's ImageNet nets
 IMAGENET_PREFIX = "imagenet-"
 # V1 Table 1 (and V2 Sec. 5 for 200): units in conv2_x ... conv5_x, per block and depth.
@@ -76,7 +78,6 @@ IMAGENET_STAGES = {
     "bottleneck": {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)},
 }
 STEM_ORDER = {s: i for i, s in enumerate(STEMS)}
-BLOCKS = {"plain": ("basic",), "v1": ("basic", "bottleneck"), "v2": ("basic", "bottleneck")}
 
 # Layers per unit decide the depth rule: depth = 3 * (layers per unit) * n + 2 (stem conv and FC).
 LAYERS_PER_UNIT = {"basic": 2, "bottleneck": 3, "1layer": 1}
@@ -92,17 +93,9 @@ _PATTERNS = {
 SHORTCUT_OPTIONS = ("optA", "optB", "optC")  # V1 Sec. 3.3 options A/B/C
 _TABLE1 = ("scale-s<l>[-f<m>]", "exgate-b<b>", "scgate-b<b>", "dropsc[-p<p>]")
 
-# The papers' reading order: plain before original before pre-activation, basic before bottleneck.
-FAMILY_ORDER = {f: i for i, f in enumerate(FAMILIES)}
+# The papers' reading order of blocks (families: `FAMILY_ORDER`, their declaration order).
 BLOCK_ORDER = {"basic": 0, "bottleneck": 1}
-# The papers' words for a family in a figure label (V1: plain-20, ResNet-56; V2: pre-act ResNet).
-FAMILY_LABELS = {"plain": "plain", "v1": "ResNet", "v2": "pre-act ResNet"}
-
-# Which unit (V1 Fig. 2 / V2 Fig. 4) a family and variant draw; models/units.py has one class each.
-UNITS = ("plain", "original", "bn-after-addition", "relu-before-addition", "full-preact",
-         "relu-only-preact")
-_UNIT_OF_VARIANT = {"bnafter": "bn-after-addition", "relubefore": "relu-before-addition",
-                    "reluonly": "relu-only-preact"}
+NO_VARIANT = "none"  # the one variant of a family without a shortcut
 
 ALIASES = {
     **{f"resnet{d}": f"v1-basic-{d}" for d in (20, 32, 44, 56, 110, 1202)},
@@ -133,22 +126,29 @@ class ModelNameError(ValueError):
     """An unknown family, block or variant, or a depth the block cannot have."""
 
 
+def _family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ModelNameError(f"unknown family {name!r}; valid: {', '.join(FAMILIES)}") from None
+
+
 def default_variant(family: str, block: str) -> str:
-    if family == "plain":
-        return "none"
+    if not _family(family).shortcut:
+        return NO_VARIANT
     # The papers: option A for the basic CIFAR nets (V1 Sec. 4.2), projections where the
     # dimensions change for the bottleneck nets (V2 Sec. 4 / authors' resnet-1k-layers code).
     return "optA" if block == "basic" else "optB"
 
 
 def _valid_variants(family: str, block: str, stem: str = "cifar") -> list[str]:
-    if family == "plain":
-        return ["none"]
+    fam = _family(family)
+    if not fam.shortcut:
+        return [NO_VARIANT]
     names = list(SHORTCUT_OPTIONS)
-    if family == "v1":
-        names += list(_TABLE1) + ["bnafter", "relubefore"]
-    else:
-        names += ["reluonly"]
+    if fam.modulated:
+        names += list(_TABLE1)
+    names += list(fam.unit_variants)
     if block == "basic" and stem == "cifar":
         names.append("1layer")
     if block == "bottleneck":
@@ -170,7 +170,7 @@ def canonical_variant(family: str, block: str, variant: str | None, stem: str = 
     plain_names = {v.split(" ")[0] for v in valid}
     if variant in plain_names:
         return variant
-    if family == "v1":
+    if FAMILIES[family].modulated:
         for kind, pattern in _PATTERNS.items():
             m = pattern.fullmatch(variant)
             if not m:
@@ -268,11 +268,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.stem not in STEMS:
             raise ModelNameError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}")
-        if self.family not in FAMILIES:
-            raise ModelNameError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
-        if self.block not in BLOCKS[self.family]:
+        blocks = _family(self.family).blocks
+        if self.block not in blocks:
             raise ModelNameError(
-                f"unknown block {self.block!r} for family {self.family}; valid: {', '.join(BLOCKS[self.family])}"
+                f"unknown block {self.block!r} for family {self.family}; valid: {', '.join(blocks)}"
             )
         object.__setattr__(self, "variant", canonical_variant(self.family, self.block, self.variant, self.stem))
         # Accept any whole number (numpy.int64, or 56.0 from a pandas row), nothing fractional.
@@ -337,12 +336,18 @@ class ModelSpec:
         return self.base_name if self.is_default else f"{self.base_name}-{self.variant}"
 
     @property
+    def family_facts(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
     def unit(self) -> str:
-        """One of UNITS: the residual unit this network is built of."""
-        if self.family == "plain":
-            return "plain"
-        default = "original" if self.family == "v1" else "full-preact"
-        return _UNIT_OF_VARIANT.get(self.variant, default)
+        """The residual unit this network is built of, by its figure's name (`unit_decl`)."""
+        return self.unit_decl.name
+
+    @property
+    def unit_decl(self) -> Unit:
+        """The unit's declaration: its name and its torch class."""
+        return self.family_facts.unit_of(self.variant)
 
     @property
     def unit_shape(self) -> str:
@@ -352,7 +357,7 @@ class ModelSpec:
     @property
     def shortcut(self) -> str | None:
         """The shortcut option at every unit (None: a plain net has none)."""
-        if self.family == "plain":
+        if not self.family_facts.shortcut:
             return None
         return self.variant if self.variant in SHORTCUT_OPTIONS else default_variant(self.family, self.block)
 
@@ -363,7 +368,7 @@ class ModelSpec:
     @property
     def label(self) -> str:
         """Figure label in the papers' words: plain-20, ResNet-56, pre-act ResNet-164 (+ variant)."""
-        label = f"{FAMILY_LABELS[self.family]}-{self.depth}"
+        label = f"{self.family_facts.label}-{self.depth}"
         if self.block == "bottleneck" and self.stem == "cifar" and self.depth not in (164, 1001):
             label += " (bottleneck)"
         return label if self.is_default else f"{label} {self.variant}"
@@ -371,7 +376,7 @@ class ModelSpec:
     @property
     def short_label(self) -> str:
         """plain-20, ResNet-56: the papers' names for a net whose unit the figure says elsewhere."""
-        return f"{'plain' if self.family == 'plain' else 'ResNet'}-{self.depth}"
+        return f"{self.family_facts.short_label}-{self.depth}"
 
     @property
     def sort_key(self) -> tuple:
@@ -394,6 +399,12 @@ class ModelSpec:
 
     def __str__(self) -> str:
         return self.name
+
+
+def model_name_pattern() -> str:
+    """A regular expression that every model name of a registered family matches (the workflow's
+    wildcard constraint; the full check is `parse_model_name`)."""
+    return rf"({IMAGENET_PREFIX})?({'|'.join(FAMILIES)})-[A-Za-z0-9.-]+"
 
 
 def parse_model_name(name: str | ModelSpec) -> ModelSpec:

@@ -8,7 +8,11 @@ bottleneck and the one-layer version of a figure.
 
 Every unit has `branches(x) -> (shortcut, residual)`: the two summands exactly as they are added
 (after any V2 Table 1 scaling/gating/dropout). `forward(x)` is `after_addition(shortcut + residual)`;
-`AFTER_ADDITION` names what that is for each class. ReLUs are never in-place, so a forward hook on a
+`AFTER_ADDITION` names what that is for each class. What the network around a unit needs to know of
+it is a class attribute too (as torchvision's `expansion`): `PRE_ACTIVATION` (the unit activates
+its own input, so the net's first unit leaves that to the stem), `HEAD` (what the head applies
+before pooling: the last unit's sum is not activated yet) and `PROJECTION_BN` (a projection
+shortcut gets the BN of the unit's other weight layers). ReLUs are never in-place, so a forward hook on a
 response module (see `response_modules`) keeps the value the figure shows.
 """
 
@@ -42,6 +46,9 @@ def _convs(plan: Plan) -> nn.ModuleList:
 
 class Unit(nn.Module):
     AFTER_ADDITION = "nothing"
+    PRE_ACTIVATION = False
+    HEAD: tuple[str, ...] = ()  # "bn", "relu": layers of the head before its pool, in order
+    PROJECTION_BN = True
 
     def __init__(self, plan: Plan, shortcut: nn.Module | None, modulation: nn.Module | None = None):
         super().__init__()
@@ -179,6 +186,9 @@ class PreActUnit(Unit):
     """
 
     AFTER_ADDITION = "nothing"
+    PRE_ACTIVATION = True
+    HEAD = ("bn", "relu")
+    PROJECTION_BN = False  # a bare 1x1 conv on the pre-activated input (see shortcuts.py)
 
     def __init__(self, plan, shortcut, modulation=None, first: bool = False):
         super().__init__(plan, shortcut, modulation)
@@ -211,6 +221,8 @@ class ReLUOnlyPreActUnit(Unit):
     """
 
     AFTER_ADDITION = "nothing"
+    PRE_ACTIVATION = True
+    HEAD = ("relu",)
 
     def __init__(self, plan, shortcut, modulation=None, first: bool = False):
         super().__init__(plan, shortcut, modulation)

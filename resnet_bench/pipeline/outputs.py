@@ -9,8 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from resnet_bench.schema import (ANALYSES, FIGURE_CLAIMS, FIGURE_NETS, FIGURES, TABLES,
-                                 analysis_stems)
+from resnet_bench.schema import ANALYSES, FIGURES, TABLES, analysis_stems
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
 TABLE_FORMATS = ("csv", "md", "tex")  # tex: booktabs, for a paper to \input
@@ -42,13 +41,13 @@ def figure_names(runs) -> list[str]:
     by_id = {c.id: c for c in CLAIMS}
     cifar = any(s.stem == "cifar" for s in specs.values())
 
-    def drawn(fig: str) -> bool:
-        if fig in FIGURE_NETS:
-            return bool(set(FIGURE_NETS[fig]) & set(specs))
-        return cifar and (fig not in FIGURE_CLAIMS or not isinstance(
-            PAIRINGS[by_id[FIGURE_CLAIMS[fig]].pairing](specs), str))
+    def drawn(fig) -> bool:
+        if fig.nets:
+            return bool(set(fig.nets) & set(specs))
+        return cifar and (not fig.claim or not isinstance(
+            PAIRINGS[by_id[fig.claim].pairing](specs), str))
 
-    return [fig for fig in FIGURES if drawn(fig)]
+    return [fig.name for fig in FIGURES.values() if drawn(fig)]
 
 
 def figure_files(out: str, runs) -> list[str]:

@@ -33,10 +33,12 @@ What every curve figure states, so that it says what it shows:
 Only default-variant nets (a model name with no variant suffix) enter the V1 figures, V2 Fig. 1
 and the degradation figure; the CIFAR figures draw CIFAR-stem nets, V1 Fig. 4 (ImageNet) the four
 nets of `schema.V1_FIG4_PANELS`. The V2 ablation figures (Fig. 3: Table 1 shortcuts; Fig. 6:
-Table 2 units) draw the models that the claims table pairs for those tables (`FIGURE_CLAIMS`), so
-which net is a Table 1/2 variant is decided in one place (resnet_bench.tables.claims), from the
-tables. Figure names and the tables' columns come from `resnet_bench.schema`: this stage imports
-nothing of the stages that write the tables.
+Table 2 units) draw the models that the claims table pairs for those tables (`schema.Figure.claim`),
+so which net is a Table 1/2 variant is decided in one place (resnet_bench.tables.claims), from the
+tables. Which family is the plain baseline, the original unit or pre-activation is its declared
+role (resnet_bench.models.families). The figures are declared in `resnet_bench.schema.FIGURES`,
+each drawn by this module's function of the same name; the tables' columns come from
+`resnet_bench.schema` too: this stage imports nothing of the stages that write the tables.
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
+from resnet_bench.models.families import FAMILIES, Role, family_for, legend_of, style_of
 from resnet_bench.models.spec import parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
-    CLAIM_COLUMNS, FIGURE_CLAIMS, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
+    CLAIM_COLUMNS, FIGURES as DECLARED, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
     is_default_variant, read_table, sort_runs,
 )
 
@@ -176,7 +179,7 @@ def load_plot_data(tables_dir, dataset: str | None = None, recipe: str | None = 
     data = select(runs, curves, dataset, recipe)
     try:
         claims = read_table(tables_dir, "claims")
-    except FileNotFoundError:   # tables written before the claims table existed
+    except FileNotFoundError:   # published tables may lack it: no claims, no ablation nets
         claims = pd.DataFrame(columns=CLAIM_COLUMNS)
     data.claims = claims[(claims["dataset"] == data.dataset)
                          & (claims["recipe"] == data.recipe)].reset_index(drop=True)
@@ -185,6 +188,10 @@ def load_plot_data(tables_dir, dataset: str | None = None, recipe: str | None = 
 
 # ---------------------------------------------------------------------------------------------
 # data behind the figures
+
+def _name(role: Role) -> str:
+    return family_for(role).name
+
 
 def default_runs(runs: pd.DataFrame, families, blocks=("basic", "bottleneck")) -> pd.DataFrame:
     keep = is_default_variant(runs) & runs["family"].isin(families) & runs["block"].isin(blocks)
@@ -320,9 +327,9 @@ def _depth_look(df: pd.DataFrame) -> Look:
 def _family_look(df: pd.DataFrame) -> Look:
     order = _labels_in_order(df)
     fam = df.drop_duplicates("label").set_index("label")["family"]
-    look = _look(order, {lab: style.FAMILY_COLORS[fam[lab]] for lab in order})
+    look = _look(order, {lab: style_of(fam[lab]).color for lab in order})
     if fam.nunique() == len(order):
-        look.markers = {lab: style.FAMILY_MARKERS[fam[lab]] for lab in order}
+        look.markers = {lab: style_of(fam[lab]).marker for lab in order}
     return look
 
 
@@ -564,8 +571,8 @@ def _sweep_runs(data: PlotData, which: str) -> pd.DataFrame:
     (ResNets deeper than 110, against the deepest of the middle): empty when the grid has no
     ResNet deeper than 110, so that it never repeats the middle panel."""
     if which == "left":
-        return default_runs(data.runs, ["plain"])
-    runs = default_runs(data.runs, ["v1"], ["basic"])
+        return default_runs(data.runs, [_name(Role.PLAIN)])
+    runs = default_runs(data.runs, [_name(Role.ORIGINAL)], ["basic"])
     if which == "middle":
         return runs[runs["depth"] <= FIG6_MIDDLE_MAX_DEPTH]
     deep = runs[runs["depth"] > FIG6_MIDDLE_MAX_DEPTH]
@@ -690,7 +697,7 @@ def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
 def v1_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     """V1 Fig. 1: shallowest vs deepest plain net; training error left, test error right."""
     name, title = "v1_fig1", "V1 Fig. 1: plain networks, shallow vs deep"
-    runs = default_runs(data.runs, ["plain"])
+    runs = default_runs(data.runs, [_name(Role.PLAIN)])
     if not runs.empty:
         runs = runs[runs["depth"].isin({runs["depth"].min(), runs["depth"].max()})]
     panels = {"train_error": "training error", "test_error": "test error"}
@@ -766,7 +773,8 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     The deepest bottleneck depth present for both v1 and v2 (basic if no bottleneck pair).
     """
     name = "v2_fig1"
-    runs = default_runs(data.runs, ["v1", "v2"])
+    original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
+    runs = default_runs(data.runs, [original, preact])
     pairs = runs.groupby(["block", "depth"])["family"].nunique()
     pairs = pairs[pairs == 2].reset_index()
     if pairs.empty:
@@ -780,7 +788,7 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     runs = runs[(runs["block"] == block) & (runs["depth"] == depth)]
 
     def label(run) -> str:
-        return "original unit" if run["family"] == "v1" else "pre-activation unit"
+        return "original unit" if run["family"] == original else "pre-activation unit"
 
     axis = {"train_loss": "left axis: training loss", "test_error": "right axis: test error"}
     df = curve_data(data, runs, V2_FIG1_SERIES, label, panel=axis.get)
@@ -816,9 +824,9 @@ def _family_label(runs: pd.DataFrame, family: str, block: str) -> str:
     family has the same depth in both blocks (they must not be averaged together)."""
     fam = runs[runs["family"] == family]
     if (fam.groupby("depth")["block"].nunique() > 1).any():
-        return f"{style.FAMILY_NAMES[family]}, {block}"
+        return f"{legend_of(family)}, {block}"
     deep = sorted(fam.loc[fam["block"] == "bottleneck", "depth"].unique())
-    return style.FAMILY_NAMES[family] + (f" (bottleneck at {', '.join(map(str, deep))})"
+    return legend_of(family) + (f" (bottleneck at {', '.join(map(str, deep))})"
                                          if deep else "")
 
 
@@ -826,7 +834,7 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     """Final training and test error against depth, one line per family; mean ± std over seeds,
     each mean written beside its point."""
     name, title = "degradation", "Degradation at a glance: final error vs depth"
-    runs = default_runs(data.runs, ["plain", "v1", "v2"])
+    runs = default_runs(data.runs, list(FAMILIES))
     panels = {"final_train_error_pct": ("train_error", "training error"),
               "final_test_error_pct": ("test_error", "test error")}
     frames = []
@@ -890,14 +898,14 @@ UNIT_NAMES = {"bnafter": "BN after addition", "relubefore": "ReLU before additio
 
 def _claim_models(data: PlotData, figure: str) -> set[str]:
     claims = data.claims if data.claims is not None else pd.DataFrame(columns=CLAIM_COLUMNS)
-    rows = claims[claims["claim"] == FIGURE_CLAIMS[figure]]
+    rows = claims[claims["claim"] == DECLARED[figure].claim]
     return {m for m in pd.concat([rows["lower_model"], rows["higher_model"]]) if m}
 
 
 def _ablation_label(run) -> str:
     v = str(run["variant"])
     if run["model"] == base_name(run["family"], run["block"], run["depth"]):
-        return "original" if run["family"] == "v1" else "full pre-activation"
+        return "original" if run["family"] == _name(Role.ORIGINAL) else "full pre-activation"
     if v in UNIT_NAMES:
         return UNIT_NAMES[v]
     return f"{SHORTCUT_NAMES.get(v.split('-')[0], v)} ({v})"
@@ -965,18 +973,8 @@ def v2_fig6(data: PlotData, out_dir) -> pd.DataFrame:
                      "no V2 Table 2 unit variant in the tables")
 
 
-FIGURES = {
-    "v1_fig1": v1_fig1,
-    "v1_fig4": v1_fig4,
-    "v1_fig6": v1_fig6,
-    "v1_fig6_left": v1_fig6_left,
-    "v1_fig6_middle": v1_fig6_middle,
-    "v1_fig6_right": v1_fig6_right,
-    "v2_fig1": v2_fig1,
-    "v2_fig3": v2_fig3,
-    "v2_fig6": v2_fig6,
-    "degradation": degradation,
-}
+# figure name -> the function that draws it: each declared figure's function of the same name
+FIGURES = {name: globals()[name] for name in DECLARED}
 
 
 def render_all(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, figures=None,

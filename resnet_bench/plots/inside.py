@@ -17,14 +17,14 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from resnet_bench.models.spec import FAMILY_ORDER
+from resnet_bench.models.families import FAMILIES, FAMILY_ORDER, legend_of, style_of
 from resnet_bench.plots import style
 from resnet_bench.schema import MAP_PLANES, analysis_stems, read_analysis
 
 
 def _label_order(df: pd.DataFrame) -> list[str]:
     keys = df[["label", "family", "block", "depth", "variant"]].drop_duplicates("label")
-    keys = keys.assign(f=keys["family"].map(FAMILY_ORDER))
+    keys = keys.assign(f=keys["family"].map(FAMILY_ORDER))  # NaN (last): a family not registered
     return list(keys.sort_values(["f", "block", "depth", "variant"], kind="stable")["label"])
 
 
@@ -48,14 +48,16 @@ def label_palette(df: pd.DataFrame) -> dict[str, tuple]:
         if not labels:
             continue
         ts = np.linspace(0.0, 1.0, len(labels)) if len(labels) > 1 else [0.5]
-        palette.update({lab: _shade(style.FAMILY_COLORS[family], t) for lab, t in zip(labels, ts)})
+        palette.update({lab: _shade(style_of(family).color, t) for lab, t in zip(labels, ts)})
     return palette
 
 
 def _dashes(df: pd.DataFrame) -> dict[str, tuple | str]:
-    """Plain nets dashed, residual nets solid (a plain/residual pair reads at a glance)."""
+    """Nets without a shortcut (plain) dashed, residual nets solid (a plain/residual pair reads at
+    a glance)."""
     fam = df.drop_duplicates("label").set_index("label")["family"]
-    return {lab: (4, 2) if fam[lab] == "plain" else "" for lab in fam.index}
+    plain = {name for name, f in FAMILIES.items() if not f.shortcut}
+    return {lab: (4, 2) if fam[lab] in plain else "" for lab in fam.index}
 
 
 def _lines(ax, df: pd.DataFrame, x: str, y: str, palette: dict, **kw) -> None:
@@ -245,15 +247,15 @@ def plot_depth_challenge(table: pd.DataFrame, out_dir: str | os.PathLike,
     ax = axes[0, 0]
     fig.set_size_inches(style.PANEL_SIZE[0] * 1.5, style.PANEL_SIZE[1] * 1.2)
     ok = table[np.isfinite(table["train_loss"])].copy()
-    ok["line"] = ok["family"].map(style.FAMILY_NAMES) + " " + ok["block"]
-    lines = [f"{style.FAMILY_NAMES[f]} {b}" for f in FAMILY_ORDER for b in ("basic", "bottleneck")
+    ok["line"] = ok["family"].map(legend_of) + " " + ok["block"]
+    lines = [f"{legend_of(f)} {b}" for f in FAMILY_ORDER for b in ("basic", "bottleneck")
              if ((ok["family"] == f) & (ok["block"] == b)).any()]
-    palette = {f"{style.FAMILY_NAMES[f]} {b}": style.FAMILY_COLORS[f]
+    palette = {f"{legend_of(f)} {b}": style_of(f).color
                for f in FAMILY_ORDER for b in ("basic", "bottleneck")}
     dashes = {line: (4, 2) if line.endswith("bottleneck") else "" for line in lines}
-    shapes = {("plain", "basic"): "o", ("v1", "basic"): "s", ("v2", "basic"): "^",
-              ("v1", "bottleneck"): "D", ("v2", "bottleneck"): "v"}
-    markers = {f"{style.FAMILY_NAMES[f]} {b}": m for (f, b), m in shapes.items()}
+    markers = {f"{legend_of(f)} {b}": style_of(f).marker if b == "basic"
+               else style_of(f).bottleneck_marker
+               for f in FAMILY_ORDER for b in ("basic", "bottleneck")}
     if not ok.empty:
         sns.lineplot(data=ok, x="depth", y="train_loss", hue="line", hue_order=lines,
                      palette=palette, style="line", style_order=lines, dashes=dashes,
@@ -265,7 +267,7 @@ def plot_depth_challenge(table: pd.DataFrame, out_dir: str | os.PathLike,
     if not failed.empty:
         top = float(ok["train_loss"].max()) * 1.1 if not ok.empty else 1.0
         ax.scatter(failed["depth"], [top] * len(failed), marker="x", s=30,
-                   c=[style.FAMILY_COLORS[f] for f in failed["family"]], zorder=4,
+                   c=[style_of(f).color for f in failed["family"]], zorder=4,
                    label="diverged / no loss at k")
     ax.set_xscale("log")
     depths = sorted(table["depth"].unique())

@@ -3,7 +3,8 @@
 Conventions of the papers kept here: training curves dashed and thin, test curves solid and bold,
 x in units of 1e4 iterations ("iter. (1e4)") for long runs, errors in %. Every compared line must
 stay distinguishable in greyscale: colours are spaced in CIE lightness (L*), not only in hue, and
-each line also has its own marker.
+each line also has its own marker. A family's colour and markers are part of its declaration
+(`resnet_bench.models.families`, `style_of`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,9 @@ DPI = 200
 PANEL_SIZE = (4.2, 3.2)                     # inches per panel
 TRAIN_STYLE = {"linestyle": "--", "linewidth": 0.9}
 TEST_STYLE = {"linestyle": "-", "linewidth": 2.0}
-# Okabe-Ito vermillion, a navy and Okabe-Ito sky blue: L* 54, 21 and 70 (red/blue/green of
-# tab10 are all near L* 45 and merge in greyscale)
-FAMILY_COLORS = {"plain": "#D55E00", "v1": "#08306B", "v2": "#56B4E9"}
-FAMILY_MARKERS = {"plain": "o", "v1": "s", "v2": "^"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")   # "X" is kept for a diverged run's end
 DIVERGED_MARKER = "X"
 MIN_LIGHTNESS_STEP = 10.0                   # least L* between two compared lines' colours
-FAMILY_NAMES = {"plain": "plain", "v1": "ResNet (original)", "v2": "ResNet (pre-act)"}
 LONG_RUN = 10_000                           # from here on, x is shown in 1e4 iterations
 
 

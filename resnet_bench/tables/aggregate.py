@@ -168,7 +168,8 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
 
     row = dict(summary)
     row["run_id"] = run_id or d.name
-    # records written before summary.json carried target_iterations: the config's recipe
+    # target_iterations is optional in summary.json (record.Summary): without it, the plan is
+    # the recorded recipe's iterations
     planned = summary["target_iterations"]
     row["planned_iterations"] = recipe.get("iterations", math.nan) if planned is None else planned
     row["batch_size"] = recipe.get("batch_size", math.nan)

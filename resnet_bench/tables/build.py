@@ -1,5 +1,6 @@
 """The aggregate tables (curves, runs, summary, paper_comparison, claims,
-fidelity), as CSV, Markdown and LaTeX (`tables.latex`).
+fidelity), as CSV, Markdown and LaTeX (`tables.latex`; titles and the curves digest:
+`tables.display`).
 
 Their names and columns are `resnet_bench.schema`'s (`TABLES`, `TABLE_COLUMNS`), and so is the
 reader, `schema.read_table`: the figures read the tables without importing this stage.
@@ -22,17 +23,11 @@ from resnet_bench import atomic
 from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
 from resnet_bench.tables import claims, fidelity
 from resnet_bench.tables.aggregate import RunSet
+from resnet_bench.tables.display import TITLES, curves_digest
+from resnet_bench.tables.latex import to_latex
 from resnet_bench.tables.paper import compare
 from resnet_bench.tables.stats import counted, seed_stats
 
-TITLES = {
-    "curves": "Training curves (digest; every iteration is in curves.csv)",
-    "runs": "Runs (final-iteration values)",
-    "summary": "Summary over seeds",
-    "paper_comparison": "Reproduced vs published",
-    "claims": "Claims of the papers, tested on this grid",
-    "fidelity": "Reduced precision against fp32",
-}
 NOTES = {
     "summary": "std is the sample std (ddof=1). min = best of n. Statistics skip runs without a "
                "final value (diverged). `best (mean±std)` is V1's format (Table 6), "
@@ -113,20 +108,6 @@ def _fmt(x) -> str:
     return "" if x is None or x is pd.NA else str(x)
 
 
-def curves_digest(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run and split: number of points, iteration range, last loss and error."""
-    cols = ["run_id", "model", "dataset", "seed", "split", "points", "first_iteration",
-            "last_iteration", "last_loss", "last_error_pct"]
-    if curves.empty:
-        return pd.DataFrame(columns=cols)
-    g = curves.groupby(["run_id", "split"], sort=False, observed=True)
-    out = g.agg(model=("model", "first"), dataset=("dataset", "first"), seed=("seed", "first"),
-                points=("iteration", "size"), first_iteration=("iteration", "min"),
-                last_iteration=("iteration", "max"), last_loss=("loss", "last"),
-                last_error_pct=("error_pct", "last")).reset_index()
-    return out[cols]
-
-
 def to_markdown(name: str, df: pd.DataFrame) -> str:
     if name == "claims":    # sections per dataset/recipe and the decision rule
         return claims.to_markdown(df)
@@ -143,7 +124,6 @@ def to_markdown(name: str, df: pd.DataFrame) -> str:
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:
     """Write each table as `<name>.csv`, `<name>.md` and `<name>.tex`; returns the paths
     written."""
-    from resnet_bench.tables.latex import to_latex  # it reads this module's titles
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

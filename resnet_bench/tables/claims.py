@@ -4,19 +4,13 @@ Every claim is written in one direction: "the side claimed **lower** has a lower
 the metric than the side claimed **higher**" (lower error or loss is better). `CLAIMS` below is
 the only place the claims are defined: paper, figure/table, metrics, where the paper says it
 (`source`: **stated** in its text or tables, or **read off** a figure), the rule that picks the
-two sides from the grid (`PAIRINGS`), and the depths the paper makes the claim at.
+two sides from the grid (`PAIRINGS`), and the depths the paper makes the claim at. The sides are
+picked by the role a family plays (`resnet_bench.models.families.Role`: the plain baseline, the
+original unit, pre-activation), not by its name.
 
-The decision rule is `DECISION_RULE` (printed in claims.md; the report caption
-workflow/report/claims.rst points to it). In short: one-sided Welch's t-test per row, Holm's
-adjustment over the study's family of tested rows, verdicts shown / contradicted / inconclusive
-/ not testable, and for an inconclusive row the seeds per side that 80 % power would take.
-Welch's, not Student's, because the two sides are separate sets of seeds whose spreads differ
-(a stalled deep net varies little, a shallow one more); one-sided because each claim has a
-direction; Holm's because a study tests several rows and reports the ones that pass.
-
-`resnet_bench.models` (the name parser) pulls in torch, so it is imported inside `claims_table`:
-the pipeline imports `CLAIMS` and `PAIRINGS` to learn which figures a grid draws and stays
-torch-free. The table's columns are `resnet_bench.schema.CLAIM_COLUMNS`.
+The decision rule is stated once, in `DECISION_RULE`: claims.md prints it, and so does the
+report caption of claims.csv (workflow/report/claims.rst, through the tables rule's params).
+The table's columns are `resnet_bench.schema.CLAIM_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -29,7 +23,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from resnet_bench.models.families import FAMILIES, Role, family_for
+from resnet_bench.models.spec import ModelNameError, base_name, parse_model_name
 from resnet_bench.schema import CLAIM_COLUMNS
+from resnet_bench.tables.paper import data_identity, paper_rows
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
 ALPHA = 0.05
@@ -49,9 +46,9 @@ METRICS = {   # metric -> (runs-table column, words)
 # our metric -> the `quantity` of a paper_comparison row (paper.paper_rows); no paper gives a loss
 PAPER_QUANTITY = {"train_error": "train", "test_error": "test"}
 
-# V2 Table 1 / Table 2 variants by their spelling in resnet_bench.models.spec
+# V2 Table 1's shortcut variants by their spelling in resnet_bench.models.spec (V2 Table 2's
+# units are the variants the original and the pre-activation family declare, `unit_variants`)
 TABLE1_KINDS = ("scale", "exgate", "scgate", "dropsc", "optC")
-TABLE2_UNITS = {"v1": ("bnafter", "relubefore"), "v2": ("reluonly",)}
 
 
 @dataclass(frozen=True)
@@ -144,6 +141,9 @@ SHOWN, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE = ("shown", "contradicted", "inc
                                                   "not testable")
 VERDICTS = (SHOWN, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
 
+# Welch's, not Student's: the two sides are separate sets of seeds whose spreads differ (a stalled
+# deep net varies little, a shallow one more); one-sided: each claim has a direction; Holm's: a
+# study tests several rows and reports the ones that pass.
 DECISION_RULE = (
     f"Decision rule: final-iteration values of the completed runs of each side (mean ± std, "
     f"ddof=1); a duplicated run (same run identity and seed, or a byte-identical train log; "
@@ -182,15 +182,15 @@ DECISION_RULE = (
 Pairs = list[tuple[str, str, int]]
 
 
-def _is_default(spec) -> bool:
-    from resnet_bench.models.spec import default_variant
-    return spec.variant == default_variant(spec.family, spec.block)
+def _name(role: Role) -> str:
+    return family_for(role).name
 
 
-def _defaults(specs: dict, family: str, block: str | None = "basic", stem: str = "cifar") -> list:
-    """Default-variant specs of one family (and block) with one input stem, shallow to deep:
-    the CIFAR claims pair CIFAR nets, the ImageNet claims ImageNet nets."""
-    return sorted((s for s in specs.values() if s.family == family and _is_default(s)
+def _defaults(specs: dict, role: Role, block: str | None = "basic", stem: str = "cifar") -> list:
+    """Default-variant specs of the family playing `role` (and block) with one input stem,
+    shallow to deep: the CIFAR claims pair CIFAR nets, the ImageNet claims ImageNet nets."""
+    family = _name(role)
+    return sorted((s for s in specs.values() if s.family == family and s.is_default
                    and s.stem == stem and (block is None or s.block == block)),
                   key=lambda s: (s.block, s.depth))
 
@@ -205,22 +205,22 @@ def _depth_pair(nets: list, what: str, one: str) -> list[tuple] | str:
 
 
 def plain_depth(specs: dict) -> Pairs | str:
-    pair = _depth_pair(_defaults(specs, "plain"), "plain nets", "plain")
+    plain = family_for(Role.PLAIN).label
+    pair = _depth_pair(_defaults(specs, Role.PLAIN), f"{plain} nets", plain)
     # degradation: the shallowest plain net is the side claimed lower
     return pair if isinstance(pair, str) else [(lo.name, hi.name, lo.depth) for lo, hi in pair]
 
 
 def resnet_depth(specs: dict) -> Pairs | str:
-    nets = [s for s in _defaults(specs, "v1") if s.depth <= 110]
+    nets = [s for s in _defaults(specs, Role.ORIGINAL) if s.depth <= 110]
     pair = _depth_pair(nets, "ResNets (v1 basic) of <= 110 layers", "ResNet (<= 110 layers)")
     # deeper is better: the deepest is the side claimed lower
     return pair if isinstance(pair, str) else [(hi.name, lo.name, lo.depth) for lo, hi in pair]
 
 
-def _same_depth(specs: dict, lower_family: str, higher_family: str, block, what: str,
-               stem: str = "cifar"):
-    low = {(s.block, s.depth): s for s in _defaults(specs, lower_family, block, stem)}
-    high = {(s.block, s.depth): s for s in _defaults(specs, higher_family, block, stem)}
+def _same_depth(specs: dict, lower: Role, higher: Role, block, what: str, stem: str = "cifar"):
+    low = {(s.block, s.depth): s for s in _defaults(specs, lower, block, stem)}
+    high = {(s.block, s.depth): s for s in _defaults(specs, higher, block, stem)}
     common = sorted(set(low) & set(high), key=lambda k: (k[0], k[1]))
     if not common:
         return f"no depth with both {what}"
@@ -228,64 +228,72 @@ def _same_depth(specs: dict, lower_family: str, higher_family: str, block, what:
 
 
 def resnet_vs_plain(specs: dict) -> Pairs | str:
-    return _same_depth(specs, "v1", "plain", "basic", "a plain net and a ResNet (v1 basic)")
+    return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic",
+                       "a plain net and a ResNet (v1 basic)")
 
 
 def preact_vs_original(specs: dict) -> Pairs | str:
-    return _same_depth(specs, "v2", "v1", None, "the original (v1) and the pre-activation (v2) "
-                                                "unit")
+    return _same_depth(specs, Role.PREACT, Role.ORIGINAL, None,
+                       "the original (v1) and the pre-activation (v2) unit")
 
 
-def r1202_vs_r110(specs: dict) -> Pairs | str:
-    missing = [m for m in ("v1-basic-110", "v1-basic-1202") if m not in specs]
-    if missing:
-        return f"model not in grid: {', '.join(missing)}"
-    return [("v1-basic-110", "v1-basic-1202", 110)]
-
-
-def _imagenet_pair(specs: dict, lower: str, higher: str, depth: int) -> Pairs | str:
+def _named_pair(specs: dict, lower: str, higher: str, depth: int) -> Pairs | str:
     missing = [m for m in (lower, higher) if m not in specs]
     if missing:
         return f"model not in grid: {', '.join(missing)}"
     return [(lower, higher, depth)]
 
 
+def r1202_vs_r110(specs: dict) -> Pairs | str:
+    resnet = _name(Role.ORIGINAL)
+    return _named_pair(specs, base_name(resnet, "basic", 110), base_name(resnet, "basic", 1202), 110)
+
+
 # V1 Sec. 4.1 / Table 2 / Fig. 4: the 18- and 34-layer nets, option A (no extra parameters)
+def _imagenet_net(role: Role, depth: int) -> str:
+    return base_name(_name(role), "basic", depth, "imagenet")
+
+
 def imagenet_plain_depth(specs: dict) -> Pairs | str:
-    return _imagenet_pair(specs, "imagenet-plain-basic-18", "imagenet-plain-basic-34", 18)
+    return _named_pair(specs, _imagenet_net(Role.PLAIN, 18), _imagenet_net(Role.PLAIN, 34), 18)
 
 
 def imagenet_resnet_depth(specs: dict) -> Pairs | str:
-    return _imagenet_pair(specs, "imagenet-v1-basic-34", "imagenet-v1-basic-18", 18)
+    return _named_pair(specs, _imagenet_net(Role.ORIGINAL, 34), _imagenet_net(Role.ORIGINAL, 18),
+                       18)
 
 
 def imagenet_resnet_vs_plain(specs: dict) -> Pairs | str:
-    return _same_depth(specs, "v1", "plain", "basic", "an ImageNet plain net and ResNet "
-                       "(v1 basic, option A)", stem="imagenet")
+    return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic", "an ImageNet plain net and "
+                       "ResNet (v1 basic, option A)", stem="imagenet")
 
 
 def identity_vs_shortcuts(specs: dict) -> Pairs | str:
-    variants = sorted((s for s in specs.values() if s.family == "v1" and s.stem == "cifar"
+    resnet = _name(Role.ORIGINAL)
+    variants = sorted((s for s in specs.values() if s.family == resnet and s.stem == "cifar"
                        and s.variant.split("-")[0] in TABLE1_KINDS),
                       key=lambda s: (s.block, s.depth, s.name))
     if not variants:
         return "no V2 Table 1 shortcut variant in the grid"
-    return [(f"v1-{s.block}-{s.depth}", s.name, s.depth) for s in variants]
+    return [(base_name(resnet, s.block, s.depth), s.name, s.depth) for s in variants]
 
 
 def preact_vs_units(specs: dict) -> Pairs | str:
+    original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
     others = sorted((s for s in specs.values() if s.stem == "cifar"
-                     and s.variant in TABLE2_UNITS.get(s.family, ())),
+                     and s.family in (original, preact)
+                     and s.variant in FAMILIES[s.family].unit_variants),
                     key=lambda s: (s.block, s.depth, s.family, s.name))
     if not others:
         # without a Table 2 variant this would repeat v2-preact-test
         return "no V2 Table 2 unit variant in the grid (original vs pre-activation: v2-preact-test)"
     pairs, seen = [], set()
     for s in others:
+        best = base_name(preact, s.block, s.depth)
         if (s.block, s.depth) not in seen:    # the original unit at each depth with a variant
             seen.add((s.block, s.depth))
-            pairs.append((f"v2-{s.block}-{s.depth}", f"v1-{s.block}-{s.depth}", s.depth))
-        pairs.append((f"v2-{s.block}-{s.depth}", s.name, s.depth))
+            pairs.append((best, base_name(original, s.block, s.depth), s.depth))
+        pairs.append((best, s.name, s.depth))
     return pairs
 
 
@@ -529,8 +537,6 @@ def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
     others are reported, not tested, so that a study's verdicts are the ones it set out to test
     (None: every claim the grid can test)."""
     family = check_family(family)
-    from resnet_bench.tables.paper import data_identity, paper_rows
-    from resnet_bench.models.spec import ModelNameError, parse_model_name
 
     if runs.empty:
         return pd.DataFrame(columns=CLAIM_COLUMNS)

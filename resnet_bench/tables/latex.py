@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from resnet_bench.tables.build import TITLES, curves_digest
+from resnet_bench.tables.display import TITLES, curves_digest
 
 COLUMNS = {
     "runs": ["model", "dataset", "recipe", "seed", "status", "iterations",

@@ -10,6 +10,7 @@ from resnet_bench.pipeline import resources as R
 from resnet_bench.pipeline import outputs as O
 from resnet_bench.pipeline import launch as L
 from resnet_bench import strict as S
+from resnet_bench.models.spec import model_name_pattern
 
 # One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
 # resnet_bench.validation), before any job starts or any file is written.
@@ -67,7 +68,7 @@ def train_input_data(wc):
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9_-]*",
     recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    model=r"(imagenet-)?(plain|v1|v2)-[A-Za-z0-9.-]+",
+    model=model_name_pattern(),
     seed=r"\d+",
 
 

@@ -1,5 +1,7 @@
 # Run records -> pandas tables (CSV + Markdown), side by side with the papers' numbers, and the
-# papers' claims tested on the grid (claims.csv has its own caption: the decision rule).
+# papers' claims tested on the grid (claims.csv has its own caption: the decision rule, passed
+# as a param so that the caption prints the rule the table was decided by).
+from resnet_bench.tables.claims import DECISION_RULE
 
 
 rule tables:
@@ -24,6 +26,7 @@ rule tables:
         claims=["--claims", *config["claims"]] if config.get("claims") else [],
         # another machine's runs of this design (config/README.md): each run counted once
         roots=["--roots", *config["extra_results"]] if config.get("extra_results") else [],
+        decision_rule=DECISION_RULE,  # read by ../report/claims.rst
     shell:
         "resnet-bench aggregate --runs {params.runs:q} --out {params.out:q} {params.claims:q} "
         "{params.roots:q} > {log:q} 2>&1"
