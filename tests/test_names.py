@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from resnet_bench import cli
+from resnet_bench.models.families import FAMILY_ORDER
 from resnet_bench.models.spec import (
     ALIASES,
-    FAMILY_ORDER,
     ModelNameError,
     ModelSpec,
     Modulation,

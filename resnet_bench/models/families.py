@@ -56,6 +56,10 @@ class PlotStyle:
 
 @dataclass(frozen=True, eq=False)
 class Family:
+    """A network family. Its variants: `none` alone without a shortcut; else V1's shortcut
+    options (optA/optB/optC), V2 Table 1's modulations if `modulated`, the `unit_variants`, and
+    the unit shapes every residual family has (1layer, stride3x3): resnet_bench.models.spec."""
+
     name: str
     label: str                 # in a figure label: "ResNet" -> ResNet-56, "pre-act ResNet" -> ...
     legend: str                # a family's line in the figures: "ResNet (original)"
@@ -100,10 +104,6 @@ def unregister_family(name: str) -> None:
     del FAMILIES[name]
     FAMILY_ORDER.clear()
     FAMILY_ORDER.update({n: i for i, n in enumerate(FAMILIES)})
-
-
-def family(name: str) -> Family:
-    return FAMILIES[name]
 
 
 def family_for(role: Role) -> Family:

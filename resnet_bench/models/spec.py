@@ -68,7 +68,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .families import FAMILIES, FAMILY_ORDER, Family, Unit  # noqa: F401  (FAMILY_ORDER: re-exported)
+from .families import FAMILIES, FAMILY_ORDER, Family, Unit
 
 STEMS = ("cifar", "imagenet")  # the CIFAR nets (default) and V1 Table 1's ImageNet nets
 IMAGENET_PREFIX = "imagenet-"
