@@ -2,12 +2,13 @@
 
     python -m resnet_bench.gpucheck throughput --procs 1 2 4 8 --model v1-basic-20 --csv OUT
     python -m resnet_bench.gpucheck paper-run --config config/v1_cifar10.yaml --recipe paper-warmup \
-        --model v1-basic-110 --prepared DATA.pt --dataset cifar10-jpeg --deadline T --out DIR
+        --model v1-basic-110 --prepared DATA.pt --dataset cifar10-jpeg --out DIR
 
 Neither needs snakemake. `paper-run` trains one network in this process on a pipeline config's
-recipe (the papers' 64k-iteration schedule) and stops it with SIGTERM before the deadline, as a
-scheduler's time limit would: the trainer writes its checkpoint and logs, and the measured
-iterations/s give the projected wall time of the whole schedule.
+recipe (the papers' 64k-iteration schedule) until the script sends it SIGTERM at its deadline,
+as a scheduler's time limit would: the trainer writes its checkpoint and logs, and the measured
+iterations/s give the projected wall time of the whole schedule. What runs when, under which
+time limit, is the script's to decide.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -159,12 +158,10 @@ def _curve(run_dir: Path) -> list[dict]:
 
 
 def paper_run(args) -> int:
-    """One network on a config's recipe until the deadline; SIGTERM to itself then, as a
-    scheduler's time limit would, and the projection of the full schedule from what it did."""
-    import tarfile
-    import threading
-
-    from resnet_bench.train.loop import EXIT_PREEMPTED, train
+    """One network on a config's recipe until SIGTERM (or the schedule's end), and the
+    projection of the full schedule from what it did."""
+    from resnet_bench.train.exits import EXIT_COMPLETED, EXIT_PREEMPTED
+    from resnet_bench.train.loop import train
     from resnet_bench.train.recipe import Recipe, RunConfig
 
     values, overrides = _recipe_values(args.config, args.recipe, args.set)
@@ -174,19 +171,10 @@ def paper_run(args) -> int:
     out = Path(args.out)
     run_dir = out / "run"
     t0 = time.time()
-    stop_at = args.deadline - args.grace_s
-    if stop_at - t0 < 5:
-        raise ValueError(f"deadline in {args.deadline - t0:.0f} s: no time for a run")
-    # The trainer's own SIGTERM handling: the step in flight ends, a checkpoint is written.
-    timer = threading.Timer(stop_at - t0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.daemon = True
-    timer.start()
     print(f"[paper-run] {args.model} on {args.config} recipe {args.recipe} "
-          f"(overrides {json.dumps(overrides)}), SIGTERM in {stop_at - t0:.0f} s", flush=True)
-    try:
-        outcome = train(cfg, run_dir, progress=False)
-    finally:
-        timer.cancel()
+          f"(overrides {json.dumps(overrides)})", flush=True)
+    # The trainer's own SIGTERM handling: the step in flight ends, a checkpoint is written.
+    outcome = train(cfg, run_dir, progress=False)
     elapsed = time.time() - t0
     s = outcome.summary
     it = int(s["iterations"])
@@ -227,17 +215,13 @@ def paper_run(args) -> int:
             w.writeheader()
             w.writerows(rows)
     (out / "paper-run.json").write_text(json.dumps(info, indent=2))
-    with tarfile.open(out / "paper-run.tar.gz", "w:gz") as tar:  # records, never weights
-        for f in sorted(run_dir.iterdir()):
-            if f.suffix != ".pt":
-                tar.add(f, arcname=f"paper-run/{f.name}")
     print(f"[paper-run] {s['status']} at iteration {it} of {recipe.iterations}: "
           + (f"{info['iterations_per_s_training']:.2f} it/s training, "
              f"{info['iterations_per_s_wall']:.2f} it/s with evaluations; the 64k schedule "
              f"projected at {info['projected_64k_h_wall']:.2f} h" if "setup_s" in info
              else "no iteration timed"), flush=True)
     # Stopped at the deadline is the plan working; a completed run is fine too.
-    return 0 if outcome.exit_status in (0, EXIT_PREEMPTED) and it > 0 else 3
+    return 0 if outcome.exit_status in (EXIT_COMPLETED, EXIT_PREEMPTED) and it > 0 else 3
 
 
 def main(argv=None) -> int:
@@ -265,10 +249,7 @@ def main(argv=None) -> int:
     r.add_argument("--dataset", required=True, help="dataset name recorded in the run")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto")
-    r.add_argument("--deadline", type=float, required=True,
-                   help="epoch seconds by which the run has stopped")
-    r.add_argument("--grace-s", type=float, default=15.0, help="SIGTERM this long before the deadline")
-    r.add_argument("--out", required=True, help="directory: run/, paper-run.json, paper-run.tar.gz")
+    r.add_argument("--out", required=True, help="directory: run/, paper-run.json")
     args = p.parse_args(argv)
     if any(v < 1 for v in (getattr(args, "procs", None) or [])):
         p.error("--procs values must be >= 1")

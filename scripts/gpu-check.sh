@@ -238,16 +238,29 @@ else
     # CPU mode: a minute of the run is enough to rehearse the stop and the projection.
     [[ $MODE == cpu ]] && PAPER_END=$(( PAPER_END < $(date +%s) + 80 ? PAPER_END : $(date +%s) + 80 ))
     PAPER=(--config config/v1_cifar10.yaml --recipe paper-warmup --prepared "$PREP" --dataset "$DSNAME"
-           --out "$WORK/paper" --deadline "$PAPER_END")
+           --out "$WORK/paper")
     if [[ $MODE == cpu ]]; then
-        PAPER+=(--device cpu --model v1-basic-8 --grace-s 5 --set batch_size=16 --set eval_every=10
+        GRACE=5
+        PAPER+=(--device cpu --model v1-basic-8 --set batch_size=16 --set eval_every=10
                 --set eval_batch_size=100 --set checkpoint_every=20 --set train_window=10)
     else  # the trainer's fast eager path; the recipe's schedule, batch, warm-up and evaluations
-        PAPER+=(--device cuda --model v1-basic-110 --grace-s 15 --set precision=bf16 --set channels_last=true)
+        GRACE=15
+        PAPER+=(--device cuda --model v1-basic-110 --set precision=bf16 --set channels_last=true)
     fi
-    step paper-run $(( $(left) )) "$PY" -m resnet_bench.gpucheck paper-run "${PAPER[@]}"
-    for f in paper-run.json paper-run.tar.gz; do
-        [[ -f "$WORK/paper/$f" ]] && cp "$WORK/paper/$f" "$OUT/"
-    done
+    # SIGTERM GRACE s before PAPER_END, as a scheduler's time limit would send it: the trainer
+    # ends the step in flight and checkpoints (exit 75), paper-run reports it (exit 0).
+    STOP_IN=$(( PAPER_END - GRACE - $(date +%s) ))
+    if (( STOP_IN < 5 )); then
+        note "paper-run: no time for a run (SIGTERM due in ${STOP_IN}s)"
+        printf '{"step":"paper-run","status":"skipped","budget_s":0,"seconds":0,"rc":null}\n' >> "$STEPS"
+    else
+        note "paper-run: SIGTERM in ${STOP_IN}s"
+        step paper-run $(( $(left) )) timeout --signal=TERM --preserve-status "$STOP_IN" \
+            "$PY" -m resnet_bench.gpucheck paper-run "${PAPER[@]}"
+    fi
+    # The run's records, never its weights.
+    [[ -d "$WORK/paper/run" ]] && tar -czf "$OUT/paper-run.tar.gz" -C "$WORK/paper" --exclude='*.pt' \
+        --transform 's,^run,paper-run,' run
+    [[ -f "$WORK/paper/paper-run.json" ]] && cp "$WORK/paper/paper-run.json" "$OUT/"
 fi
 exit 0

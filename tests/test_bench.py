@@ -165,7 +165,7 @@ def test_baseline_loader_is_the_standard_pipeline_on_the_same_images():
 
 def test_peak_memory_on_cpu_is_reported():
     import torch
-    with bench._PeakMemory(torch.device("cpu")) as mem:
+    with bench.PeakMemory(torch.device("cpu")) as mem:
         block = torch.ones(32 * 2**20, dtype=torch.uint8)  # 32 MiB touched
         block += 1
         import time

@@ -21,7 +21,8 @@ from PIL import Image
 
 from resnet_bench.data import prepare_dataset
 from resnet_bench.train import loop, step
-from resnet_bench.train.loop import EXIT_PREEMPTED, train
+from resnet_bench.train.exits import EXIT_PREEMPTED
+from resnet_bench.train.loop import train
 from resnet_bench.train.recipe import Recipe, RunConfig
 
 

@@ -34,7 +34,7 @@ import torch
 
 from resnet_bench.cli import main
 from resnet_bench.data import DeviceLoader, prepare_dataset
-from resnet_bench.train.loop import EXIT_PREEMPTED
+from resnet_bench.train.exits import EXIT_PREEMPTED
 
 FIRST_LOSS_RTOL, LOSS_RTOL, WEIGHT_RTOL = 1e-6, 2e-3, 5e-3
 RECIPE = dict(iterations=24, milestones=(16,), lr=0.02, batch_size=32, eval_every=8,

@@ -236,11 +236,11 @@ def test_a_dataset_without_source_plans_no_fetch_and_no_new_input():
     from resnet_bench.pipeline import outputs as O
     entry = {"kind": "folder", "root": "data/cifar10-jpeg.tar.gz",
              "options": {"name": "cifar10-jpeg", "label": "CIFAR-10 (JPEG q75 mirror)"}}
-    assert O.prepare_inputs(entry) == [] and O.fetch_targets({"datasets": {"c": entry}}) == {}
+    assert O.prepare_inputs(entry) == [] and G.fetch_targets({"datasets": {"c": entry}}) == {}
     assert public_data.PUBLIC["cifar10-jpeg"].default_root == entry["root"]
     fetched = dict(entry, source="cifar10-jpeg")
     assert O.prepare_inputs(fetched) == ["data/cifar10-jpeg.tar.gz"]
-    assert O.fetch_targets({"datasets": {"c": fetched}}) == {"data/cifar10-jpeg.tar.gz":
+    assert G.fetch_targets({"datasets": {"c": fetched}}) == {"data/cifar10-jpeg.tar.gz":
                                                              ["cifar10-jpeg"]}
 
 

@@ -15,7 +15,8 @@ import torch
 
 from resnet_bench.cli import main
 from resnet_bench.data import prepare_dataset
-from resnet_bench.train.loop import EXIT_PREEMPTED, train
+from resnet_bench.train.exits import EXIT_PREEMPTED
+from resnet_bench.train.loop import train
 from resnet_bench.train.recipe import Recipe, RecipeError, RunConfig
 from mirror import require_mirror
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from resnet_bench.bench.measure import _backend_flags, _build, _timed
+from resnet_bench.bench.measure import backend_flags, build_model_on, timed
 
 # akamaster/pytorch_resnet_cifar10 (the most cited V1 reproduction) uses 4 workers; so do most
 # CIFAR training scripts.
@@ -61,7 +61,7 @@ def time_baseline(name: str, dataset, args, device, note) -> tuple[float, list[f
     recipe = Recipe(batch_size=args.batch_size)
     loader = baseline_loader(dataset, args.batch_size, args.baseline_workers,
                              pin_memory=device.type == "cuda", seed=args.seed)
-    model = _build(name, dataset.num_classes, dataset.in_channels, args.seed, device)
+    model = build_model_on(name, dataset.num_classes, dataset.in_channels, args.seed, device)
     optimizer = make_optimizer(model, recipe)
     criterion = nn.CrossEntropyLoss()
     model.train()
@@ -88,7 +88,7 @@ def time_baseline(name: str, dataset, args, device, note) -> tuple[float, list[f
         return len(yb)
 
     try:
-        with _backend_flags(device, None):
-            return _timed(step, warmup=args.warmup_iters, iters=args.iters, device=device, note=note)
+        with backend_flags(device, None):
+            return timed(step, warmup=args.warmup_iters, iters=args.iters, device=device, note=note)
     finally:
         state.clear()  # shuts the workers down before the next measurement

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.bench.measure import _load_dataset
+from resnet_bench.bench.measure import bench_dataset
 
 FIDELITY_COLUMNS = ["model", "config", "seed", "iterations", "batch_size", "final_train_loss",
                     "final_train_error_pct", "final_test_loss", "final_test_error_pct",
@@ -48,7 +48,7 @@ def run_fidelity(args: argparse.Namespace, device) -> int:
     milestones = (max(1, n // 2), max(1, 3 * n // 4))  # the paper's 32k/48k of 64k, scaled
     configs = fidelity_configs(device)
     window = max(1, min(50, n // 4))
-    dataset = _load_dataset(args)
+    dataset = bench_dataset(args)
     print(f"fidelity check: {name}, {n} iterations (lr 0.1, /10 at {milestones[0]} and "
           f"{milestones[1]}), batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))}, "
           f"{dataset.summary()}, device {device}; final train loss/error = mean of the last "

@@ -13,7 +13,7 @@ PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
 FLOP_PER_MAC_TRAIN = 2 * 3
 
 
-class _Clock:
+class Clock:
     """Per-iteration wall times: CUDA events on GPU (no host sync inside the timed loop), else
     perf_counter (CPU work is synchronous)."""
 
@@ -44,7 +44,7 @@ class _Clock:
 
 
 @contextlib.contextmanager
-def _backend_flags(device, precision: str | None):
+def backend_flags(device, precision: str | None):
     """The trainer's cuDNN/TF32 settings (precision given) or torch's defaults (None), restored after."""
     import torch
     if device.type != "cuda":
@@ -64,10 +64,10 @@ def _backend_flags(device, precision: str | None):
          torch.backends.cudnn.allow_tf32) = saved
 
 
-def _timed(step: Callable[[int], int], *, warmup: int, iters: int, device,
+def timed(step: Callable[[int], int], *, warmup: int, iters: int, device,
            note: Callable[[str], None]) -> tuple[float, list[float], int]:
     """Run `step(i) -> images` warmup + iters times; (first-iteration s, timed ms list, images)."""
-    clock = _Clock(device)
+    clock = Clock(device)
     clock.sync()
     t0 = time.perf_counter()
     step(0)
@@ -85,14 +85,14 @@ def _timed(step: Callable[[int], int], *, warmup: int, iters: int, device,
     return first_s, clock.intervals_ms(), images
 
 
-def _build(name: str, num_classes: int, in_channels: int, seed: int, device):
+def build_model_on(name: str, num_classes: int, in_channels: int, seed: int, device):
     import torch
     from resnet_bench.models import build_model
     torch.manual_seed(seed)
     return build_model(name, num_classes=num_classes, in_channels=in_channels).to(device)
 
 
-def _load_dataset(args):
+def bench_dataset(args):
     from resnet_bench import data
     if args.prepared:
         return data.load_prepared(args.prepared)

@@ -18,13 +18,13 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc: hand freed heap back to the OS
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak memory of one path.
 
     GPU: torch.cuda.max_memory_allocated after resetting the peak (absolute: model, optimizer
@@ -47,13 +47,13 @@ class _PeakMemory:
         else:
             self.method = "ru_maxrss growth (getrusage high-water mark; main process)"
 
-    def __enter__(self) -> "_PeakMemory":
+    def __enter__(self) -> "PeakMemory":
         if self.cuda:
             import torch
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
-        _release_freed_memory()
+        release_freed_memory()
         self.start = _rss_bytes()
         if self.start is None:
             self.start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

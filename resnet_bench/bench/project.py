@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from resnet_bench.bench.measure import _backend_flags, _build, _timed
+from resnet_bench.bench.measure import backend_flags, build_model_on, timed
 
 
 def time_project(name: str, dataset, args, device, note) -> tuple[float, list[float], int]:
@@ -25,7 +25,7 @@ def time_project(name: str, dataset, args, device, note) -> tuple[float, list[fl
     loader = DeviceLoader(dataset.train_x, dataset.train_y, batch_size=recipe.batch_size,
                           device=device, seed=args.seed, augment=recipe.augment,
                           normalize=recipe.normalize, channels_last=recipe.channels_last)
-    model = prepare_model(_build(name, dataset.num_classes, dataset.in_channels, args.seed, device),
+    model = prepare_model(build_model_on(name, dataset.num_classes, dataset.in_channels, args.seed, device),
                           device, recipe)
     model.set_activation_checkpointing(recipe.activation_checkpointing)  # as train() does
     optimizer = make_optimizer(model, recipe, fused=args.fused_sgd)
@@ -45,5 +45,5 @@ def time_project(name: str, dataset, args, device, note) -> tuple[float, list[fl
                     raise FloatingPointError(f"{name}: loss is not finite at iteration {it}")
         return len(yb)
 
-    with _backend_flags(device, recipe.precision):
-        return _timed(step, warmup=args.warmup_iters, iters=args.iters, device=device, note=note)
+    with backend_flags(device, recipe.precision):
+        return timed(step, warmup=args.warmup_iters, iters=args.iters, device=device, note=note)

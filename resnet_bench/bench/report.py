@@ -1,18 +1,39 @@
-"""The timing report: provenance of the measurement, the CSV rows, the printed table."""
+"""The timing report: a path's pooled result, provenance of the measurement, the CSV rows, the
+printed table."""
 
 from __future__ import annotations
 
 import csv
 import os
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from resnet_bench.bench.timing import PathResult
+from typing import Any
 
 
-def _provenance(device) -> dict[str, Any]:
+@dataclass
+class PathResult:
+    """One path's timed iterations of one network, pooled over the rounds: a CSV row."""
+    model: str
+    path: str
+    images_per_s: float
+    ms_per_iter: float                   # mean over the timed iterations
+    ms_per_iter_median: float
+    ms_per_iter_min: float
+    ms_per_iter_max: float
+    tflops_per_s: float
+    peak_mem_mib: float
+    peak_mem_method: str
+    first_iter_s: float                  # includes compilation / autotuning / lazy init
+    compile_time_s: float                # first_iter_s when compiled, else 0
+    projected_64k_h: float
+    params: int
+    macs: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    ratio_vs_baseline: float | None = None
+
+
+def measurement_provenance(device) -> dict[str, Any]:
     import socket
     from resnet_bench.train import provenance
     code = provenance.code_revision()
@@ -28,11 +49,11 @@ def _provenance(device) -> dict[str, Any]:
         "git_commit": code["git_commit"], "git_dirty": code["git_dirty"],
         "package_version": code["package_version"],
         "host": socket.gethostname(), "platform": platform.platform(),
-        "load_avg_1m_at_start": _load_avg(), "started": provenance.now(),
+        "load_avg_1m_at_start": load_avg(), "started": provenance.now(),
     }
 
 
-def _load_avg() -> float | None:
+def load_avg() -> float | None:
     """1-minute load average: how busy the machine was (other processes skew CPU timings)."""
     try:
         return round(os.getloadavg()[0], 2)
@@ -70,7 +91,7 @@ def _fmt_h(hours: float) -> str:
     return f"{hours:.2f} h" if hours >= 1 else f"{hours * 60:.1f} min"
 
 
-def _print_model(results: list[PathResult], batch: int) -> None:
+def print_model(results: list[PathResult], batch: int) -> None:
     r0 = results[0]
     print(f"\n{r0.model}: {r0.params / 1e6:.3f}M params, {r0.macs / 1e6:.2f}M MACs/image "
           f"(forward), batch {batch}")

@@ -1,4 +1,4 @@
-"""Timing the project path against the baseline: rounds, pooled results, ratios, the report."""
+"""Timing the project path against the baseline: rounds, pooled results, ratios."""
 
 from __future__ import annotations
 
@@ -7,37 +7,16 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from resnet_bench.bench.baseline import time_baseline
-from resnet_bench.bench.measure import FLOP_PER_MAC_TRAIN, PAPER_ITERATIONS, _load_dataset
-from resnet_bench.bench.memory import _PeakMemory, _release_freed_memory
+from resnet_bench.bench.measure import FLOP_PER_MAC_TRAIN, PAPER_ITERATIONS, bench_dataset
+from resnet_bench.bench.memory import PeakMemory, release_freed_memory
 from resnet_bench.bench.project import time_project
-from resnet_bench.bench.report import _load_avg, _print_model, _provenance, write_csv
+from resnet_bench.bench.report import (PathResult, load_avg, measurement_provenance, print_model,
+                                       write_csv)
 
 PATHS = ("project", "baseline")
-
-
-@dataclass
-class PathResult:
-    model: str
-    path: str
-    images_per_s: float
-    ms_per_iter: float                   # mean over the timed iterations
-    ms_per_iter_median: float
-    ms_per_iter_min: float
-    ms_per_iter_max: float
-    tflops_per_s: float
-    peak_mem_mib: float
-    peak_mem_method: str
-    first_iter_s: float                  # includes compilation / autotuning / lazy init
-    compile_time_s: float                # first_iter_s when compiled, else 0
-    projected_64k_h: float
-    params: int
-    macs: int
-    settings: dict[str, Any] = field(default_factory=dict)
-    ratio_vs_baseline: float | None = None
 
 
 @dataclass
@@ -52,9 +31,9 @@ class _Raw:
 def measure_once(name: str, path: str, dataset, args, device, note) -> _Raw:
     """One fresh measurement of one path: new model, optimizer and loader; peak memory around it."""
     fn = time_project if path == "project" else time_baseline
-    with _PeakMemory(device) as mem:
+    with PeakMemory(device) as mem:
         first_s, ms, images = fn(name, dataset, args, device, note)
-    _release_freed_memory()
+    release_freed_memory()
     return _Raw(first_s, ms, images, mem.mib, mem.method)
 
 
@@ -108,13 +87,13 @@ def run_timing(args: argparse.Namespace, device) -> int:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
     t = time.perf_counter()
-    dataset = _load_dataset(args)
+    dataset = bench_dataset(args)
     note(f"{dataset.summary()} (loaded in {time.perf_counter() - t:.1f} s)")
     if len(dataset.train_y) < args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(dataset.train_y)} "
                          "training images")
     paths = PATHS if args.baseline else ("project",)
-    prov = _provenance(device)
+    prov = measurement_provenance(device)
     note(f"device {device} ({prov['device_name']}), torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads; {args.warmup_iters} warm-up + {args.iters} timed "
          f"iterations per path")
@@ -151,7 +130,7 @@ def run_timing(args: argparse.Namespace, device) -> int:
                 r.settings["ratio_per_round"] = ";".join(
                     f"{x:.4f}" if own else "1" for x in per_round)
                 r.settings["ratio_median_of_rounds"] = statistics.median(per_round) if own else 1.0
-        _print_model(results, args.batch_size)
+        print_model(results, args.batch_size)
         all_results.extend(results)
 
     print("\nTFLOP/s = images/s x MACs/image x 2 FLOP/MAC x 3 (forward + backward ~ 3 forward "
@@ -164,7 +143,7 @@ def run_timing(args: argparse.Namespace, device) -> int:
               f"ToTensor/Normalize in DataLoader(num_workers={args.baseline_workers}, shuffle=True), "
               "fp32, eager, NCHW; same model, images, batch size, optimizer.")
     from resnet_bench.train.provenance import now
-    prov.update(load_avg_1m_at_end=_load_avg(), finished=now())
+    prov.update(load_avg_1m_at_end=load_avg(), finished=now())
     if args.csv:
         rows = []
         for r in all_results:

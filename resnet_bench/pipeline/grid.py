@@ -1,14 +1,14 @@
 """Expand a pipeline config into runs: family x block x depth x variant x dataset x seed.
 
 The Snakefile only asks this module which runs exist and where they live; the naming rule is
-here, where it is tested: `{results}/{experiment}/runs/{dataset}/{recipe}/{model}/seed{seed}`.
+here (`RUN_DIR`), where it is tested, and the workflow's file patterns are derived from it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,7 +16,6 @@ from resnet_bench import validation as V
 from resnet_bench.models.families import FAMILIES
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import layout
-from resnet_bench.pipeline.outputs import fetch_targets
 from resnet_bench.public_data import public_dataset
 from resnet_bench.tables.claims import check_family
 from resnet_bench.train.recipe import Recipe
@@ -24,6 +23,11 @@ from resnet_bench.train.recipe import Recipe
 
 class GridError(ValueError):
     """A pipeline config that names something that does not exist."""
+
+
+# Where a run lives: its directory below an experiment, and the name of its log and benchmark.
+RUN_ID = "{dataset}/{recipe}/{model}/seed{seed}"
+RUN_DIR = "{results}/{experiment}/runs/" + RUN_ID
 
 
 @dataclass(frozen=True, order=True)
@@ -34,7 +38,12 @@ class Run:
     seed: int
 
     def path(self, results: str, experiment: str) -> str:
-        return f"{results}/{experiment}/runs/{self.dataset}/{self.recipe}/{self.model}/seed{self.seed}"
+        return RUN_DIR.format(results=results, experiment=experiment, **asdict(self))
+
+
+def run_dir_pattern(results: str, experiment: str) -> str:
+    """RUN_DIR as a Snakemake file pattern: the run's fields are the wildcards."""
+    return RUN_DIR.replace("{results}", results).replace("{experiment}", experiment)
 
 
 def _as_list(value: Any) -> list:
@@ -212,6 +221,23 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
     if not spec.get("root"):
         raise GridError(f"{where}root: missing; where {source.key} lives or is fetched to, "
                         f"e.g. {source.default_root}")
+
+
+# A `datasets:` entry with a `source` (resnet_bench/public_data.py) is fetched into its `root`
+# when that is absent; the root is then an input of its prepare_data job. An entry without one
+# only reads its root, so a study registered before sources existed keeps its jobs and inputs.
+def fetch_targets(config: dict[str, Any]) -> dict[str, list[str]]:
+    """root -> `resnet-bench data fetch` arguments, one fetch per root (entries sharing a root
+    must name the same source and URL)."""
+    targets: dict[str, list[str]] = {}
+    for name, spec in sorted(config.get("datasets", {}).items()):
+        if not spec.get("source"):
+            continue
+        args = [spec["source"], *(["--url", spec["url"]] if spec.get("url") else [])]
+        if targets.setdefault(spec["root"], args) != args:
+            raise ValueError(f"datasets.{name}: root {spec['root']!r} is also fetched with "
+                             f"{' '.join(targets[spec['root']])!r}; one root, one source")
+    return targets
 
 
 def check_results_dir(results: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from resnet_bench.pipeline import grid
 from resnet_bench.schema import ANALYSES, FIGURES, TABLES, analysis_stems
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
 
@@ -76,7 +77,6 @@ ANALYSIS_OPTIONS = {"max_images": "--max-images", "batch_size": "--batch-size"}
 def analysis_inputs(config: dict[str, Any], key: str) -> list[str]:
     """What one analysis reads: its runs' summary.json; the depth challenge also the runs and
     curves tables, the gradients at initialisation the prepared dataset of their fixed batch."""
-    from resnet_bench.pipeline import grid
     results, exp = config["results"], config["experiment"]
     runs = grid.analysis_runs(config, key)
     files = [f"{r.path(results, exp)}/summary.json" for r in runs]
@@ -91,7 +91,6 @@ def analysis_args(config: dict[str, Any], key: str) -> str:
     """Command-line arguments of `resnet-bench analyze` for the `analysis:` entry `key` ("" when
     the config has none). The runs of an analysis share one dataset (`grid.analysis_runs`); the
     gradients at initialisation take their fixed batch from it."""
-    from resnet_bench.pipeline import grid
     if key not in config.get("analysis", {}):
         return ""
     results, exp = config["results"], config["experiment"]
@@ -126,27 +125,6 @@ def prepare_args(spec: dict[str, Any]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-# ------------------------------------------------------------------ public datasets: the fetch
-#
-# A `datasets:` entry with a `source` (resnet_bench/public_data.py) is fetched into its `root`
-# when that is absent; the root is then an input of its prepare_data job. Entries without one
-# read their root as they always did (nothing planned, no new input for a finished study).
-
-
-def fetch_targets(config: dict[str, Any]) -> dict[str, list[str]]:
-    """root -> `resnet-bench data fetch` arguments, one fetch per root (entries sharing a root
-    must name the same source and URL)."""
-    targets: dict[str, list[str]] = {}
-    for name, spec in sorted(config.get("datasets", {}).items()):
-        if not spec.get("source"):
-            continue
-        args = [spec["source"], *(["--url", spec["url"]] if spec.get("url") else [])]
-        if targets.setdefault(spec["root"], args) != args:
-            raise ValueError(f"datasets.{name}: root {spec['root']!r} is also fetched with "
-                             f"{' '.join(targets[spec['root']])!r}; one root, one source")
-    return targets
-
-
 def prepare_inputs(spec: dict[str, Any]) -> list[str]:
-    """Files a prepare_data job waits for: a fetched dataset's root."""
+    """Files a prepare_data job waits for: a fetched dataset's root (grid.fetch_targets)."""
     return [spec["root"]] if spec.get("source") else []

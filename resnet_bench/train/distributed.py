@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from resnet_bench.train.exits import EXIT_COMPLETED, EXIT_FAILED, EXIT_PREEMPTED
 from resnet_bench.validation import check_bn_batch_size, refuse
 
 
@@ -232,7 +233,6 @@ def torchrun(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main
 
-    from resnet_bench.train.loop import EXIT_PREEMPTED
     try:
         main(argv)
     except SignalException as exc:
@@ -241,8 +241,8 @@ def torchrun(argv: list[str] | None = None) -> int:
         codes = {f.exitcode for f in exc.failures.values()}
         stopped_by_torchrun = {-signal.SIGTERM, -signal.SIGKILL}
         preempted = EXIT_PREEMPTED in codes and codes <= {EXIT_PREEMPTED, *stopped_by_torchrun}
-        return EXIT_PREEMPTED if preempted else 1
-    return 0
+        return EXIT_PREEMPTED if preempted else EXIT_FAILED
+    return EXIT_COMPLETED
 
 
 if __name__ == "__main__":

@@ -25,36 +25,34 @@ from typing import Any
 import torch
 
 from resnet_bench.data.runs import load_run_data, split_training_set
-from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_COLUMNS, EVAL_LOG, FINAL_WEIGHTS,
-                                 GRAD_COLUMNS, GRAD_LOG, PREEMPTED, PROVENANCE, STATUSES,
-                                 SUMMARY, TRAIN_COLUMNS, TRAIN_LOG, Summary)
+from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_LOG, FINAL_WEIGHTS, GRAD_LOG, PREEMPTED,
+                                 PROVENANCE, STATUSES, SUMMARY, TRAIN_LOG, Summary)
 from resnet_bench.train import checkpoint, distributed, provenance
+from resnet_bench.train.exits import EXIT_COMPLETED, EXIT_PREEMPTED
 from resnet_bench.train.progress import Progress
 from resnet_bench.train.recipe import RunConfig
-from resnet_bench.train.records import (CsvLog, atomic_write_bytes, read_json, sweep_temp_files,
-                                        write_json)
+from resnet_bench.train.records import atomic_write_bytes, read_json, sweep_temp_files, write_json
 from resnet_bench.train.rundir import held, out_path
-from resnet_bench.train.session import Session
-from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, compiled, configure_backends,
-                                     make_optimizer, prepare_model, sync_interval, train_step)
+from resnet_bench.train.session import Clock, Logs, State, Training, TrainWindow
+from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, StepValues, compiled,
+                                     configure_backends, make_optimizer, prepare_model,
+                                     sync_interval, train_step)
 from resnet_bench.validation import check_dataset, check_device
 
-# Exit status of a run stopped by SIGTERM after writing its checkpoint (EX_TEMPFAIL):
-# the scheduler should run the same command again, which resumes.
-EXIT_PREEMPTED = 75
-
-__all__ = ["EXIT_PREEMPTED", "Outcome", "Preempted", "check_out_dir", "load_run_data",
-           "pick_device", "split_training_set", "train"]
-
-
-class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint has been written."""
+__all__ = ["Outcome", "check_out_dir", "pick_device", "train"]
 
 
 @dataclass
 class Outcome:
     summary: dict[str, Any]
     exit_status: int
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Where `_loop` stopped: completed, diverged or preempted, after `iteration` updates."""
+    status: str
+    iteration: int
 
 
 def pick_device(name: str) -> torch.device:
@@ -131,18 +129,22 @@ def _train(config: RunConfig, out: Path, *, progress, stop_after, replace_stale,
     if stale is None and (out / SUMMARY).exists():
         summary = read_json(out / SUMMARY)
         if summary.get("status") in STATUSES:
-            return Outcome(summary, 0)
+            return Outcome(summary, EXIT_COMPLETED)
 
     run = _setup(config, out, device, identity, replace=stale is not None, world=world)
-    start = _resume(run, None if stale is not None else ckpt, gpu_claim)
-    stopped = _loop(run, start, progress, stop_after)
-    if isinstance(stopped, Outcome):
-        return stopped
-    return _finish(run, *stopped)
+    state, window, prov, start = _resume(run, None if stale is not None else ckpt, gpu_claim)
+    bar = Progress(total=run.recipe.iterations, start=start, enabled=progress,
+                   stream=None if world.is_writer else io.StringIO(),  # rank 0 tells
+                   label=f"{config.model} seed {config.seed}")
+    clock = Clock.started()
+    ended = _loop(run, state, clock, window, bar, start, stop_after)
+    if ended.status == PREEMPTED:
+        return Outcome(_stopped(state, ended.iteration), EXIT_PREEMPTED)
+    return _finish(run, state, clock, window, bar, prov, ended)
 
 
 def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
-           replace: bool, world: distributed.World = distributed.SINGLE) -> Session:
+           replace: bool, world: distributed.World = distributed.SINGLE) -> Training:
     """Data, model, optimizer and logs; the records of a replaced (stale) run are removed only
     once the data has been checked."""
     from resnet_bench.data import DeviceLoader
@@ -190,31 +192,24 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
         model.set_activation_checkpointing(True)
     optimizer = make_optimizer(model, recipe)
 
-    run = Session(config=config, spec=spec, out=out, device=device, identity=identity,
-                  dataset=dataset, loader=loader, test=test, val=val, model=model,
-                  optimizer=optimizer,
-                  step_model=compiled(distributed.data_parallel(model, world, device), recipe),
-                  params=params, macs=macs,
-                  train_log=CsvLog(out / TRAIN_LOG, TRAIN_COLUMNS, writer=world.is_writer),
-                  eval_log=CsvLog(out / EVAL_LOG, EVAL_COLUMNS, writer=world.is_writer),
-                  grad_log=(CsvLog(out / GRAD_LOG, GRAD_COLUMNS, writer=world.is_writer)
-                            if recipe.grad_norm_every else None),
-                  world=world)
+    run = Training(config=config, spec=spec, out=out, device=device, world=world,
+                   identity=identity, dataset=dataset, loader=loader, test=test, val=val,
+                   model=model, optimizer=optimizer,
+                   step_model=compiled(distributed.data_parallel(model, world, device), recipe),
+                   params=params, macs=macs, logs=Logs.open(out, recipe, writer=world.is_writer))
     if world.is_writer:
         write_json(out / CONFIG, {**config.to_dict(), "identity": identity,
                                   "config_hash": config.config_hash()})
     return run
 
 
-def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
-    """Start fresh, or restore weights, optimizer, RNG states and counters from `ckpt`; cut the
-    logs back to the checkpoint. Returns the first iteration to run."""
-    config, recipe = run.config, run.recipe
-    start = 0
-    run.state = {"warmup_done": recipe.warmup != "v1", "train_time_s": 0.0,
-                 "compile_time_s": 0.0, "wall_time_s": 0.0, "resumed": 0,
-                 "timed_images": 0, "oom_fallback_at": None}
-    prov = run.prov = provenance.collect(config.config_hash(), config.seed, run.device)
+def _resume(run: Training, ckpt: dict | None,
+            gpu_claim) -> tuple[State, TrainWindow, dict[str, Any], int]:
+    """Start fresh, or restore weights, optimizer, RNG states and state from `ckpt`; write the
+    provenance; cut the logs back to the checkpoint. Returns the state, the training window,
+    the provenance and the first iteration to run."""
+    recipe = run.recipe
+    prov = provenance.collect(run.config.config_hash(), run.config.seed, run.device)
     if gpu_claim is not None:
         from resnet_bench.gpu import provenance as gpu_provenance
         prov["gpu_claim"] = gpu_provenance(gpu_claim)
@@ -223,57 +218,52 @@ def _resume(run: Session, ckpt: dict | None, gpu_claim) -> int:
     layout = distributed.describe(run.world, recipe, run.device, provenance.device_description)
     if layout is not None:
         prov["distributed"] = layout
-    if ckpt is not None:
+    if ckpt is None:
+        start, state = 0, State.fresh(recipe)
+        prov["first_started"] = prov["started"]
+        prov["first_code"] = prov["code"]
+    else:
         run.model.load_state_dict(ckpt["model"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
         checkpoint.set_rng_states(ckpt["rng"])
-        start = int(ckpt["iteration"])
-        run.state.update(ckpt["state"])
-        run.state["resumed"] += 1
-        if run.state.get("activation_checkpointing"):
+        start, state = int(ckpt["iteration"]), State.resumed_from(ckpt["state"], recipe)
+        if state.activation_checkpointing:
             run.model.set_activation_checkpointing(True)
-        old = read_json(run.out / PROVENANCE) if (run.out / PROVENANCE).exists() else {}
-        prov["first_started"] = old.get("first_started", old.get("started"))
-        # A long run may resume under a newer checkout: each start names its code.
-        prov["first_code"] = old.get("first_code", old.get("code"))
-        prov["resumes"] = old.get("resumes", []) + [{"at_iteration": start, "time": prov["started"],
-                                                      "host": prov["host"],
-                                                      "slurm_job_id": prov["slurm_job_id"],
-                                                      "code": prov["code"]}]
-        prov["first_slurm_job_id"] = old.get("first_slurm_job_id", old.get("slurm_job_id"))
-    else:
-        prov["first_started"] = prov["started"]
-        prov["first_code"] = prov["code"]
+        _record_resume(prov, run.out / PROVENANCE, start)
     if run.world.is_writer:
         write_json(run.out / PROVENANCE, prov)
-    # Rows written after the checkpoint we resume from (or by a run that died before its first
-    # checkpoint) would be duplicated: cut them. Grad rows are logged before update `it`.
-    train_rows = run.train_log.truncate_after(start)
-    run.eval_log.truncate_after(start)
-    if run.grad_log is not None:
-        run.grad_log.truncate_after(start - 1)
+    train_rows = run.logs.cut_after(start)
     distributed.check_agreed(run.world, "the iteration to resume from", start, run.device)
-    run.recent_errors = [float(r["error_pct"]) for r in train_rows[-recipe.train_window:]]
-    run.recent_losses = [float(r["loss"]) for r in train_rows[-recipe.train_window:]]
-    return start
+    return state, TrainWindow.from_rows(recipe.train_window, train_rows), prov, start
 
 
-def _loop(run: Session, start: int, progress: bool | None, stop_after: int | None):
-    """Iterate from `start`: (status, diverged_at, iteration reached), or the Outcome of a
-    preemption (SIGTERM, or `stop_after`) after writing a checkpoint."""
-    recipe, state = run.recipe, run.state
+def _record_resume(prov: dict[str, Any], previous: Path, start: int) -> None:
+    """Carry the first session's start, code and job over from the previous provenance, and
+    add this resume. A long run may resume under a newer checkout: each start names its code."""
+    old = read_json(previous) if previous.exists() else {}
+    prov["first_started"] = old.get("first_started", old.get("started"))
+    prov["first_code"] = old.get("first_code", old.get("code"))
+    prov["resumes"] = old.get("resumes", []) + [{"at_iteration": start, "time": prov["started"],
+                                                  "host": prov["host"],
+                                                  "slurm_job_id": prov["slurm_job_id"],
+                                                  "code": prov["code"]}]
+    prov["first_slurm_job_id"] = old.get("first_slurm_job_id", old.get("slurm_job_id"))
+
+
+def _loop(run: Training, state: State, clock: Clock, window: TrainWindow, bar: Progress,
+          start: int, stop_after: int | None) -> Ended:
+    """Iterate from `start` until the schedule ends, the loss diverges, or SIGTERM (or
+    `stop_after`) stops it after a checkpoint. The lr is a function of the iteration (and of
+    the V1 warm-up's state); the batch a function of the seed and the iteration."""
+    recipe, world = run.recipe, run.world
     sync_every = sync_interval(run.device)
-    run.clock = {"window_start": time.perf_counter(), "images": 0, "session": time.perf_counter()}
-    bar = run.bar = Progress(total=recipe.iterations, start=start, enabled=progress,
-                             stream=None if run.world.is_writer else io.StringIO(),  # rank 0 tells
-                             label=f"{run.config.model} seed {run.config.seed}")
-    status, diverged_at = "completed", None
     end = recipe.iterations if stop_after is None else min(recipe.iterations, stop_after)
+    steps = StepValues()  # per-step loss and error, on the device until the next host sync
     run.model.train()
     it = start
     with _SigtermFlag() as sigterm:
         while it < end:
-            lr = recipe.lr_at(it, warmup_done=state["warmup_done"])
+            lr = recipe.lr_at(it, warmup_done=state.warmup_done)
             xb, yb = run.loader.batch(it)
             t0 = time.perf_counter()
             try:
@@ -282,139 +272,144 @@ def _loop(run: Session, start: int, progress: bool | None, stop_after: int | Non
             except ForwardBackwardOOM:
                 # Nothing was updated yet: retry this very iteration with activation
                 # checkpointing (slower, far less memory), and record that it happened.
-                if recipe.activation_checkpointing or state.get("activation_checkpointing") \
-                        or run.world.distributed:  # one rank alone cannot retry a DDP step
+                if recipe.activation_checkpointing or state.activation_checkpointing \
+                        or world.distributed:  # one rank alone cannot retry a DDP step
                     raise
-                _fall_back_to_activation_checkpointing(run, it)
+                _fall_back_to_activation_checkpointing(run, state, bar, it)
                 continue
-            run.steps.add(it, lr, loss, wrong)
+            steps.add(it, lr, loss, wrong)
             it += 1
-            run.clock["images"] += len(yb) * run.world.world_size
+            clock.images += len(yb) * world.world_size
 
             if it == start + 1 and recipe.compile:
                 # The first compiled step pays for compilation: time it apart.
                 if run.device.type == "cuda":
                     torch.cuda.synchronize()
-                state["compile_time_s"] += time.perf_counter() - t0
-                run.clock.update(window_start=time.perf_counter(), images=0)
+                state.compile_time_s += time.perf_counter() - t0
+                clock.restart_window()
 
             at_sync = it % sync_every == 0 or it == end
-            if not run.world.distributed:
+            if not world.distributed:
                 stop = bool(sigterm.raised)
             else:  # the ranks agree at the syncs: a SIGTERM at any one of them stops them all
-                stop = at_sync and distributed.any_rank(run.world, bool(sigterm.raised), run.device)
+                stop = at_sync and distributed.any_rank(world, bool(sigterm.raised), run.device)
             if at_sync or stop:
-                if not run.drain():
-                    status, diverged_at = "diverged", it
-                    break
-                _check_warmup(run, it)
-                run.account_time()
-                bar.update(it, loss=run.recent_losses[-1], error=run.recent_errors[-1], lr=lr,
-                           images_per_s=run.images_per_s())
+                if not run.log_steps(steps, window):
+                    return Ended("diverged", it)
+                _check_warmup(state, window, bar, it, recipe.warmup_error_pct)
+                clock.account(state)
+                bar.update(it, loss=window.losses[-1], error=window.errors[-1], lr=lr,
+                           images_per_s=state.images_per_s())
 
             if it % recipe.eval_every == 0 and it != recipe.iterations:
-                run.paused(run.run_eval, it)
+                clock.paused(run.evaluate, it)
             if stop:
-                run.save_checkpoint(it)
+                _checkpoint(run, state, clock, steps, window, it)
                 bar.close(f"{sigterm.raised or 'SIGTERM'}: checkpoint written at iteration {it}; "
                           "run the same command to resume")
-                return Outcome(_stopped(run, it), EXIT_PREEMPTED)
+                return Ended(PREEMPTED, it)
             if it % recipe.checkpoint_every == 0 and it != recipe.iterations:
-                run.paused(run.save_checkpoint, it)
+                clock.paused(_checkpoint, run, state, clock, steps, window, it)
 
-        if status == "completed" and it < recipe.iterations:
+        if it < recipe.iterations:
             # Stopped early on purpose (stop_after): behave exactly like a preemption.
-            run.save_checkpoint(it)
+            _checkpoint(run, state, clock, steps, window, it)
             bar.close(f"stopped at iteration {it}")
-            return Outcome(_stopped(run, it), EXIT_PREEMPTED)
-    return status, diverged_at, it
+            return Ended(PREEMPTED, it)
+    return Ended("completed", it)
 
 
-def _stopped(run: Session, it: int) -> dict[str, Any]:
+def _checkpoint(run: Training, state: State, clock: Clock, steps: StepValues,
+                window: TrainWindow, it: int) -> None:
+    """The logs and state up to update `it`, then the checkpoint (which names `it`)."""
+    run.log_steps(steps, window)
+    clock.account(state)
+    run.save_checkpoint(it, state)
+
+
+def _stopped(state: State, it: int) -> dict[str, Any]:
     """What a preempted run reports (its checkpoint holds the rest): where it stopped and the
     time it took, so that a caller can measure a run it stops (scripts/gpu-check.sh)."""
-    keys = ("train_time_s", "wall_time_s", "compile_time_s", "timed_images", "warmup_done",
-            "oom_fallback_at")
-    return {"status": PREEMPTED, "iterations": it, **{k: run.state.get(k) for k in keys}}
+    return {"status": PREEMPTED, "iterations": it, "train_time_s": state.train_time_s,
+            "wall_time_s": state.wall_time_s, "compile_time_s": state.compile_time_s,
+            "timed_images": state.timed_images, "warmup_done": state.warmup_done,
+            "oom_fallback_at": state.oom_fallback_at}
 
 
-def _fall_back_to_activation_checkpointing(run: Session, it: int) -> None:
+def _fall_back_to_activation_checkpointing(run: Training, state: State, bar: Progress,
+                                           it: int) -> None:
     run.optimizer.zero_grad(set_to_none=True)
     torch.cuda.empty_cache()
     run.model.set_activation_checkpointing(True)
-    run.state["activation_checkpointing"] = True
-    run.state["oom_fallback_at"] = it
-    run.bar.note(f"out of GPU memory at iteration {it}: retrying with activation checkpointing")
+    state.activation_checkpointing = True
+    state.oom_fallback_at = it
+    bar.note(f"out of GPU memory at iteration {it}: retrying with activation checkpointing")
 
 
-def _check_warmup(run: Session, it: int) -> None:
+def _check_warmup(state: State, window: TrainWindow, bar: Progress, it: int,
+                  threshold: float) -> None:
     """V1 warm-up (He 2015): over once the mean training error of the last SYNC_EVERY
     iterations drops below the recipe's threshold; tested at fixed iterations only."""
-    recipe = run.recipe
-    if run.state["warmup_done"] or it % SYNC_EVERY != 0:
+    if state.warmup_done or it % SYNC_EVERY != 0:
         return
-    window = sum(run.recent_errors[-SYNC_EVERY:]) / len(run.recent_errors[-SYNC_EVERY:])
-    if window < recipe.warmup_error_pct:
-        run.state["warmup_done"] = True
-        run.bar.note(f"V1 warm-up over at iteration {it}: training error "
-                     f"{window:.1f}% < {recipe.warmup_error_pct}%")
+    error = window.mean_error(last=SYNC_EVERY)
+    if error < threshold:
+        state.warmup_done = True
+        bar.note(f"V1 warm-up over at iteration {it}: training error {error:.1f}% < {threshold}%")
 
 
-def _finish(run: Session, status: str, diverged_at: int | None, it: int) -> Outcome:
+def _finish(run: Training, state: State, clock: Clock, window: TrainWindow, bar: Progress,
+            prov: dict[str, Any], ended: Ended) -> Outcome:
     """Final-iteration numbers only, never a best epoch; summary.json is written last."""
-    recipe, state = run.recipe, run.state
-    if status == "completed":
-        test_loss, test_err = run.run_eval(recipe.iterations, final=True)
-    else:
-        test_loss, test_err = float("nan"), float("nan")
-    run.account_time()
-    run.flush_logs()
-    run.bar.close(f"{status}: test error {test_err:.2f}%" if status == "completed"
-                  else f"diverged at iteration {diverged_at}")
+    recipe, spec = run.recipe, run.spec
+    completed = ended.status == "completed"
+    diverged_at = None if completed else ended.iteration
+    nan = float("nan")
+    test_loss, test_err, test_top5 = (run.evaluate(recipe.iterations, final=True) if completed
+                                      else (nan, nan, None))
+    clock.account(state)
+    run.logs.flush()
+    bar.close(f"completed: test error {test_err:.2f}%" if completed
+              else f"diverged at iteration {diverged_at}")
     if not run.world.is_writer:  # rank 0 writes the record
-        return Outcome({"status": status, "iterations": it}, 0)
+        return Outcome({"status": ended.status, "iterations": ended.iteration}, EXIT_COMPLETED)
 
-    spec = run.spec
-    completed = status == "completed"
-    images_per_s = run.images_per_s()
+    images_per_s = state.images_per_s()
     summary = Summary(
-        status=status, identity=run.identity,
+        status=ended.status, identity=run.identity,
         model=run.config.model, family=spec.family, block=spec.block, depth=spec.depth,
         variant=spec.variant,
         dataset=run.config.dataset, dataset_label=run.dataset.label,
         seed=run.config.seed, recipe=recipe.name,
-        iterations=it if completed else diverged_at,
+        iterations=ended.iteration,
         target_iterations=recipe.iterations,
         diverged_at=diverged_at,
-        final_train_loss=(sum(run.recent_losses) / len(run.recent_losses) if completed
-                          else float("nan")),
-        final_train_error_pct=(sum(run.recent_errors) / len(run.recent_errors) if completed
-                               else float("nan")),
+        final_train_loss=window.mean_loss() if completed else nan,
+        final_train_error_pct=window.mean_error() if completed else nan,
         train_window=recipe.train_window,
         final_test_loss=test_loss, final_test_error_pct=test_err,
-        final_test_top5_error_pct=run.test_top5 if completed else None,
-        wall_time_s=state["wall_time_s"], train_time_s=state["train_time_s"],
-        compile_time_s=state["compile_time_s"], images_per_s=images_per_s,
+        final_test_top5_error_pct=test_top5,
+        wall_time_s=state.wall_time_s, train_time_s=state.train_time_s,
+        compile_time_s=state.compile_time_s, images_per_s=images_per_s,
         # Training costs ~3 forward passes (forward, grad wrt activations, grad wrt weights).
         tflops_per_s=images_per_s * run.macs * 2 * 3 / 1e12,
         params=run.params, macs=run.macs,
         precision=recipe.precision,
-        activation_checkpointing=bool(recipe.activation_checkpointing
-                                      or state.get("activation_checkpointing")),
-        oom_fallback_at=state.get("oom_fallback_at"),
-        resumed=state["resumed"],
-        device=run.prov["hardware"]["device_name"],
+        activation_checkpointing=recipe.activation_checkpointing or state.activation_checkpointing,
+        oom_fallback_at=state.oom_fallback_at,
+        resumed=state.resumed,
+        device=prov["hardware"]["device_name"],
     ).to_dict()
     # Serialised in memory, then written atomically: a full disk raises OSError (torch.save to a
     # path would raise a RuntimeError) and leaves no half-written model.pt.
     buf = io.BytesIO()
     torch.save(run.model.state_dict(), buf)
     atomic_write_bytes(run.out / FINAL_WEIGHTS, buf.getvalue())
-    run.prov["finished"] = provenance.now()
-    write_json(run.out / PROVENANCE, run.prov)
+    prov["finished"] = provenance.now()
+    write_json(run.out / PROVENANCE, prov)
     write_json(run.out / SUMMARY, summary)  # last: its presence means the run is finished
     (run.out / CHECKPOINT).unlink(missing_ok=True)
-    return Outcome(summary, 0)
+    return Outcome(summary, EXIT_COMPLETED)
 
 
 def check_out_dir(out: Path) -> None:

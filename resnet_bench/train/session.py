@@ -1,21 +1,22 @@
-"""One training session of `train()`: its objects (data, model, optimizer, logs) and the
-bookkeeping between steps (host logs, timers, evaluation, checkpoints, gradient norms)."""
+"""What `train()` works on, as typed records: the objects of a run (`Training`), the state it
+checkpoints (`State`), the session's clock (`Clock`), the final training window (`TrainWindow`)
+and the run's CSV logs (`Logs`); and the evaluation of the held-out sets."""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from resnet_bench.record import CHECKPOINT
+from resnet_bench.record import (CHECKPOINT, EVAL_COLUMNS, EVAL_LOG, GRAD_COLUMNS, GRAD_LOG,
+                                 TRAIN_COLUMNS, TRAIN_LOG)
 from resnet_bench.train import checkpoint, distributed
-from resnet_bench.train.progress import Progress
-from resnet_bench.train.recipe import RunConfig
+from resnet_bench.train.recipe import Recipe, RunConfig
 from resnet_bench.train.records import CsvLog
 from resnet_bench.train.step import StepValues, autocast
 
@@ -76,128 +77,215 @@ def _grad_norm_rows(model, iteration: int) -> list[tuple]:
 
 
 @dataclass
-class Session:
-    """One training session's objects and bookkeeping (logs, timers, evaluation, checkpoints)."""
-    config: RunConfig
-    spec: Any                                  # the ModelSpec of config.model, parsed once
-    out: Path
-    device: torch.device
-    identity: str
-    dataset: Any                               # the loaded dataset (label and meta are recorded)
-    loader: Any                                # DeviceLoader or StreamLoader (kind imagenet)
-    test: tuple[Any, torch.Tensor]             # images (or StreamLoader's files) and labels
-    val: tuple[Any, torch.Tensor] | None
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    step_model: Any                            # the model, or its torch.compile'd wrapper
-    params: int
-    macs: int
-    train_log: CsvLog
-    eval_log: CsvLog
-    grad_log: CsvLog | None
-    state: dict[str, Any] = field(default_factory=dict)   # checkpointed with the weights
-    prov: dict[str, Any] = field(default_factory=dict)
-    recent_losses: list[float] = field(default_factory=list)
-    recent_errors: list[float] = field(default_factory=list)
-    steps: StepValues = field(default_factory=StepValues)
-    clock: dict[str, float] = field(default_factory=dict)
-    bar: Progress | None = None
-    test_top5: float | None = None             # of the last test evaluation (StreamLoader only)
-    world: distributed.World = distributed.SINGLE  # this process's place in a torchrun run
+class State:
+    """What the trainer checkpoints beside the weights, the optimizer and the RNG states
+    (`checkpoint["state"]`): with the iteration, all a resumed run needs to take the same
+    decisions and report the same totals as an uninterrupted one."""
+    warmup_done: bool                      # V1 warm-up over (the lr schedule reads it)
+    train_time_s: float = 0.0              # timed training steps, every session
+    compile_time_s: float = 0.0            # first compiled step of each session
+    wall_time_s: float = 0.0               # every session, from its first iteration
+    resumed: int = 0                       # sessions after the first
+    timed_images: int = 0                  # images of the timed steps, all processes
+    oom_fallback_at: int | None = None     # iteration whose step ran out of GPU memory
+    activation_checkpointing: bool = False  # turned on by that fallback
 
-    @property
-    def recipe(self):
-        return self.config.recipe
+    @classmethod
+    def fresh(cls, recipe: Recipe) -> State:
+        return cls(warmup_done=recipe.warmup != "v1")
 
-    def drain(self) -> bool:
-        """Move per-step values to the host logs; False if any loss is not finite."""
-        finite = True
-        window = self.recipe.train_window
-        distributed.reduce_steps(self.steps, self.world)  # global-batch values, every rank alike
-        for i, lr_i, loss_v, wrong_v in self.steps.drain():
-            err_v = 100.0 * wrong_v / self.recipe.batch_size
-            self.train_log.append((i + 1, self.loader.epoch_at(i + 1), lr_i, loss_v, err_v))
-            self.recent_losses.append(loss_v)
-            self.recent_errors.append(err_v)
-            finite = finite and math.isfinite(loss_v)
-        del self.recent_losses[:-window], self.recent_errors[:-window]
-        return finite
+    @classmethod
+    def resumed_from(cls, saved: dict[str, Any], recipe: Recipe) -> State:
+        """The state of a checkpoint (keys it lacks keep a fresh run's values), one more resume."""
+        state = cls(**{**asdict(cls.fresh(recipe)), **saved})
+        state.resumed += 1
+        return state
 
-    def account_time(self) -> None:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def images_per_s(self) -> float:
+        return self.timed_images / max(self.train_time_s, 1e-9)
+
+
+@dataclass
+class Clock:
+    """This session's timing: the timed window (evaluations and checkpoints are moved out of it)
+    and the images trained since it began, and the session's start (for the wall time)."""
+    window_start: float
+    session_start: float
+    images: int = 0
+
+    @classmethod
+    def started(cls) -> Clock:
         now = time.perf_counter()
-        self.state["train_time_s"] += now - self.clock["window_start"]
-        self.state["timed_images"] += self.clock["images"]
-        self.state["wall_time_s"] = (self.state.get("wall_time_s", 0.0) + now
-                                     - self.clock["session"])
-        self.clock.update(window_start=now, images=0, session=now)
+        return cls(window_start=now, session_start=now)
 
-    def paused(self, fn, *args):
-        """Run bookkeeping (eval, checkpoint) outside the timed training window."""
+    def restart_window(self) -> None:
+        self.window_start, self.images = time.perf_counter(), 0
+
+    def account(self, state: State) -> None:
+        """Move the time and images since the last account into `state`."""
+        now = time.perf_counter()
+        state.train_time_s += now - self.window_start
+        state.timed_images += self.images
+        state.wall_time_s += now - self.session_start
+        self.window_start, self.images, self.session_start = now, 0, now
+
+    def paused(self, fn: Callable, *args):
+        """Run bookkeeping (evaluation, checkpoint) outside the timed window."""
         t = time.perf_counter()
         result = fn(*args)
-        self.clock["window_start"] += time.perf_counter() - t
+        self.window_start += time.perf_counter() - t
         return result
 
-    def flush_logs(self) -> None:
-        for log in (self.train_log, self.eval_log, self.grad_log):
+
+@dataclass
+class TrainWindow:
+    """Loss and error (%) of the last `size` iterations: the final training numbers, and what
+    the V1 warm-up test reads. Restored from the training log on resume."""
+    size: int
+    losses: list[float] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, size: int, rows: list[dict[str, str]]) -> TrainWindow:
+        return cls(size, [float(r["loss"]) for r in rows[-size:]],
+                   [float(r["error_pct"]) for r in rows[-size:]])
+
+    def add(self, loss: float, error: float) -> None:
+        self.losses.append(loss)
+        self.errors.append(error)
+
+    def trim(self) -> None:
+        del self.losses[:-self.size], self.errors[:-self.size]
+
+    def mean_loss(self) -> float:
+        return sum(self.losses) / len(self.losses)
+
+    def mean_error(self, last: int = 0) -> float:
+        """Over the whole window, or its `last` iterations."""
+        errors = self.errors[-last:] if last else self.errors
+        return sum(errors) / len(errors)
+
+
+@dataclass
+class Logs:
+    """The run's CSV logs (resnet_bench.record); other ranks than 0 read but never write them."""
+    train: CsvLog
+    eval: CsvLog
+    grad: CsvLog | None                    # only when the recipe logs gradient norms
+
+    @classmethod
+    def open(cls, out: Path, recipe: Recipe, writer: bool) -> Logs:
+        return cls(train=CsvLog(out / TRAIN_LOG, TRAIN_COLUMNS, writer=writer),
+                   eval=CsvLog(out / EVAL_LOG, EVAL_COLUMNS, writer=writer),
+                   grad=(CsvLog(out / GRAD_LOG, GRAD_COLUMNS, writer=writer)
+                         if recipe.grad_norm_every else None))
+
+    def flush(self) -> None:
+        for log in (self.train, self.eval, self.grad):
             if log is not None:
                 log.flush()
 
-    def save_checkpoint(self, iteration: int) -> None:
-        self.drain()
-        self.account_time()
-        self.flush_logs()
+    def cut_after(self, iteration: int) -> list[dict[str, str]]:
+        """Drop rows written after the checkpoint a run resumes from (or by a run that died
+        before its first one); the training rows kept. Gradient rows are logged before update
+        `it`, so theirs end one earlier."""
+        kept = self.train.truncate_after(iteration)
+        self.eval.truncate_after(iteration)
+        if self.grad is not None:
+            self.grad.truncate_after(iteration - 1)
+        return kept
+
+
+@dataclass
+class Training:
+    """The objects of one run, built once by `train()`'s setup."""
+    config: RunConfig
+    spec: Any                              # the ModelSpec of config.model, parsed once
+    out: Path
+    device: torch.device
+    world: distributed.World               # this process's place in a torchrun run
+    identity: str
+    dataset: Any                           # the loaded dataset (label and meta are recorded)
+    loader: Any                            # DeviceLoader or StreamLoader (kind imagenet)
+    test: tuple[Any, torch.Tensor]         # images (or StreamLoader's files) and labels
+    val: tuple[Any, torch.Tensor] | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step_model: Any                        # the model, or its torch.compile'd/DDP wrapper
+    params: int
+    macs: int
+    logs: Logs
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.config.recipe
+
+    def log_steps(self, steps: StepValues, window: TrainWindow) -> bool:
+        """Move the pending step values to the training log and window; False if any loss is
+        not finite."""
+        finite = True
+        distributed.reduce_steps(steps, self.world)  # global-batch values, every rank alike
+        for i, lr_i, loss_v, wrong_v in steps.drain():
+            err_v = 100.0 * wrong_v / self.recipe.batch_size
+            self.logs.train.append((i + 1, self.loader.epoch_at(i + 1), lr_i, loss_v, err_v))
+            window.add(loss_v, err_v)
+            finite = finite and math.isfinite(loss_v)
+        window.trim()
+        return finite
+
+    def save_checkpoint(self, iteration: int, state: State) -> None:
+        self.logs.flush()
         if self.world.is_writer:
             checkpoint.save(self.out / CHECKPOINT, model=self.model, optimizer=self.optimizer,
-                            iteration=iteration, state=self.state, identity=self.identity)
+                            iteration=iteration, state=state.to_dict(), identity=self.identity)
 
-    def run_eval(self, iteration: int, final: bool = False) -> tuple[float, float]:
-        """Test (and validation) loss and error; under torchrun on rank 0 alone (the others
-        wait, and get NaN): see resnet_bench.train.distributed."""
+    def evaluate(self, iteration: int, final: bool = False) -> tuple[float, float, float | None]:
+        """Test loss, error and top-5 error (the last only for a StreamLoader), logged with the
+        validation set's; under torchrun on rank 0 alone (the others wait, and get NaN): see
+        resnet_bench.train.distributed."""
         if not self.world.is_writer:
             distributed.barrier(self.world)
-            return float("nan"), float("nan")
-        r = self.recipe
+            return float("nan"), float("nan"), None
         if hasattr(self.loader, "eval_views"):
-            loss, err = self._run_view_eval(iteration, final)
-            distributed.barrier(self.world)
-            return loss, err
-        loss, err = evaluate(self.model, self.loader, *self.test, self.device, r.precision,
-                             r.eval_batch_size)
-        self.eval_log.append((iteration, "test", loss, err))
-        if self.val is not None:
-            vloss, verr = evaluate(self.model, self.loader, *self.val, self.device, r.precision,
-                                   r.eval_batch_size)
-            self.eval_log.append((iteration, "val", vloss, verr))
+            result = self._evaluate_views(iteration, final)
+        else:
+            r = self.recipe
+            loss, err = evaluate(self.model, self.loader, *self.test, self.device, r.precision,
+                                 r.eval_batch_size)
+            self.logs.eval.append((iteration, "test", loss, err))
+            if self.val is not None:
+                vloss, verr = evaluate(self.model, self.loader, *self.val, self.device,
+                                       r.precision, r.eval_batch_size)
+                self.logs.eval.append((iteration, "val", vloss, verr))
+            result = loss, err, None
         distributed.barrier(self.world)
-        return loss, err
+        return result
 
-    def _run_view_eval(self, iteration: int, final: bool) -> tuple[float, float]:
-        """StreamLoader: centre crops during training, the dataset's final_eval at the end;
-        top-5 is kept for the summary."""
+    def _evaluate_views(self, iteration: int, final: bool) -> tuple[float, float, float]:
+        """StreamLoader: centre crops during training, the dataset's final_eval at the end."""
         r = self.recipe
         mode = self.loader.options["final_eval"] if final else "center"
-        loss, err, self.test_top5 = evaluate_views(
+        loss, err, top5 = evaluate_views(
             self.model, self.loader.eval_views(*self.test, r.eval_batch_size, mode),
             self.device, r.precision)
-        self.eval_log.append((iteration, "test", loss, err))
+        self.logs.eval.append((iteration, "test", loss, err))
         if self.val is not None:
             vloss, verr, _ = evaluate_views(
                 self.model, self.loader.eval_views(*self.val, r.eval_batch_size, "center"),
                 self.device, r.precision)
-            self.eval_log.append((iteration, "val", vloss, verr))
-        return loss, err
+            self.logs.eval.append((iteration, "val", vloss, verr))
+        return loss, err, top5
 
-    def grad_norm_logger(self, it: int):
+    def grad_norm_logger(self, it: int) -> Callable[[], None] | None:
         """What logs the gradient norms before update `it`, or None where none are logged."""
-        r = self.recipe
-        if self.grad_log is None or not (it % r.grad_norm_every == 0 or it == r.iterations - 1):
+        r, log = self.recipe, self.logs.grad
+        if log is None or not (it % r.grad_norm_every == 0 or it == r.iterations - 1):
             return None
 
-        def log() -> None:
+        def write() -> None:
             for row in _grad_norm_rows(self.model, it):
-                self.grad_log.append(row)
-        return log
-
-    def images_per_s(self) -> float:
-        return self.state["timed_images"] / max(self.state["train_time_s"], 1e-9)
+                log.append(row)
+        return write

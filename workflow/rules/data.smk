@@ -3,7 +3,7 @@
 # generated once into a uint8 tensor file that every training job loads.
 
 
-for _i, (_root, _args) in enumerate(O.fetch_targets(config).items()):
+for _i, (_root, _args) in enumerate(G.fetch_targets(config).items()):
     _fetch = "fetch_data" + (f"_{_i}" if _i else "")
 
     rule:

@@ -6,11 +6,11 @@ rule train:
     input:
         data=train_input_data,
     output:
-        summary=f"{OUT}/runs/{{dataset}}/{{recipe}}/{{model}}/seed{{seed}}/summary.json",
+        summary=f"{G.run_dir_pattern(RESULTS, EXP)}/summary.json",
     log:
-        f"{OUT}/logs/train/{{dataset}}/{{recipe}}/{{model}}/seed{{seed}}.log",
+        f"{OUT}/logs/train/{G.RUN_ID}.log",
     benchmark:
-        f"{OUT}/benchmarks/train/{{dataset}}/{{recipe}}/{{model}}/seed{{seed}}.tsv"
+        f"{OUT}/benchmarks/train/{G.RUN_ID}.tsv"
     # Retries resume from the run's checkpoint (preemption, node failure, OOM).
     retries: 2
     group:
