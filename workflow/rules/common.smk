@@ -11,8 +11,8 @@ from resnet_bench.pipeline import outputs as O
 from resnet_bench.pipeline import launch as L
 from resnet_bench import strict as S
 
-# One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
-# resnet_bench.validation), before any job starts or any file is written.
+# One-line refusals naming the key, the value and what is allowed (the trainer's own rules: the
+# recipe knobs and the dataset kinds), before any job starts or any file is written.
 try:
     for _path in workflow.configfiles:  # Snakemake's loaders keep the last of a repeated key
         S.config_file(_path)
