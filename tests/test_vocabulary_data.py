@@ -127,7 +127,8 @@ def toy():
 def test_a_registered_kind_is_in_the_cli_and_the_config_validation(toy, capsys):
     with pytest.raises(SystemExit):
         main(["data", "prepare", "--help"])
-    assert "toy: dark or bright images" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "toy: dark or bright images" in shown and "--side SIDE image side [8]" in shown
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["datasets"] = {"toy": {"kind": "toy", "options": {"n": 64}}}
     for entry in cfg["grid"]:
