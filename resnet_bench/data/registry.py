@@ -79,11 +79,10 @@ def parse_source(dataset: str, root: Any = None, prepared: str | None = None,
             raise ConfigError(f"{where}data option {', '.join(map(str, options))}: ignored with a "
                               "prepared file (set it when the file is prepared)")
         return DatasetSource(dataset, None, None, {}, prepared)
-    known = kinds().get(canonical_kind(dataset)) if isinstance(dataset, str) else None
-    if known is not None and not known.reads_files and root not in (None, ""):
-        raise refuse(root_key, root, f"none for dataset {known.name} (it is generated and "
-                                     "reads no files)", where)
     kind = lookup(dataset, kind_key, where)
+    if not kind.reads_files and root not in (None, ""):
+        raise refuse(root_key, root, f"none for dataset {kind.name} (it is generated and "
+                                     "reads no files)", where)
     checked = kind.check_options(options, options_where)
     return DatasetSource(kind.name, kind, None if root is None else str(root), checked, None)
 
