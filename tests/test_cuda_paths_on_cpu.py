@@ -145,7 +145,7 @@ def test_the_nvjpeg_branch_batches_jpegs_and_sends_the_rest_through_the_cpu(monk
     device, in RGB; PNGs and greyscale through the CPU decoder and moved to the device; the
     order kept. The stub decodes on the CPU ('meta' stands for the GPU: no CUDA here)."""
     import torchvision.io as tvio
-    from resnet_bench.data.imagenet import decode_rgb
+    from resnet_bench.data.views import decode_rgb
     items = [("a.jpg", _encoded("JPEG", seed=1)), ("b.png", _encoded("PNG", seed=2)),
              ("c.jpg", _encoded("JPEG", "L", seed=3)), ("d.jpg", _encoded("JPEG", seed=4))]
     cpu = decode_rgb(items)

@@ -207,7 +207,7 @@ def test_reference_without_the_name_column_is_refused(tmp_path):
 def test_imagefolder_is_folder_in_data_prepare_and_the_pipeline_validation(tmp_path):
     from PIL import Image
     from resnet_bench.cli import main
-    from resnet_bench.validation import check_dataset_options, known_train_size
+    from resnet_bench.data.registry import lookup
 
     for split in ("train", "test"):
         for cls in ("a", "b"):
@@ -218,5 +218,6 @@ def test_imagefolder_is_folder_in_data_prepare_and_the_pipeline_validation(tmp_p
     assert main(["data", "prepare", "--dataset", "imagefolder", "--root", str(tmp_path / "tree"),
                  "--image-size", "8", "--out", str(out)]) == 0
     assert out.exists()
-    assert check_dataset_options("imagefolder", {"image_size": 8}) == check_dataset_options("folder", {"image_size": 8})
-    assert known_train_size("imagefolder", {}) is None
+    assert lookup("imagefolder") is lookup("folder")
+    assert lookup("imagefolder").check_options({"image_size": 8}) == {"image_size": 8}
+    assert lookup("imagefolder").known_train_size({}) is None

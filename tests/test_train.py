@@ -285,7 +285,7 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, capsys, argv, needle
 
 def test_published_runs_keep_their_identity():
     """Every committed run's config.json, read with today's code, gives the identity and config
-    hash it was recorded with: a new recipe knob (recipe.LATER_KNOBS) or a changed default must
+    hash it was recorded with: a new recipe knob (Knob.recorded_when_set) or a changed default must
     not orphan published or half-finished runs, nor retrain them through the pipeline's params."""
     root = Path(__file__).resolve().parent.parent / "results" / "published"
     configs = sorted(root.rglob("config.json"))

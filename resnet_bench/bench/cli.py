@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from resnet_bench import checks
 from resnet_bench.args import add_source_args
 from resnet_bench.bench.baseline import BASELINE_WORKERS
-from resnet_bench.validation import check_threads
 
 DEFAULT_MODEL = "v1-basic-20"
 FIDELITY_DEFAULT_MODEL = "v1-basic-8"
@@ -44,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each path this many times, alternating project/baseline, and "
                              "pool the timed iterations (steadier ratio on a busy machine) [1]")
-    add_source_args(parser, "synthetic | cifar10 | cifar100 | folder")
+    add_source_args(parser, "a dataset kind held in memory (`resnet-bench data prepare --help` "
+                            "lists them and their options)")
     parser.add_argument("--train-size", type=int,
                         help="synthetic only: number of training images [the dataset's default]")
     parser.add_argument("--baseline-workers", type=int, default=BASELINE_WORKERS,
@@ -119,7 +120,7 @@ def _validate(args: argparse.Namespace, device) -> None:
         if getattr(args, key) < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {getattr(args, key)}")
     if args.threads is not None:
-        check_threads(args.threads)
+        checks.threads(args.threads)
     if args.train_size is not None:
         if args.prepared or args.dataset != "synthetic":
             raise ValueError("--train-size applies to the synthetic dataset only")

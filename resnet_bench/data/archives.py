@@ -6,7 +6,7 @@ import hashlib
 import tarfile
 from pathlib import Path
 
-from .dataset import DatasetError
+from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 

@@ -14,6 +14,7 @@ never call a look-alike "CIFAR-10".
 
 from __future__ import annotations
 
+import functools
 import pickle
 import tempfile
 from collections.abc import Mapping
@@ -27,7 +28,11 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import calculate_md5
 
 from .archives import file_digest, is_archive, safe_extract
-from .dataset import DatasetError, ImageDataset
+from resnet_bench.checks import Bool, Rule, Text, refuse
+
+from .dataset import ImageDataset
+from .errors import DatasetError
+from .kind import DatasetKind, Option, register
 
 _KINDS = {"cifar10": (CIFAR10, "CIFAR-10"), "cifar100": (CIFAR100, "CIFAR-100")}
 DEFAULT_ROOT = "data"
@@ -156,3 +161,36 @@ def load_cifar(kind: str, root: str | Path | None = None, *, download: bool = Fa
         label = official if verify is True else f"{official} (unofficial files)"
     return ImageDataset(train_x, train_y, test_x, test_y, list(train.classes), name=kind,
                         label=label, meta=meta)
+
+
+class Verify(Rule):
+    """`verify`: true (the official md5s), false (presence only) or {file name: md5}."""
+
+    def check(self, key: str, value: Any, where: str = "") -> bool | dict[str, str]:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+            return dict(value)
+        raise refuse(key, value, "true, false or a mapping of file name to md5", where)
+
+    def schema(self) -> dict[str, Any]:
+        return {"oneOf": [{"type": "boolean"},
+                          {"type": "object", "additionalProperties": {"type": "string"}}]}
+
+    def cli(self) -> dict[str, Any]:
+        return Bool().cli()
+
+
+OPTIONS = (
+    Option("download", Bool(), "download with torchvision (md5-checked) into the root"),
+    Option("verify", Verify(), "check the official md5s (--no-verify: skip, recorded; the "
+                               "label then says 'unofficial files')"),
+    Option("cache_dir", Text(), "keep the extracted archive here instead of a temp dir"),
+    Option("label", Text(), "label used on figures"),
+)
+CIFAR10, CIFAR100 = (
+    register(DatasetKind(kind, functools.partial(load_cifar, kind), OPTIONS,
+                         help=f"{official} (torchvision's python pickles: a directory or archive)",
+                         train_size=lambda o: 50_000, image_size=lambda o: (32, 32)))
+    for kind, (_, official) in _KINDS.items())

@@ -6,30 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from .prepared import load_prepared, prepare_dataset
 from resnet_bench.public_data import PUBLIC
-from .registry import KIND_ALIASES, KINDS, canonical_kind
 
-
-def _image_size(text: str) -> int | list[int]:
-    try:
-        if "x" in text.lower():
-            h, w = text.lower().split("x")
-            return [int(h), int(w)]
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-
-
-def _sizes(text: str) -> list[int]:
-    """224,256,384 or [224, 256, 384] (what the pipeline passes for a list option)."""
-    try:
-        values = [int(v) for v in text.strip("[] ").replace(",", " ").split()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected sizes such as 224,256,384; got {text!r}")
-    return values
+from .prepared import load_prepared
+from .registry import canonical_kind, kinds, parse_source, prepare, schema_kinds
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,44 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--url", help="download from here instead of the pinned URL (an internal "
                                  "mirror; file:// works); the content check is the same")
     p = sub.add_parser("prepare", help="load a dataset and write it as one prepared file")
-    p.add_argument("--dataset", required=True, choices=KINDS + tuple(KIND_ALIASES), type=canonical_kind,
-                   help="dataset kind (imagefolder = folder)")
-    p.add_argument("--root", help="data directory or archive (cifar10/cifar100/folder; imagenet: "
-                                  "a directory)")
+    p.add_argument("--dataset", required=True, choices=schema_kinds(), type=canonical_kind,
+                   help="dataset kind: " + "; ".join(
+                       f"{k.name}{''.join(f' (= {a})' for a in k.aliases)}: {k.help}"
+                       for k in kinds().values()))
+    p.add_argument("--root", help="data directory or archive (the kinds that read files)")
     p.add_argument("--out", required=True, help="prepared file to write (atomically)")
-    g = p.add_argument_group("synthetic")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--train-size", type=int)
-    g.add_argument("--test-size", type=int)
-    g.add_argument("--difficulty", choices=("standard", "easy"),
-                   help="easy: no clutter, for CPU smoke runs (default: standard)")
-    g = p.add_argument_group("cifar10/cifar100")
-    g.add_argument("--download", action="store_true", default=None,
-                   help="download with torchvision (md5-checked) into --root")
-    g.add_argument("--no-verify", dest="verify", action="store_false", default=None,
-                   help="skip the official md5 check (recorded; label says 'unofficial files')")
-    g.add_argument("--cache-dir", help="keep the extracted archive here instead of a temp dir")
-    g = p.add_argument_group("folder")
-    g.add_argument("--image-size", type=_image_size, help="stretch images to N or HxW")
-    g.add_argument("--channels", choices=("rgb", "l", "keep"))
-    g.add_argument("--max-per-class", type=int, help="first K files per class and split")
-    g.add_argument("--name", help="short dataset name (default: from the folder/archive)")
-    g = p.add_argument_group("imagenet (writes an index of files and statistics; also "
-                             "--max-per-class, --name, --label)")
-    g.add_argument("--resize-min", type=int, help="scale augmentation: shortest shorter side [256]")
-    g.add_argument("--resize-max", type=int, help="scale augmentation: longest shorter side [480]")
-    g.add_argument("--crop", type=int, help="training and test crop [224]")
-    g.add_argument("--test-resize", type=int, help="test: shorter side before the crop [256]")
-    g.add_argument("--pca-std", type=float, help="std of AlexNet's PCA colour alphas (0: off) [0.1]")
-    g.add_argument("--stats-images", type=int,
-                   help="training images of the fixed statistics sample [10000]")
-    g.add_argument("--final-eval", choices=("center", "ten_crop", "multiscale"),
-                   help="protocol of the final test [center]")
-    g.add_argument("--test-scales", type=_sizes,
-                   help="multiscale test: shorter sides [224,256,384,480,640]")
-    g.add_argument("--decode", choices=("cpu", "cuda"),
-                   help="cuda: decode JPEGs on the GPU (nvJPEG; untested here) [cpu]")
-    p.add_argument("--label", help="label used on figures (folder, cifar10/cifar100)")
+    _add_option_flags(p)
 
     i = sub.add_parser("info", help="print sizes, classes, label and provenance of a prepared file")
     i.add_argument("file")
@@ -88,10 +37,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the checksum of the tensors")
 
 
-_OPTION_ARGS = ("seed", "train_size", "test_size", "difficulty", "download", "verify", "cache_dir",
-                "image_size", "channels", "max_per_class", "name", "label", "resize_min",
-                "resize_max", "crop", "test_resize", "pca_std", "stats_images", "final_eval",
-                "test_scales", "decode")
+def _add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per dataset option (--train-size for train_size), in the group of the first kind
+    that declares it; each option's rule gives the flag's type and its loader the default."""
+    added: set[str] = set()
+    for kind in kinds().values():
+        new = [o for o in kind.options if o.name not in added]
+        if not new:
+            continue
+        group = parser.add_argument_group(kind.name)
+        for o in new:
+            default = kind.defaults[o.name]
+            shown = "" if default is None else f" [{_shown(default)}]"
+            group.add_argument("--" + o.name.replace("_", "-"), dest=o.name, default=None,
+                               help=f"{o.help}{shown}", **o.rule.cli())
+            added.add(o.name)
+
+
+def _shown(default) -> str:
+    return ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         fetch(args.source, args.out, args.url)
         return 0
     if args.data_command == "prepare":
-        options = {k: getattr(args, k) for k in _OPTION_ARGS if getattr(args, k) is not None}
-        from resnet_bench.validation import check_data_source
-        check_data_source(args.dataset, args.root, root_key="--root")
-        ds = prepare_dataset(args.dataset, args.root, args.out, **options)
+        names = dict.fromkeys(o.name for kind in kinds().values() for o in kind.options)
+        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+        ds = prepare(parse_source(args.dataset, args.root, options=options, root_key="--root"),
+                     args.out)
         print(f"wrote {args.out}: {ds.summary()}")
         return 0
     ds = load_prepared(args.file, verify=args.verify)

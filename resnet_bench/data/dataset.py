@@ -1,4 +1,4 @@
-"""The in-memory dataset every loader returns, and the one error type for bad data."""
+"""The in-memory dataset the in-memory kinds load, and what a run trains on (`RunData`)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,29 @@ from typing import Any
 
 import torch
 
+from .errors import DatasetError
+from .loader import DeviceLoader
+from .split import split_training_set
 
-class DatasetError(ValueError):
-    """A missing, corrupt or wrongly formatted dataset; the message is one line naming the path."""
+# The smallest training image: the CIFAR nets halve the side twice (8x8 -> 2x2 in the last
+# stage), and with the papers' 4-pixel padding a random crop of a smaller image is mostly padding
+# (over 75% of the pixels a 1x1 image's crop can cover are).
+MIN_IMAGE_SIDE = 8
 
-    def __init__(self, path: Any, problem: str) -> None:
-        # Collapse newlines so that the CLI's "error: ..." stays a single line even when the
-        # problem text comes from a library exception.
-        text = " ".join(f"{path}: {problem}".split())
-        super().__init__(text)
-        self.path = str(path)
+
+@dataclass
+class RunData:
+    """What a run trains and evaluates on: `loader` gives the training batches (`batch(i)`,
+    `epoch_at(i)`, `eval_batches`), `test` and `val` (None without a hold-out) are what its
+    `eval_batches` takes; `in_channels` and `image_hw` size the network's input; the network's
+    MACs are counted at `cost_side` x `cost_side` (None: at the network's own input size)."""
+
+    loader: Any
+    test: tuple[Any, Any]
+    val: tuple[Any, Any] | None
+    in_channels: int
+    image_hw: tuple[int, int]
+    cost_side: int | None
 
 
 @dataclass
@@ -64,6 +77,22 @@ class ImageDataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.train_x.shape[2]), int(self.train_x.shape[3])
+
+    def training_data(self, recipe, *, seed: int, device: torch.device, rank: int = 0,
+                      world_size: int = 1) -> RunData:
+        """The run's loader over the training images (without the recipe's hold-out), on
+        `device`, with the test and validation sets moved there too. The CIFAR nets' costs are
+        counted at 32x32 and scaled with the image area."""
+        train_x, train_y, val = split_training_set(self.train_x, self.train_y, recipe.val_split)
+        loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
+                              seed=seed, augment=recipe.augment, normalize=recipe.normalize,
+                              channels_last=recipe.channels_last, rank=rank,
+                              world_size=world_size)
+        if val is not None:
+            val = (val[0].to(device), val[1].to(device))
+        return RunData(loader=loader, test=(self.test_x.to(device), self.test_y.to(device)),
+                       val=val, in_channels=int(train_x.shape[1]),
+                       image_hw=(int(train_x.shape[2]), int(train_x.shape[3])), cost_side=32)
 
     def summary(self) -> str:
         c, (h, w) = self.in_channels, self.image_size

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .dataset import DatasetError
+from .errors import DatasetError
 from .folder import content_fingerprint
 from resnet_bench.public_data import PUBLIC, PublicDataset
 

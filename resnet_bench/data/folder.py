@@ -27,6 +27,7 @@ archive GitHub builds of its repository (whose README sits beside train/ and tes
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import tarfile
@@ -39,7 +40,11 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .archives import file_digest, is_archive, open_tar
-from .dataset import DatasetError, ImageDataset
+from resnet_bench.checks import MAX_IMAGES, NAME_PATTERN, Choice, Int, Rule, Text, integer
+
+from .dataset import MIN_IMAGE_SIDE, ImageDataset
+from .errors import DatasetError
+from .kind import DatasetKind, Option, register
 from .images import CHANNEL_MODES, convert_channels, decode_all, resize
 from resnet_bench.public_data import known_by_archive, known_by_content
 
@@ -270,3 +275,43 @@ def load_folder(root: str | Path | None, *, image_size: int | tuple[int, int] | 
         meta["archive_sha256"] = archive_sha
     return ImageDataset(xs["train"], ys["train"], xs["test"], ys["test"], classes, name=name,
                         label=label, meta=meta)
+
+
+class ImageSize(Rule):
+    """`image_size`: a side N or [height, width], each at least MIN_IMAGE_SIDE."""
+
+    def check(self, key: str, value: Any, where: str = "") -> int | list[int]:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return [integer(key, v, MIN_IMAGE_SIDE, 4096, where=where) for v in value]
+        return integer(key, value, MIN_IMAGE_SIDE, 4096, where=where)
+
+    def schema(self) -> dict[str, Any]:
+        side = {"type": "integer", "minimum": MIN_IMAGE_SIDE, "maximum": 4096}
+        return {"oneOf": [side, {"type": "array", "items": side, "minItems": 2, "maxItems": 2}]}
+
+    def cli(self) -> dict[str, Any]:
+        return {"type": _image_size_arg}
+
+
+def _image_size_arg(text: str) -> int | list[int]:
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return [int(h), int(w)]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+
+
+KIND = register(DatasetKind(
+    "folder", load_folder,
+    options=(Option("image_size", ImageSize(), "stretch images to N or HxW"),
+             Option("channels", Choice(CHANNEL_MODES), "rgb (grey replicated), l (luma) or keep"),
+             Option("max_per_class", Int(1, MAX_IMAGES), "first K files per class and split"),
+             Option("label", Text(), "label used on figures"),
+             Option("name", Text(NAME_PATTERN), "short dataset name (default: from the "
+                                                "folder/archive)")),
+    help="an ImageFolder tree train/<class>/*, test/<class>/* (a directory or .tar archive), "
+         "decoded into memory",
+    aliases=("imagefolder",),  # torchvision's name
+    image_size=lambda o: _as_size(o["image_size"])))

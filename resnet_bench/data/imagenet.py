@@ -63,27 +63,28 @@ machines; it was not run on the CPU-only machine this was written on (see docs/d
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import inspect
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.transforms.v2 import functional as TF
 
-from .dataset import DatasetError
-from .images import convert_channels, decode_all
+from resnet_bench.checks import (MAX_IMAGES, NAME_PATTERN, Choice, ConfigError, Int, Num, Rule,
+                                 Text, integer, refuse)
+
+from .errors import DatasetError
+from .kind import DatasetKind, Option, register
 from .loader import _generator
+from .stream import stream_for_run
+from .views import EVAL_MODES, center_view, decode_rgb, read_bytes
 
 FORMAT = "resnet-bench-image-index"
 VERSION = 1
 TEST_SPLITS = ("val", "test")          # the held-out folder: val/ if present, else test/
-EVAL_MODES = ("center", "ten_crop", "multiscale")
-DECODERS = ("cpu", "cuda")
 PAPER_SCALES = (224, 256, 384, 480, 640)
 STATS_SEED = 0
 _STATS_STREAM = 0x53544154  # tag of the statistics sample's generator
@@ -94,7 +95,7 @@ _CHUNK = 1 << 20
 class ImageIndex:
     """Where the images of an ImageFolder tree are, their labels and normalisation statistics.
 
-    `train_y`/`test_y` are int64 labels (so the dataset checks of resnet_bench.validation apply
+    `train_y`/`test_y` are int64 labels (so the dataset checks of resnet_bench.data.runs apply
     unchanged); `options` holds the augmentation and evaluation sizes, `stats` float32 tensors
     `mean_image` [3,crop,crop], `mean` [3], `std` [3], `eigval` [3], `eigvec` [3,3] (columns),
     and `sample`, the int64 indices of the training images they were computed from.
@@ -112,6 +113,11 @@ class ImageIndex:
     stats: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
     streaming = True  # read per batch by resnet_bench.data.stream, not held in memory
+
+    def training_data(self, recipe, *, seed: int, device, rank: int = 0, world_size: int = 1):
+        """The run's streaming loader (resnet_bench.data.stream)."""
+        return stream_for_run(self, recipe, seed=seed, device=device, rank=rank,
+                              world_size=world_size)
 
     @property
     def num_classes(self) -> int:
@@ -229,80 +235,6 @@ def fingerprint(root: Path, files: list[str]) -> str:
     return h.hexdigest()
 
 
-# ---- decoding and the views -------------------------------------------------------------------
-
-def read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(path, f"unreadable ({exc.strerror})") from exc
-
-
-def decode_rgb(items: list[tuple[str, bytes]], device: str = "cpu") -> list[torch.Tensor]:
-    """uint8 RGB [3,H,W] per (where, bytes); grey replicated, alpha dropped, CMYK converted.
-
-    Any other `device` (`"cuda"`) decodes JPEGs with nvJPEG (torchvision.io.decode_jpeg on that
-    device); other formats and JPEGs it refuses go through the CPU and are moved there."""
-    if device != "cpu":
-        from torchvision.io import ImageReadMode, decode_jpeg
-        jpeg = [k for k, (_, b) in enumerate(items) if b[:2] == b"\xff\xd8"]
-        out: list[torch.Tensor | None] = [None] * len(items)
-        if torch.device(device).type == "cuda":
-            # nvJPEG's hardware decoder writes its outputs before the work already queued on the
-            # stream has run, so it can overwrite memory that work still reads
-            # (pytorch/vision#9606, unfixed in the torchvision releases used here).
-            torch.cuda.current_stream(device).synchronize()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                imgs = decode_jpeg([torch.frombuffer(bytearray(items[k][1]), dtype=torch.uint8)
-                                    for k in jpeg], mode=ImageReadMode.RGB, device=device)
-            for k, img in zip(jpeg, imgs):
-                out[k] = img
-        except RuntimeError:
-            pass  # one bad file spoils the list: the CPU path below names it
-        rest = [k for k, img in enumerate(out) if img is None]
-        for k, img in zip(rest, decode_rgb([items[k] for k in rest])):
-            out[k] = img.to(device)
-        return out  # type: ignore[return-value]
-    imgs, _ = decode_all(items)
-    return [convert_channels(img, "rgb").contiguous() for img in imgs]
-
-
-def resize_shorter(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side to `size`, aspect ratio kept (torchvision's antialiased bilinear)."""
-    return TF.resize(img, [int(size)], antialias=True)
-
-
-def train_view(img: torch.Tensor, size: int, u: tuple[float, float], flip: bool,
-               crop: int) -> torch.Tensor:
-    """Scale augmentation, random crop (`u` in [0,1)^2 picks the position) and flip."""
-    img = resize_shorter(img, size)
-    h, w = img.shape[-2:]
-    top, left = int(u[0] * (h - crop + 1)), int(u[1] * (w - crop + 1))
-    out = TF.crop(img, top, left, crop, crop)
-    return TF.horizontal_flip(out) if flip else out
-
-
-def center_view(img: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
-    return TF.center_crop(resize_shorter(img, resize), [crop, crop])
-
-
-def eval_views(img: torch.Tensor, mode: str, options: dict[str, Any]) -> list[torch.Tensor]:
-    """The test views of one image: [1,3,c,c] (center), [10,3,c,c] (ten_crop), or one [2,3,H,W]
-    per scale (multiscale: the image and its flip)."""
-    crop = options["crop"]
-    if mode == "center":
-        return [center_view(img, options["test_resize"], crop)[None]]
-    if mode == "ten_crop":
-        return [torch.stack(TF.ten_crop(resize_shorter(img, options["test_resize"]), [crop, crop]))]
-    views = []
-    for s in options["test_scales"]:
-        x = resize_shorter(img, s)
-        views.append(torch.stack([x, TF.horizontal_flip(x)]))
-    return views
-
-
 # ---- statistics ---------------------------------------------------------------------------------
 
 def sample_indices(n_train: int, k: int) -> list[int]:
@@ -342,7 +274,7 @@ def load_imagenet(root: str | Path | None, *, resize_min: int = 256, resize_max:
                   max_per_class: int | None = None, label: str | None = None,
                   name: str | None = None) -> ImageIndex:
     """Index an ImageFolder tree for streaming and compute its statistics (see the module doc).
-    The options are checked by resnet_bench.validation (load_dataset), sizes included."""
+    The options are checked by the kind's declaration (KIND, below), sizes included."""
     if root is None:
         raise DatasetError("imagenet", "needs a root (an ImageFolder directory)")
     root = Path(root).expanduser().resolve()
@@ -374,7 +306,66 @@ def load_imagenet(root: str | Path | None, *, resize_min: int = 256, resize_max:
                       stats=stats, meta=meta)
 
 
-# the defaults of load_imagenet's keyword options (the paper's sizes), for the validation layer
-DEFAULTS: dict[str, Any] = {p.name: p.default for p in
-                            inspect.signature(load_imagenet).parameters.values()
-                            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+class Sizes(Rule):
+    """`test_scales`: a non-empty list of shorter sides."""
+
+    def check(self, key: str, value: Any, where: str = "") -> list[int]:
+        allowed = "a non-empty list of integers in 1..4096"
+        if not isinstance(value, (list, tuple)) or not value:
+            raise refuse(key, value, allowed, where)
+        try:
+            return [integer(key, v, 1, 4096) for v in value]
+        except ConfigError:
+            raise refuse(key, list(value), allowed, where) from None
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "minItems": 1}
+
+    def cli(self) -> dict[str, Any]:
+        return {"type": _sizes_arg}
+
+
+def _sizes_arg(text: str) -> list[int]:
+    """224,256,384 or [224, 256, 384] (what the pipeline passes for a list option)."""
+    try:
+        values = [int(v) for v in text.strip("[] ").replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 224,256,384; got {text!r}")
+    return values
+
+
+def _crop_fits(o: dict[str, Any], where: str) -> None:
+    """The crop must fit every shorter side it is cut from."""
+    if o["resize_min"] > o["resize_max"]:
+        raise refuse("resize_min", o["resize_min"], f"at most resize_max ({o['resize_max']})",
+                     where)
+    for key in ("resize_min", "test_resize"):
+        if o["crop"] > o[key]:
+            raise refuse("crop", o["crop"], f"at most {key} ({o[key]}), the shorter side it is "
+                                            "cut from", where)
+
+
+_SIDE = Int(1, 4096)
+KIND = register(DatasetKind(
+    "imagenet", load_imagenet,
+    options=(Option("resize_min", _SIDE, "scale augmentation: shortest shorter side"),
+             Option("resize_max", _SIDE, "scale augmentation: longest shorter side"),
+             Option("crop", _SIDE, "training and test crop"),
+             Option("test_resize", _SIDE, "test: shorter side before the crop"),
+             Option("pca_std", Num(0), "std of AlexNet's PCA colour alphas (0: off)"),
+             Option("stats_images", Int(1, MAX_IMAGES),
+                    "training images of the fixed statistics sample"),
+             Option("final_eval", Choice(EVAL_MODES), "protocol of the final test"),
+             Option("test_scales", Sizes(), "multiscale test: shorter sides"),
+             Option("decode", Choice(("cpu", "cuda")),
+                    "cuda: decode JPEGs on the GPU (nvJPEG; untested here)"),
+             Option("max_per_class", Int(1, MAX_IMAGES), "first K files per class and split"),
+             Option("label", Text(), "label used on figures"),
+             Option("name", Text(NAME_PATTERN), "short dataset name (default: the folder's)")),
+    help="an ImageFolder directory train/<class>/*, val/<class>/* streamed from disk per batch "
+         "(writes an index of files and statistics)",
+    eval_modes=EVAL_MODES, check=_crop_fits,
+    image_size=lambda o: (int(o["crop"]), int(o["crop"]))))

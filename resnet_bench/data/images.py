@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .dataset import DatasetError
+from .errors import DatasetError
 
 try:  # torchvision's image ops are deprecated in 0.29 and may disappear: PIL is the fallback
     from torchvision.io import ImageReadMode, decode_jpeg

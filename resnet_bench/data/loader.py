@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .dataset import DatasetError
+from .errors import DatasetError
 
 NORMALIZATIONS = ("pixel", "channel")
 _MASK64 = (1 << 64) - 1

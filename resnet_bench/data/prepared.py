@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from .dataset import DatasetError, ImageDataset
+from .dataset import ImageDataset
+from .errors import DatasetError
 from .imagenet import FORMAT as INDEX_FORMAT
 from .imagenet import ImageIndex
-from .registry import load_dataset
 
 FORMAT = "resnet-bench-dataset"
 VERSION = 1
@@ -93,15 +93,6 @@ def save_prepared(ds: ImageDataset | ImageIndex, out_path: str | Path, *,
     finally:
         tmp.unlink(missing_ok=True)
     return out
-
-
-def prepare_dataset(kind: str, root: str | Path | None, out_path: str | Path,
-                    **options: Any) -> ImageDataset | ImageIndex:
-    """Load `kind` from `root` with `options` and write it to `out_path` (atomically)."""
-    ds = load_dataset(kind, root, **options)
-    save_prepared(ds, out_path, extra={"kind": kind, "root": str(root) if root else None,
-                                       "options": options})
-    return ds
 
 
 def load_prepared(path: str | Path, *, verify: bool = True) -> ImageDataset | ImageIndex:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dataset import DatasetError
+from .errors import DatasetError
 
 
 def validation_split(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0
@@ -37,3 +37,12 @@ def validation_split(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0
     train_idx = torch.nonzero(~is_val).flatten()
     dev = x.device
     return (x[train_idx.to(dev)], y[train_idx].to(dev), x[val_idx.to(dev)], y[val_idx].to(dev))
+
+
+def split_training_set(train_x, train_y, val_split: int):
+    """(train_x, train_y, val or None): what a run trains and normalises on, and its hold-out.
+    One fixed hold-out (seed 0) for every run and seed, as the paper's single 45k/5k split."""
+    if not val_split:
+        return train_x, train_y, None
+    train_x, train_y, val_x, val_y = validation_split(train_x, train_y, val_split, seed=0)
+    return train_x, train_y, (val_x, val_y)

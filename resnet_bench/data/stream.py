@@ -31,9 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .dataset import DatasetError
-from .imagenet import EVAL_MODES, ImageIndex, decode_rgb, eval_views, read_bytes, train_view
+from .dataset import RunData
+from .errors import DatasetError
 from .loader import _PERM_STREAM, _generator
+from .split import split_training_set
+from .views import EVAL_MODES, decode_rgb, eval_views, read_bytes, train_view
 
 _VIEW_STREAM = 0x56494557  # tag of the per-example augmentation generators
 
@@ -185,13 +187,14 @@ def _unwrap(item):
 
 class StreamLoader:
     """DeviceLoader's interface (`batch(i)`, `epoch_at(i)`, `batches_per_epoch`,
-    `eval_batches`) over an `ImageIndex`, plus `eval_views` (center, ten_crop, multiscale).
+    `eval_batches`) over an `ImageIndex` (resnet_bench.data.imagenet), plus `eval_views`
+    (center, ten_crop, multiscale).
 
     `subset` (dataset indices into index.train_files) is what trains, e.g. without a hold-out.
     `workers` decoding processes (0: in this process). `batch(i)` returns float32 [B/W,3,c,c]
     (channels_last strides if asked) and int64 [B/W] on `device`."""
 
-    def __init__(self, index: ImageIndex, *, batch_size: int, seed: int,
+    def __init__(self, index: Any, *, batch_size: int, seed: int,
                  device: str | torch.device = "cpu", augment: bool = True,
                  normalize: str = "pixel", channels_last: bool = False, workers: int = 0,
                  rank: int = 0, world_size: int = 1, subset: torch.Tensor | None = None) -> None:
@@ -316,11 +319,11 @@ class StreamLoader:
             yield x, yb
 
 
-def stream_for_run(index: ImageIndex, recipe, *, seed: int, device: torch.device,
-                   rank: int = 0, world_size: int = 1):
-    """(loader, test, val) of a run on an `imagenet` index: the training part (without the
-    recipe's hold-out), the held-out split and the validation part as (files, labels)."""
-    from .runs import split_training_set
+def stream_for_run(index: Any, recipe, *, seed: int, device: torch.device, rank: int = 0,
+                   world_size: int = 1) -> RunData:
+    """What a run trains and evaluates on from an `ImageIndex`: the loader of the training part
+    (without the recipe's hold-out), the held-out split and the validation part as (files,
+    labels); the networks' costs are counted at their own input size."""
     train_idx, _, val = split_training_set(torch.arange(len(index.train_files)), index.train_y,
                                            recipe.val_split)
     loader = StreamLoader(index, batch_size=recipe.batch_size, seed=seed, device=device,
@@ -329,4 +332,5 @@ def stream_for_run(index: ImageIndex, recipe, *, seed: int, device: torch.device
                           rank=rank, world_size=world_size, subset=train_idx)
     if val is not None:
         val = ([index.train_files[k] for k in val[0].tolist()], val[1])
-    return loader, (index.test_files, index.test_y), val
+    return RunData(loader=loader, test=(index.test_files, index.test_y), val=val,
+                   in_channels=3, image_hw=loader.image_hw, cost_side=None)

@@ -32,7 +32,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import DatasetError, ImageDataset
+from resnet_bench.checks import MAX_IMAGES, MAX_SEED, Choice, Int
+
+from .dataset import ImageDataset
+from .errors import DatasetError
+from .kind import DatasetKind, Option, register
 
 SHAPES = ("disk", "square", "triangle", "ring", "cross")
 TEXTURES = ("stripes", "checks")
@@ -205,3 +209,15 @@ def load_synthetic(root: object = None, *, seed: int = 0, train_size: int = DEFA
               "train_size": int(train_size), "test_size": int(test_size), "difficulty": difficulty,
               "channels": "RGB (generated)", "image_size": [SIZE, SIZE], "generator_version": 1},
     )
+
+
+KIND = register(DatasetKind(
+    "synthetic", load_synthetic,
+    options=(Option("seed", Int(0, MAX_SEED), "seed the images are generated from"),
+             Option("train_size", Int(1, MAX_IMAGES), "training images"),
+             Option("test_size", Int(1, MAX_IMAGES), "test images"),
+             Option("difficulty", Choice(tuple(DIFFICULTIES)),
+                    "easy: no clutter, for CPU smoke runs")),
+    help="textured shapes in clutter, generated from a seed (embedded, no files)",
+    train_size=lambda o: int(o["train_size"]), image_size=lambda o: (SIZE, SIZE),
+    reads_files=False))

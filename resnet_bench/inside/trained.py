@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from resnet_bench.data.runs import load_run_data, split_training_set
+from resnet_bench.data.runs import load_run_data
+from resnet_bench.data.split import split_training_set
 from resnet_bench.record import (CONFIG, FINAL_WEIGHTS, SUMMARY, find_run_dirs, read_record_json,
                                  run_ids)
 

@@ -12,12 +12,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from resnet_bench import validation as V
+from resnet_bench import checks
+from resnet_bench.data import registry
+from resnet_bench.data.runs import check_fits
 from resnet_bench.models.families import FAMILIES
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import layout
 from resnet_bench.public_data import public_dataset
 from resnet_bench.tables.claims import check_family
+from resnet_bench.train import recipe as recipes
 from resnet_bench.train.recipe import Recipe
 
 
@@ -96,25 +99,43 @@ def expand(config: dict[str, Any]) -> list[Run]:
 
 
 def recipe_of(config: dict[str, Any], name: str) -> Recipe:
+    """The recipe `name` of `config`, built (and checked) once however often it is asked for:
+    the pipeline asks for every job's resources and command line."""
     values = config["recipes"][name]
     if isinstance(values, dict):
         values = {"name": name, **values}
-    try:
-        return Recipe.from_dict(values, where=f"recipes.{name}")
-    except ValueError as exc:
-        raise GridError(str(exc)) from None
+    key = (name, json.dumps(values, sort_keys=True, default=repr))
+    if key not in _RECIPES:
+        try:
+            _RECIPES[key] = Recipe.from_dict(values, where=f"recipes.{name}")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
+    return _RECIPES[key]
+
+
+_RECIPES: dict[tuple[str, str], Recipe] = {}
+
+
+def source_of(config: dict[str, Any], name: str) -> registry.DatasetSource:
+    """The dataset `name` of `config` as a checked data source (its kind and options)."""
+    spec = config["datasets"][name]
+    key = (name, json.dumps(spec, sort_keys=True, default=repr))
+    if key not in _SOURCES:
+        try:
+            _SOURCES[key] = registry.parse_source(
+                spec.get("kind"), spec.get("root"), options=spec.get("options", {}),
+                kind_key="kind", root_key="root", where=f"datasets.{name}.",
+                options_where=f"datasets.{name}.options.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
+    return _SOURCES[key]
+
+
+_SOURCES: dict[tuple[str, str], registry.DatasetSource] = {}
 
 
 def recipe_json(config: dict[str, Any], name: str) -> str:
     return json.dumps(recipe_of(config, name).to_dict(), sort_keys=True)
-
-
-def with_registered_families(schema: dict) -> dict:
-    """The schema with its family enums set to the registered families (the file lists the
-    package's own, which a test keeps equal to the declarations)."""
-    family = schema["properties"]["grid"]["items"]["properties"]["family"]["oneOf"]
-    family[0]["enum"] = family[1]["items"]["enum"] = list(FAMILIES)
-    return schema
 
 
 def check_schema(config: Any, schema_path: str | Path) -> None:
@@ -122,12 +143,17 @@ def check_schema(config: Any, schema_path: str | Path) -> None:
     the value and what the schema allows (Snakemake's own report spans a dozen lines)."""
     import jsonschema
     import yaml
-    schema = with_registered_families(yaml.safe_load(Path(schema_path).read_text()))
+    schema = with_vocabulary(yaml.safe_load(Path(schema_path).read_text()))
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
         return
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    path = list(error.absolute_path)
+    if len(path) >= 2 and path[0] in ("recipes", "datasets") \
+            and isinstance(config[path[0]].get(path[1]), dict):
+        # the declarations' own refusal (the same rule, in its words), when it gives one
+        (recipe_of if path[0] == "recipes" else source_of)(config, path[1])
+    key = ".".join(str(p) for p in path) or "(top level)"
     rule, expected = error.validator, error.validator_value
     if rule == "additionalProperties" and isinstance(error.instance, dict):
         known = sorted(error.schema.get("properties", {}))
@@ -146,52 +172,60 @@ def check_schema(config: Any, schema_path: str | Path) -> None:
                "uniqueItems": lambda v: "a list without repeated items"}
     describe = allowed.get(rule)
     allowed = describe(expected) if describe else error.message
-    raise V.refuse(key, error.instance, allowed, where="config key ")
+    raise checks.refuse(key, error.instance, allowed, where="config key ")
+
+
+def with_vocabulary(schema: dict[str, Any]) -> dict[str, Any]:
+    """The config schema with its `recipes` and `datasets` entries derived from the recipe knobs
+    and the registered dataset kinds, its family enums from the registered families: the schema
+    file holds the same (tests keep them equal), and a kind or family registered at run time is
+    known here too."""
+    props = schema["properties"]
+    family = props["grid"]["items"]["properties"]["family"]["oneOf"]
+    family[0]["enum"] = family[1]["items"]["enum"] = list(FAMILIES)
+    props["recipes"]["additionalProperties"] = recipes.schema()
+    entry = props["datasets"]["additionalProperties"]
+    entry["properties"]["kind"]["enum"] = registry.schema_kinds()
+    entry["allOf"] = registry.schema_options()
+    return schema
 
 
 def validate(config: dict[str, Any]) -> list[Run]:
-    """Everything Snakemake's schema cannot check, with the trainer's own rules
-    (resnet_bench.validation): recipes are trainable, dataset options are valid, names exist,
+    """Everything Snakemake's schema cannot check, with the trainer's own rules (the recipe
+    knobs', the dataset kinds'): recipes are trainable, dataset options are valid, names exist,
     and every recipe's batch and hold-out fit the datasets it trains on (where the size is
     known before loading: synthetic sets by their options, CIFAR by its fixed 50k)."""
-    for name in config.get("recipes", {}):
-        recipe_of(config, name)
+    parsed = {name: recipe_of(config, name) for name in config.get("recipes", {})}
+    sources = {}
     for name, spec in config.get("datasets", {}).items():
-        try:
-            V.check_data_source(spec.get("kind"), spec.get("root"), root_key="root",
-                                where=f"datasets.{name}.")
-            V.check_dataset_options(spec.get("kind"), spec.get("options", {}),
-                                    where=f"datasets.{name}.options.")
-        except ValueError as exc:
-            raise GridError(str(exc)) from None
+        sources[name] = source_of(config, name)
         check_source(name, spec)
     try:
         fetch_targets(config)
     except ValueError as exc:
         raise GridError(str(exc)) from None
     world = layout(config).world_size  # gpus_per_run / ranks_per_run / runs_per_gpu / device agree
-    for name in config.get("recipes", {}):
-        recipe = recipe_of(config, name)
+    for name, recipe in parsed.items():
         try:  # every rank takes an equal slice of each batch (the trainer's rule)
-            V.check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world,
-                                  where=f"recipes.{name}.")
+            recipe.bn_mode(world, where=f"recipes.{name}.")
         except ValueError as exc:
             raise GridError(str(exc)) from None
     for i, entry in enumerate(config.get("grid", [])):
         for seed in _as_list(entry.get("seeds", [])):  # the trainer's range, not only the schema's
             try:
-                V.check_seed(seed, where=f"grid[{i}].seeds: ")
+                checks.seed(seed, where=f"grid[{i}].seeds: ")
             except ValueError as exc:
                 raise GridError(str(exc)) from None
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
     for ds, rname in sorted({(r.dataset, r.recipe) for r in runs}):
-        spec = config["datasets"][ds]
-        n_train = V.known_train_size(spec["kind"], spec.get("options", {}))
+        n_train = sources[ds].kind.known_train_size(sources[ds].options)
         if n_train is not None:
+            recipe = parsed[rname]
             try:
-                V.check_fits(recipe_of(config, rname), n_train, ds, where=f"recipes.{rname}.")
+                check_fits(recipe.batch_size, recipe.val_split, n_train, ds,
+                           where=f"recipes.{rname}.")
             except ValueError as exc:
                 raise GridError(str(exc)) from None
     for key in config.get("analysis", {}):
@@ -207,7 +241,6 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
     """A `source` must be a public dataset of the entry's kind, fetched into an explicit root."""
     if "source" not in spec and "url" not in spec:
         return
-    from resnet_bench.data.registry import canonical_kind  # as validation does: loads torch
     where = f"config key datasets.{name}."
     if "source" not in spec:
         raise GridError(f"{where}url: needs `source` (the public dataset it downloads)")
@@ -215,7 +248,7 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
         source = public_dataset(spec["source"])
     except ValueError as exc:
         raise GridError(f"{where}source: {exc}") from None
-    if canonical_kind(spec.get("kind", "")) != source.kind:
+    if registry.canonical_kind(spec.get("kind", "")) != source.kind:
         raise GridError(f"{where}kind: {spec.get('kind')!r}, but source {source.key} is read by "
                         f"kind {source.kind}")
     if not spec.get("root"):
@@ -252,8 +285,8 @@ def check_results_dir(results: str) -> None:
 def image_size_of(config: dict[str, Any], dataset: str) -> tuple[int, int] | None:
     """(h, w) of a dataset's training images as far as the config tells (the resources'
     scale; None for a folder without `image_size`)."""
-    spec = config["datasets"][dataset]
-    return V.known_image_size(spec["kind"], spec.get("options") or {})
+    source = source_of(config, dataset)
+    return source.kind.known_image_size(source.options)
 
 
 def run_dirs(runs: Iterable[Run], results: str, experiment: str) -> list[str]:

@@ -39,7 +39,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from resnet_bench import validation as V
+from resnet_bench import checks
 
 DEFAULT_GPUS_PER_NODE = 8
 RDZV_PORT_BASE, RDZV_PORT_SPAN = 20000, 20000
@@ -250,9 +250,9 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], d
         train_args = train_args[1:]
     if train_args[:1] != ["train"]:
         raise LaunchError("launch starts a training: resnet-bench launch [options] -- train ARGS")
-    V.integer("--nproc-per-node", args.nproc_per_node, 1, 4096)
-    V.integer("--nnodes", args.nnodes, 1, 4096)
-    threads = V.integer("--threads-per-rank", args.threads_per_rank, 1, 4096)
+    checks.integer("--nproc-per-node", args.nproc_per_node, 1, 4096)
+    checks.integer("--nnodes", args.nnodes, 1, 4096)
+    threads = checks.integer("--threads-per-rank", args.threads_per_rank, 1, 4096)
     child = dict(env)
     # torchrun sets OMP_NUM_THREADS=1 when unset; a rank's intra-op threads are its own.
     child["OMP_NUM_THREADS"] = str(threads)

@@ -7,7 +7,7 @@ memory is the activations a training step keeps for backward at the recipe's bat
 Both come from the network itself (`models.cost`: MACs and conv output elements measured on the
 'meta' device at the net's own input, 32x32 CIFAR or 224x224 ImageNet, where the ImageNet stem's
 first maps are 112x112) and are scaled by the area of the dataset's training images
-(`validation.known_image_size`; a folder without `image_size` is taken at the net's own size).
+(`DatasetKind.known_image_size`; a folder without `image_size` is taken at the net's own size).
 Convolutions, global pooling and a stride-32 stem keep both linear in the area for sides that
 are multiples of 32.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import json
 import sys
@@ -12,26 +11,22 @@ from pathlib import Path
 
 import yaml
 
+from resnet_bench import checks
 from resnet_bench.args import add_source_args
 from resnet_bench.strict import json_loads, yaml_load
-from resnet_bench.train.recipe import NORMALIZATIONS, PRECISIONS, WARMUPS, Recipe, RunConfig
+from resnet_bench.train.recipe import KNOBS, Recipe, RunConfig
+
+# The kinds are listed by `resnet-bench data prepare --help`: naming them here would import them
+# (and torch) for every --help.
+DATASET_HELP = ("a dataset kind (`resnet-bench data prepare --help` lists them and their "
+                "options)")
+
 
 def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recipe (defaults: the papers' CIFAR recipe)")
-    for field in dataclasses.fields(Recipe):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default
-        kwargs = {"dest": field.name, "default": None, "help": f"{field.metadata['help']} [{default}]"}
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif field.name == "milestones":
-            kwargs.update(type=int, nargs="*")
-        else:
-            kwargs["type"] = type(default)
-            choices = {"warmup": WARMUPS, "normalize": NORMALIZATIONS, "precision": PRECISIONS}
-            if field.name in choices:
-                kwargs["choices"] = choices[field.name]
-        group.add_argument(flag, **kwargs)
+    for name, k in KNOBS.items():
+        group.add_argument(k.flag, dest=name, default=None, help=f"{k.help} [{k.default}]",
+                           **k.rule.cli())
 
 
 EPILOG = """\
@@ -47,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--model", required=True, help="network name (see `resnet-bench models`)")
-    add_source_args(parser, "synthetic | cifar10 | cifar100 | folder | imagenet (streamed from disk)")
+    add_source_args(parser, DATASET_HELP)
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset option, e.g. train_size=2000 (see `resnet-bench data prepare --help`)")
     parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a checkpoint)")
@@ -98,10 +93,10 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         except json.JSONDecodeError as exc:
             raise ValueError(f"--recipe-json is not valid JSON: {exc.msg}") from None
         values.update(_mapping(loaded, "--recipe-json"))
-    for field in dataclasses.fields(Recipe):
-        value = getattr(args, field.name)
+    for name in KNOBS:
+        value = getattr(args, name)
         if value is not None:
-            values[field.name] = tuple(value) if field.name == "milestones" else value
+            values[name] = value
     return Recipe.from_dict(values)
 
 
@@ -124,17 +119,16 @@ def parse_options(pairs: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from resnet_bench.data.registry import canonical_kind
     from resnet_bench.models.spec import parse_model_name
-    from resnet_bench.validation import check_threads
-    # Every value is checked (resnet_bench.validation: the rules the pipeline checks too)
-    # before a GPU slot is claimed, any data is loaded or any file is written. Aliases
-    # (resnet56, imagefolder) are resolved here, so the records carry the canonical names.
+    # Every value is checked (the knobs' and the dataset kinds' rules, which the pipeline
+    # checks too) before a GPU slot is claimed, any data is loaded or any file is written.
+    # Aliases (resnet56, imagefolder) are resolved here, so the records carry the canonical names.
     config = RunConfig(model=parse_model_name(args.model).name,
                        dataset=args.dataset if args.prepared else canonical_kind(args.dataset),
                        seed=args.seed,
                        recipe=recipe_from_args(args), data_dir=args.data_dir,
                        data_options=parse_options(args.data_option),
                        prepared=args.prepared, device=args.device)
-    threads = None if args.threads is None else check_threads(args.threads)
+    threads = None if args.threads is None else checks.threads(args.threads)
     from resnet_bench.train import distributed
     from resnet_bench.train.loop import check_out_dir
     from resnet_bench.train.rundir import held, out_path

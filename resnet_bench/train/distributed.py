@@ -14,7 +14,7 @@ What W processes change, and what they do not (resnet_bench.train.loop):
 * The mini-batch stays `recipe.batch_size` (the global batch); process r trains on the
   contiguous slice r of global batch i (resnet_bench.data.loader), so the data are the same
   pure function of (seed, i) for every W. DistributedDataParallel averages the gradients.
-* BatchNorm statistics (`recipe.bn_batch_size`, validation.check_bn_batch_size): per process
+* BatchNorm statistics (`recipe.bn_batch_size`, Recipe.bn_mode): per process
   (plain BN under DDP) when it equals batch_size/W, ghost BN within the process when smaller,
   SyncBN across processes when 0 (torch's SyncBatchNorm on CUDA; on CPU, where torch's refuses,
   resnet_bench.models.batchnorm.AllReduceBatchNorm2d). A single process with bn_batch_size < B
@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from resnet_bench.checks import refuse
 from resnet_bench.train.exits import EXIT_COMPLETED, EXIT_FAILED, EXIT_PREEMPTED
-from resnet_bench.validation import check_bn_batch_size, refuse
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def joined(world: World, device_name: str) -> Iterator[World]:
 
 def bn_mode(recipe, world: World) -> str:
     """per-process, ghost or sync (one-line ConfigError for a combination that is neither)."""
-    return check_bn_batch_size(recipe.bn_batch_size, recipe.batch_size, world.world_size)
+    return recipe.bn_mode(world.world_size)
 
 
 def convert_bn(model: torch.nn.Module, recipe, world: World,

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from resnet_bench.data.runs import load_run_data, split_training_set
+from resnet_bench.checks import device as check_device
+from resnet_bench.data.runs import training_data
 from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_LOG, FINAL_WEIGHTS, GRAD_LOG, PREEMPTED,
                                  PROVENANCE, STATUSES, SUMMARY, TRAIN_LOG, Summary)
 from resnet_bench.train import checkpoint, distributed, provenance
@@ -37,7 +38,6 @@ from resnet_bench.train.session import Clock, Logs, State, Training, TrainWindow
 from resnet_bench.train.step import (SYNC_EVERY, ForwardBackwardOOM, StepValues, compiled,
                                      configure_backends, make_optimizer, prepare_model,
                                      sync_interval, train_step)
-from resnet_bench.validation import check_dataset, check_device
 
 __all__ = ["Outcome", "check_out_dir", "pick_device", "train"]
 
@@ -115,7 +115,6 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool | None = Non
 def _train(config: RunConfig, out: Path, *, progress, stop_after, replace_stale, gpu_claim,
            discard_checkpoint, world) -> Outcome:
     identity = config.identity_hash()
-    distributed.bn_mode(config.recipe, world)  # batch and BN sizes that fit the world, or one line
     device = world.device(config.device) if world.distributed else pick_device(config.device)
     if out.is_dir() and world.is_writer:
         sweep_temp_files(out)  # left by a run killed inside an atomic write
@@ -147,7 +146,6 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
            replace: bool, world: distributed.World = distributed.SINGLE) -> Training:
     """Data, model, optimizer and logs; the records of a replaced (stale) run are removed only
     once the data has been checked."""
-    from resnet_bench.data import DeviceLoader
     from resnet_bench.models import build_model, model_cost, parse_model_name
 
     recipe = config.recipe
@@ -155,30 +153,19 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
     torch.manual_seed(config.seed)
     configure_backends(device, recipe.precision)
 
-    dataset = load_run_data(config.dataset, config.data_dir, config.prepared, config.data_options)
-    check_dataset(dataset, recipe, config.dataset)
+    dataset = config.source.load()
+    # checked, then the loader its kind supplies (in memory or streamed), on this device
+    data = training_data(dataset, recipe, dataset=config.dataset, seed=config.seed, device=device,
+                         rank=world.rank, world_size=world.world_size)
     if replace and world.is_writer:
         for name in (SUMMARY, CHECKPOINT, CONFIG, PROVENANCE, TRAIN_LOG, EVAL_LOG, GRAD_LOG,
                      FINAL_WEIGHTS):
             (out / name).unlink(missing_ok=True)
     if world.is_writer:
         out.mkdir(parents=True, exist_ok=True)
-    if getattr(dataset, "streaming", False):  # kind imagenet: files decoded per batch
-        from resnet_bench.data.stream import stream_for_run
-        loader, test, val = stream_for_run(dataset, recipe, seed=config.seed, device=device,
-                                           rank=world.rank, world_size=world.world_size)
-        in_channels, (h, w), cost_side = 3, loader.image_hw, spec.image_size
-    else:
-        train_x, train_y, val = split_training_set(dataset.train_x, dataset.train_y,
-                                                   recipe.val_split)
-        loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
-                              seed=config.seed, augment=recipe.augment,
-                              normalize=recipe.normalize, channels_last=recipe.channels_last,
-                              rank=world.rank, world_size=world.world_size)
-        test = (dataset.test_x.to(device), dataset.test_y.to(device))
-        if val is not None:
-            val = (val[0].to(device), val[1].to(device))
-        in_channels, (h, w), cost_side = int(train_x.shape[1]), train_x.shape[2:], 32
+    loader, test, val = data.loader, data.test, data.val
+    in_channels, (h, w) = data.in_channels, data.image_hw
+    cost_side = data.cost_side or spec.image_size
 
     num_classes = len(dataset.classes)
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)

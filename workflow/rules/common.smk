@@ -12,8 +12,8 @@ from resnet_bench.pipeline import launch as L
 from resnet_bench import strict as S
 from resnet_bench.models.spec import model_name_pattern
 
-# One-line refusals naming the key, the value and what is allowed (the trainer's own rules,
-# resnet_bench.validation), before any job starts or any file is written.
+# One-line refusals naming the key, the value and what is allowed (the trainer's own rules: the
+# recipe knobs and the dataset kinds), before any job starts or any file is written.
 try:
     for _path in workflow.configfiles:  # Snakemake's loaders keep the last of a repeated key
         S.config_file(_path)

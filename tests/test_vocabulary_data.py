@@ -1,0 +1,156 @@
+"""The dataset kinds and the recipe knobs are declared once: the config schema, the CLI flags and
+the checks agree with the declarations, and a kind registered from a test file alone is accepted
+by the config validation, the CLI and a one-iteration training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from resnet_bench.checks import Int
+from resnet_bench.cli import build_parser, main
+from resnet_bench.data.dataset import ImageDataset
+from resnet_bench.data.kind import DatasetKind, Option, register
+from resnet_bench.data.registry import kinds, lookup, schema_kinds, schema_options
+from resnet_bench.pipeline import grid as G
+from resnet_bench.record import RECIPE_SPEED_ONLY
+from resnet_bench.train import recipe as R
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+# --- the schema file holds what the declarations derive -------------------------------------------
+
+def test_the_schema_files_recipes_are_the_knobs():
+    assert _schema()["properties"]["recipes"]["additionalProperties"] == R.schema()
+
+
+def test_the_schema_files_dataset_kinds_and_options_are_the_declared_ones():
+    entry = _schema()["properties"]["datasets"]["additionalProperties"]
+    builtin = ["synthetic", "cifar10", "cifar100", "folder", "imagenet", "imagefolder"]
+    assert entry["properties"]["kind"]["enum"] == builtin
+    # the file is written for the built-in kinds (a test may have registered more)
+    assert entry["allOf"] == [o for o in schema_options()
+                              if o["if"]["properties"]["kind"]["enum"][0] in builtin]
+
+
+def test_the_derived_schema_checks_what_the_declarations_check():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["recipes"]["quick"]["momentum"] = 1.0
+    with pytest.raises(ValueError, match=r"recipes.quick key momentum: got 1.0; allowed: a "
+                                         r"finite number in \[0, 1\)"):
+        G.check_schema(cfg, SCHEMA)
+
+
+# --- the knobs -----------------------------------------------------------------------------------
+
+def test_every_knob_has_one_flag_and_its_default_is_the_recipes():
+    parser = build_parser("train")
+    train = parser._subparsers._group_actions[0].choices["train"]
+    flags = {o for a in train._actions for o in a.option_strings}
+    for name, knob in R.KNOBS.items():
+        assert knob.flag in flags
+        assert getattr(R.Recipe(), name) == knob.default
+    assert {n for n, k in R.KNOBS.items() if k.speed_only} == set(RECIPE_SPEED_ONLY)
+    assert {n for n, k in R.KNOBS.items() if k.recorded_when_set} == {"data_workers",
+                                                                      "bn_batch_size"}
+
+
+def test_a_recipe_is_checked_once_per_knob(monkeypatch):
+    calls = []
+    rule = R.KNOBS["lr"].rule
+    original = type(rule).check
+    monkeypatch.setattr(type(rule), "check",
+                        lambda self, *a, **k: calls.append(a[0]) or original(self, *a, **k))
+    R.Recipe.from_dict({"lr": 0.2, "iterations": 10, "milestones": [5]})
+    assert calls.count("lr") == 1
+
+
+# --- the kinds -----------------------------------------------------------------------------------
+
+def test_every_option_has_one_prepare_flag_with_the_loaders_default():
+    parser = build_parser("data")
+    prepare = parser._subparsers._group_actions[0].choices["data"]
+    prepare = prepare._subparsers._group_actions[0].choices["prepare"]
+    dests = {a.dest: a for a in prepare._actions}
+    for kind in kinds().values():
+        for option in kind.options:
+            assert option.name in dests, (kind.name, option.name)
+            assert dests[option.name].default is None  # only options given are passed
+
+
+def test_eval_modes_are_declared_by_the_kind_that_has_them():
+    from resnet_bench.data.views import EVAL_MODES
+    assert lookup("imagenet").eval_modes == EVAL_MODES
+    final_eval = next(o for o in lookup("imagenet").options if o.name == "final_eval")
+    assert final_eval.rule.choices == EVAL_MODES
+
+
+def test_schema_kinds_list_every_kind_and_alias():
+    assert schema_kinds()[:5] == list(kinds())[:5]
+    assert "imagefolder" in schema_kinds() and lookup("imagefolder").name == "folder"
+
+
+# --- a kind registered here alone ----------------------------------------------------------------
+
+def load_toy(root=None, *, n: int = 48, side: int = 8) -> ImageDataset:
+    """Two classes: dark and bright images."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = (torch.rand(n, 3, side, side, generator=gen) * 100 + 100 * y[:, None, None, None])
+    x = x.to(torch.uint8)
+    return ImageDataset(x, y, x[: n // 2], y[: n // 2], ["dark", "bright"], name="toy",
+                        label="Toy (dark or bright)", meta={"source": "generated"})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    if "toy" not in kinds():
+        register(DatasetKind("toy", load_toy,
+                             options=(Option("n", Int(4, 10_000), "images"),
+                                      Option("side", Int(8, 64), "image side")),
+                             help="dark or bright images (a test's kind)",
+                             train_size=lambda o: o["n"], image_size=lambda o: (o["side"],) * 2,
+                             reads_files=False))
+    return lookup("toy")
+
+
+def test_a_registered_kind_is_in_the_cli_and_the_config_validation(toy, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "toy: dark or bright images" in shown and "--side SIDE image side [8]" in shown
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["datasets"] = {"toy": {"kind": "toy", "options": {"n": 64}}}
+    for entry in cfg["grid"]:
+        entry["datasets"] = ["toy"]
+    cfg.pop("analysis", None)
+    G.check_schema(cfg, SCHEMA)
+    assert G.validate(cfg)
+    assert G.image_size_of(cfg, "toy") == (8, 8)
+    cfg["datasets"]["toy"]["options"]["n"] = 2
+    with pytest.raises(ValueError, match="datasets.toy.options.n: got 2; allowed: an integer "
+                                         "in 4..10000"):
+        G.check_schema(cfg, SCHEMA)
+
+
+def test_a_registered_kind_trains_one_iteration(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "v1-basic-8", "--dataset", "toy", "--data-option", "n=32",
+            "--iterations", "1", "--batch-size", "8", "--eval-every", "1", "--no-progress",
+            "--threads", "1", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "toy" and summary["dataset_label"] == "Toy (dark or bright)"
+    assert main([*argv[:-1], str(tmp_path / "bad"), "--data-option", "bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert "bogus: unknown for dataset toy; valid: n, side" in err
