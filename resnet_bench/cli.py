@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from resnet_bench.gpu import GpuBusyError
+from resnet_bench.infra.gpu import GpuBusyError
 
 # subcommand -> (module with `configure(parser)` and `run(args) -> int`, one-line help)
 SUBCOMMANDS = {
@@ -19,7 +19,7 @@ SUBCOMMANDS = {
                     "write runs' CSV logs as TensorBoard event files (optional extra), for a live view"),
     "plot": ("resnet_bench.plots.cli", "render the papers' figures from the tables"),
     "analyze": ("resnet_bench.inside.cli", "layer responses, gradient flow, identity path"),
-    "gpu-run": ("resnet_bench.gpu", "run a command pinned to a free GPU slot"),
+    "gpu-run": ("resnet_bench.infra.gpu", "run a command pinned to a free GPU slot"),
     "launch": ("resnet_bench.pipeline.launch", "start one distributed training (torchrun, DDP)"),
 }
 

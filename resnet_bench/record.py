@@ -31,7 +31,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.strict import DuplicateKeyError, json_loads
+from resnet_bench.infra.strict import DuplicateKeyError, json_loads
 from resnet_bench.models.spec import (BLOCK_ORDER, FAMILIES, IMAGENET_PREFIX,  # torch-free
                                       base_name)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench import atomic
+from resnet_bench.infra import atomic
 from resnet_bench.models.families import FAMILY_ORDER, Role, family_for
 from resnet_bench.models.spec import BLOCK_ORDER, base_name
 from resnet_bench.record import TRAIN_COLUMNS

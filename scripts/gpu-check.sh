@@ -157,7 +157,7 @@ RB=("$PY" -m resnet_bench.cli)
 step environment 60 "$PY" - "$MODE" "$WORK/env.json" <<'PYEOF' || exit 1
 import json, os, platform, subprocess, sys
 import torch, torchvision
-import resnet_bench.bench, resnet_bench.gpucheck, resnet_bench.train.loop, resnet_bench.pipeline.grid  # noqa: F401
+import resnet_bench.bench, resnet_bench.bench.gpucheck, resnet_bench.train.loop, resnet_bench.pipeline.grid  # noqa: F401
 assert "snakemake" not in sys.modules, "the check must not need snakemake"
 cuda = torch.cuda.is_available()
 env = {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
@@ -208,7 +208,7 @@ if [[ $MODE == cpu ]]; then
     step compile-110 "$(cap 90 180)" "${RB[@]}" bench "${DEV[@]}" "${IT[@]}" --model v1-basic-8 --no-baseline \
         --compile --compile-backend aot_eager --csv "$B/compile.csv"
     write_bench
-    step throughput "$(cap 150 80)" "$PY" -m resnet_bench.gpucheck throughput --device cpu --model v1-basic-8 \
+    step throughput "$(cap 150 80)" "$PY" -m resnet_bench.bench.gpucheck throughput --device cpu --model v1-basic-8 \
         --procs 1 2 --batch-size 32 --warmup-iters 1 --window-s 1 --csv "$OUT/throughput.csv"
 else
     DEV=(--device cuda); PAPER_MIN=90
@@ -221,7 +221,7 @@ else
         --precision bf16 --channels-last --compile --compile-mode reduce-overhead --iters 100 --warmup-iters 10 \
         --csv "$B/compile.csv"
     write_bench
-    step throughput "$(cap 60 $PAPER_MIN)" "$PY" -m resnet_bench.gpucheck throughput --device cuda \
+    step throughput "$(cap 60 $PAPER_MIN)" "$PY" -m resnet_bench.bench.gpucheck throughput --device cuda \
         --model v1-basic-20 --model v1-basic-56 --procs 1 2 4 8 --window-s 3 --csv "$OUT/throughput.csv"
 fi
 
@@ -256,7 +256,7 @@ else
     else
         note "paper-run: SIGTERM in ${STOP_IN}s"
         step paper-run $(( $(left) )) timeout --signal=TERM --preserve-status "$STOP_IN" \
-            "$PY" -m resnet_bench.gpucheck paper-run "${PAPER[@]}"
+            "$PY" -m resnet_bench.bench.gpucheck paper-run "${PAPER[@]}"
     fi
     # The run's records, never its weights.
     [[ -d "$WORK/paper/run" ]] && tar -czf "$OUT/paper-run.tar.gz" -C "$WORK/paper" --exclude='*.pt' \

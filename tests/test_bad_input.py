@@ -221,7 +221,7 @@ def test_duplicate_keys_in_a_recipe_file_are_refused(tmp_path, capsys):
                                   '{"experiment": "a", "experiment": "b"}',
                                   "recipes:\n  q:\n    lr: 0.1\n    lr: 0.2\n"])
 def test_duplicate_keys_in_a_config_file_are_refused(tmp_path, text):
-    from resnet_bench.strict import config_file
+    from resnet_bench.infra.strict import config_file
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match="is given twice") as exc:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from resnet_bench.checks import Int
+from resnet_bench.infra.checks import Int
 from resnet_bench.cli import main
 from resnet_bench.data.dataset import ImageDataset
 from resnet_bench.data.kind import DatasetKind, Option

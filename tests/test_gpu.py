@@ -1,4 +1,4 @@
-"""GPU slot pool (resnet_bench/gpu.py) with fake GPU ids: exclusivity, crash release, k slots,
+"""GPU slot pool (resnet_bench/infra/gpu.py) with fake GPU ids: exclusivity, crash release, k slots,
 Slurm and CPU no-ops, and the `resnet-bench gpu-run` wrapper."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_bench import gpu
+from resnet_bench.infra import gpu
 
 PY = sys.executable
 GPU_RUN = [PY, "-m", "resnet_bench.cli", "gpu-run"]
@@ -42,7 +42,7 @@ def _wait_for(path: Path, timeout: float = 20.0) -> None:
 WORKER = textwrap.dedent(
     """
     import json, os, sys, time
-    from resnet_bench.gpu import claim_for_this_process
+    from resnet_bench.infra.gpu import claim_for_this_process
     out, hold = sys.argv[1], float(sys.argv[2])
     claim = claim_for_this_process(timeout=60)
     t0 = time.time()
@@ -97,7 +97,7 @@ def test_sigkill_frees_the_gpu(tmp_path, monkeypatch):
     ready = tmp_path / "holder.ready"
     holder = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
         import time, pathlib
-        from resnet_bench.gpu import claim_for_this_process
+        from resnet_bench.infra.gpu import claim_for_this_process
         c = claim_for_this_process()
         pathlib.Path({str(ready)!r}).write_text(c.gpu)
         time.sleep(120)

@@ -105,3 +105,14 @@ def test_the_detector_finds_a_circle_hidden_in_a_function(tmp_path, monkeypatch)
     graph, function_level = import_graph()
     assert function_level == 1
     assert set(circle(graph)) == {"resnet_bench.a", "resnet_bench.sub.b"}
+
+
+def test_infrastructure_imports_nothing_above_it():
+    graph, _ = import_graph()
+    infra = {m for m in graph if m.startswith("resnet_bench.infra")}
+    assert infra and all(graph[m] <= infra for m in infra), {m: graph[m] - infra for m in infra}
+
+
+def test_the_package_root_holds_the_contracts_and_the_command_line():
+    root = {p.stem for p in PACKAGE.glob("*.py")}
+    assert root == {"__init__", "cli", "record", "schema", "public_data"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_bench import gpu
+from resnet_bench.infra import gpu
 from resnet_bench.pipeline import launch as L
 from resnet_bench.pipeline import resources as R
 from resnet_bench.train.recipe import Recipe

@@ -1,6 +1,6 @@
 """Local multi-GPU through Snakemake: `--workflow-profile profiles/local --cores 4 --resources
 gpu=2` with two fake GPUs (RESNET_BENCH_GPU_IDS=0,1).  Snakemake only counts the gpu resource;
-each trainer claims a device itself (resnet_bench/gpu.py, one flock per GPU).  While the pipeline
+each trainer claims a device itself (resnet_bench/infra/gpu.py, one flock per GPU).  While the pipeline
 runs, a sampler reads /proc/locks (who holds which GPU's lock file, every 20 ms) and one
 training (the first to checkpoint) is SIGKILLed mid-run.  Shown end to end: two trainings run at
 once on different GPUs, never two on one GPU, the killed one's GPU is free again at once (no job

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from resnet_bench import checks
-from resnet_bench.args import add_source_args
+from resnet_bench.infra import checks
+from resnet_bench.infra.args import add_source_args
 from resnet_bench.bench.baseline import BASELINE_WORKERS
 
 DEFAULT_MODEL = "v1-basic-20"
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.device.startswith("cpu"):
         # Before CUDA is touched: time on a GPU slot of our own when trainings share the machine.
-        from resnet_bench.gpu import claim_for_this_process
+        from resnet_bench.infra.gpu import claim_for_this_process
         claim_for_this_process()
     from resnet_bench.train.loop import pick_device
     device = pick_device(args.device)

@@ -28,7 +28,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import calculate_md5
 
 from .archives import file_digest, is_archive, safe_extract
-from resnet_bench.checks import Bool, Rule, Text, refuse
+from resnet_bench.infra.checks import Bool, Rule, Text, refuse
 
 from .dataset import ImageDataset
 from .errors import DatasetError

@@ -40,7 +40,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .archives import file_digest, is_archive, open_tar
-from resnet_bench.checks import MAX_IMAGES, NAME_PATTERN, Choice, Int, Rule, Text, integer
+from resnet_bench.infra.checks import MAX_IMAGES, NAME_PATTERN, Choice, Int, Rule, Text, integer
 
 from .dataset import MIN_IMAGE_SIDE, ImageDataset
 from .errors import DatasetError

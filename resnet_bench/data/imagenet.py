@@ -73,7 +73,7 @@ from typing import Any
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from resnet_bench.checks import (MAX_IMAGES, NAME_PATTERN, Choice, ConfigError, Int, Num, Rule,
+from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Choice, ConfigError, Int, Num, Rule,
                                  Text, integer, refuse)
 
 from .errors import DatasetError

@@ -1,7 +1,7 @@
 """A dataset kind, declared once where its loader is defined, and the store kinds register in.
 
 A kind (`synthetic`, `cifar10`, `folder`, `imagenet`, ...) is a `DatasetKind`: its name and
-aliases, its options (each an `Option`: a rule of resnet_bench.checks and a help line; the
+aliases, its options (each an `Option`: a rule of resnet_bench.infra.checks and a help line; the
 defaults are the loader's keyword defaults), the loader, its evaluation modes and what the
 config alone tells about its size. The loader returns an object with `training_data(recipe,
 seed=, device=, rank=, world_size=)` (resnet_bench.data.dataset.RunData): an `ImageDataset`
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_bench.checks import ConfigError, Rule, refuse
+from resnet_bench.infra.checks import ConfigError, Rule, refuse
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.checks import ConfigError, refuse
+from resnet_bench.infra.checks import ConfigError, refuse
 
 # Each registers its kind; in this order the kinds are listed (the package imports this first).
 from . import synthetic, cifar, folder, imagenet  # noqa: F401,I001

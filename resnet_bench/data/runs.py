@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet_bench.checks import refuse
+from resnet_bench.infra.checks import refuse
 
 from .dataset import MIN_IMAGE_SIDE, RunData
 from .errors import DatasetError

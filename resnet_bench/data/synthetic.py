@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from resnet_bench.checks import MAX_IMAGES, MAX_SEED, Choice, Int
+from resnet_bench.infra.checks import MAX_IMAGES, MAX_SEED, Choice, Int
 
 from .dataset import ImageDataset
 from .errors import DatasetError

@@ -10,11 +10,9 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from resnet_bench import checks
-from resnet_bench.data import registry
-from resnet_bench.data.runs import check_fits
+from resnet_bench.infra import checks
 from resnet_bench.models.families import FAMILIES
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import layout
@@ -22,6 +20,9 @@ from resnet_bench.public_data import public_dataset
 from resnet_bench.tables.claims import check_family
 from resnet_bench.train import recipe as recipes
 from resnet_bench.train.recipe import Recipe
+
+if TYPE_CHECKING:
+    from resnet_bench.data.registry import DatasetSource
 
 
 class GridError(ValueError):
@@ -116,13 +117,15 @@ def recipe_of(config: dict[str, Any], name: str) -> Recipe:
 _RECIPES: dict[tuple[str, str], Recipe] = {}
 
 
-def source_of(config: dict[str, Any], name: str) -> registry.DatasetSource:
+def source_of(config: dict[str, Any], name: str) -> DatasetSource:
     """The dataset `name` of `config` as a checked data source (its kind and options)."""
     spec = config["datasets"][name]
     key = (name, json.dumps(spec, sort_keys=True, default=repr))
     if key not in _SOURCES:
+        # here, not at the top: the kinds' loaders import torch, which listing outputs must not
+        from resnet_bench.data.registry import parse_source
         try:
-            _SOURCES[key] = registry.parse_source(
+            _SOURCES[key] = parse_source(
                 spec.get("kind"), spec.get("root"), options=spec.get("options", {}),
                 kind_key="kind", root_key="root", where=f"datasets.{name}.",
                 options_where=f"datasets.{name}.options.")
@@ -131,7 +134,7 @@ def source_of(config: dict[str, Any], name: str) -> registry.DatasetSource:
     return _SOURCES[key]
 
 
-_SOURCES: dict[tuple[str, str], registry.DatasetSource] = {}
+_SOURCES: dict[tuple[str, str], DatasetSource] = {}
 
 
 def recipe_json(config: dict[str, Any], name: str) -> str:
@@ -184,9 +187,10 @@ def with_vocabulary(schema: dict[str, Any]) -> dict[str, Any]:
     family = props["grid"]["items"]["properties"]["family"]["oneOf"]
     family[0]["enum"] = family[1]["items"]["enum"] = list(FAMILIES)
     props["recipes"]["additionalProperties"] = recipes.schema()
+    from resnet_bench.data.registry import schema_kinds, schema_options  # torch: see source_of
     entry = props["datasets"]["additionalProperties"]
-    entry["properties"]["kind"]["enum"] = registry.schema_kinds()
-    entry["allOf"] = registry.schema_options()
+    entry["properties"]["kind"]["enum"] = schema_kinds()
+    entry["allOf"] = schema_options()
     return schema
 
 
@@ -219,6 +223,7 @@ def validate(config: dict[str, Any]) -> list[Run]:
     runs = expand(config)
     if not runs:
         raise GridError("the grid expands to no runs")
+    from resnet_bench.data.runs import check_fits  # torch: see source_of
     for ds, rname in sorted({(r.dataset, r.recipe) for r in runs}):
         n_train = sources[ds].kind.known_train_size(sources[ds].options)
         if n_train is not None:
@@ -248,7 +253,8 @@ def check_source(name: str, spec: dict[str, Any]) -> None:
         source = public_dataset(spec["source"])
     except ValueError as exc:
         raise GridError(f"{where}source: {exc}") from None
-    if registry.canonical_kind(spec.get("kind", "")) != source.kind:
+    from resnet_bench.data.registry import canonical_kind  # torch: see source_of
+    if canonical_kind(spec.get("kind", "")) != source.kind:
         raise GridError(f"{where}kind: {spec.get('kind')!r}, but source {source.key} is read by "
                         f"kind {source.kind}")
     if not spec.get("root"):

@@ -15,7 +15,7 @@ train ARGS` (`train_command`), and `resnet-bench launch` resolves, at run time, 
 known while the DAG is built:
 
 * one node: ``torchrun --standalone --nnodes 1 --nproc-per-node N -m resnet_bench.cli train ...``
-  (outside Slurm it first claims N GPUs from the local pool, resnet_bench/gpu.py, and the
+  (outside Slurm it first claims N GPUs from the local pool, resnet_bench/infra/gpu.py, and the
   ranks inherit that claim);
 * several nodes (Slurm only): ``srun --nodes M --ntasks M --ntasks-per-node 1 ...`` runs
   `resnet-bench launch --node` once per node, and that one execs ``torchrun --nnodes M
@@ -39,7 +39,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from resnet_bench import checks
+from resnet_bench.infra import checks
 
 DEFAULT_GPUS_PER_NODE = 8
 RDZV_PORT_BASE, RDZV_PORT_SPAN = 20000, 20000
@@ -299,7 +299,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cmd, env = plan(args, os.environ)
-    from resnet_bench.gpu import claim_gpu, describe, exec_holding
+    from resnet_bench.infra.gpu import claim_gpu, describe, exec_holding
     claim = None
     if args.gpus and not args.node and not os.environ.get("SLURM_JOB_ID"):
         claim = claim_gpu(count=args.nproc_per_node)  # torchrun and its ranks inherit the locks

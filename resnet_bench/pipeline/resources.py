@@ -94,7 +94,7 @@ def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | No
 #
 # The train rule's `gpu`, `gres`, `nodes` and `threads` from the run layout (launch.layout).
 # `gpu` counts GPU slots of the local pool (profiles/local, --resources gpu=N): every
-# single-process training claims one when the host has GPUs (resnet_bench/gpu.py), a run of N
+# single-process training claims one when the host has GPUs (resnet_bench/infra/gpu.py), a run of N
 # GPUs claims N, a CPU run (device: cpu, or several CPU ranks) none. The Slurm profiles zero
 # it (an integer `gpu` becomes sbatch --gpus, summed over a pack) and Slurm gets `gres` (per
 # node) and `nodes`.

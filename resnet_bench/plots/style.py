@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from resnet_bench import atomic  # noqa: E402
+from resnet_bench.infra import atomic  # noqa: E402
 from resnet_bench.schema import CSV_FLOAT_FORMAT  # noqa: E402
 
 FORMATS = ("png", "pdf")

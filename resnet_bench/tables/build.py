@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resnet_bench import atomic
+from resnet_bench.infra import atomic
 from resnet_bench.schema import CSV_FLOAT_FORMAT, GROUP_KEYS, STATS, SUMMARY_COLUMNS, sort_runs
 from resnet_bench.tables import claims, fidelity
 from resnet_bench.tables.aggregate import RunSet

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from resnet_bench import checks
-from resnet_bench.args import add_source_args
-from resnet_bench.strict import json_loads, yaml_load
+from resnet_bench.infra import checks
+from resnet_bench.infra.args import add_source_args
+from resnet_bench.infra.strict import json_loads, yaml_load
 from resnet_bench.train.recipe import KNOBS, Recipe, RunConfig
 
 # The kinds are listed by `resnet-bench data prepare --help`: naming them here would import them
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: RunConfig, threads: int | None, world) -> int:
-    from resnet_bench.gpu import assigned_gpus, claim_for_this_process
+    from resnet_bench.infra.gpu import assigned_gpus, claim_for_this_process
     from resnet_bench.train import distributed
     # Before CUDA is touched: take a free GPU slot when several trainings share a machine
     # (not under torchrun: its processes use the devices it was given, cuda:LOCAL_RANK, and

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from resnet_bench.checks import refuse
+from resnet_bench.infra.checks import refuse
 from resnet_bench.train.exits import EXIT_COMPLETED, EXIT_FAILED, EXIT_PREEMPTED
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from resnet_bench.checks import device as check_device
+from resnet_bench.infra.checks import device as check_device
 from resnet_bench.data.runs import training_data
 from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_LOG, FINAL_WEIGHTS, GRAD_LOG, PREEMPTED,
                                  PROVENANCE, STATUSES, SUMMARY, TRAIN_LOG, Summary)
@@ -198,7 +198,7 @@ def _resume(run: Training, ckpt: dict | None,
     recipe = run.recipe
     prov = provenance.collect(run.config.config_hash(), run.config.seed, run.device)
     if gpu_claim is not None:
-        from resnet_bench.gpu import provenance as gpu_provenance
+        from resnet_bench.infra.gpu import provenance as gpu_provenance
         prov["gpu_claim"] = gpu_provenance(gpu_claim)
     prov["dataset"] = {"name": run.dataset.name, "label": run.dataset.label,
                        "meta": run.dataset.meta}

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from resnet_bench.checks import (MAX_IMAGES, NAME_PATTERN, Bool, Choice, ConfigError, Int, Num,
+from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Bool, Choice, ConfigError, Int, Num,
                                  Rule, Text, integer, refuse)
-from resnet_bench.checks import seed as check_seed
+from resnet_bench.infra.checks import seed as check_seed
 from resnet_bench.models.spec import parse_model_name
 from resnet_bench.record import RECIPE_SPEED_ONLY, recipe_hash
 

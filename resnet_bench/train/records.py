@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # File names and columns: resnet_bench.record (the run record, defined once).
-from resnet_bench.atomic import write_bytes as atomic_write_bytes  # noqa: F401 (the records' writer)
+from resnet_bench.infra.atomic import write_bytes as atomic_write_bytes  # noqa: F401 (the records' writer)
 from resnet_bench.record import FINAL_WEIGHTS, RECORD_FILES
-from resnet_bench.strict import json_loads
+from resnet_bench.infra.strict import json_loads
 
 
 def temp_files(run_dir: Path) -> list[Path]:

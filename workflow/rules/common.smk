@@ -9,7 +9,7 @@ from resnet_bench.pipeline import grid as G
 from resnet_bench.pipeline import resources as R
 from resnet_bench.pipeline import outputs as O
 from resnet_bench.pipeline import launch as L
-from resnet_bench import strict as S
+from resnet_bench.infra import strict as S
 from resnet_bench.models.spec import model_name_pattern
 
 # One-line refusals naming the key, the value and what is allowed (the trainer's own rules: the

@@ -45,7 +45,7 @@ rule train:
         device=config["device"],
         out=lambda wc, output: os.path.dirname(output.summary),
     shell:
-        # runs_per_gpu: each GPU offers that many slots to the trainers' claims (resnet_bench/gpu.py).
+        # runs_per_gpu: each GPU offers that many slots to the trainers' claims (resnet_bench/infra/gpu.py).
         # The command's head is `resnet-bench train` or, for a distributed run, its launcher.
         # Every path and value is quoted (:q): `results` may hold spaces, quotes, `;` or `$(...)`.
         # --wait-for-lock: a trainer orphaned by a killed Snakemake still holds the run; the rerun's

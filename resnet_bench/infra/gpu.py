@@ -418,7 +418,7 @@ def claim_for_this_process(**kwargs) -> GpuClaim | None:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.usage = "resnet-bench gpu-run [options] -- CMD [ARGS...]"
     parser.epilog = (
-        "Claims a free GPU slot (see resnet_bench/gpu.py) and execs CMD with CUDA_VISIBLE_DEVICES "
+        "Claims a free GPU slot (see resnet_bench/infra/gpu.py) and execs CMD with CUDA_VISIBLE_DEVICES "
         "set to it, holding the slot until CMD exits; signals and the exit status are CMD's own.  "
         "Under Slurm, or without GPUs, CMD runs with the environment unchanged."
     )

@@ -1,7 +1,7 @@
 """Helpers of scripts/gpu-check.sh: concurrent-training throughput and the paper-schedule run.
 
-    python -m resnet_bench.gpucheck throughput --procs 1 2 4 8 --model v1-basic-20 --csv OUT
-    python -m resnet_bench.gpucheck paper-run --config config/v1_cifar10.yaml --recipe paper-warmup \
+    python -m resnet_bench.bench.gpucheck throughput --procs 1 2 4 8 --model v1-basic-20 --csv OUT
+    python -m resnet_bench.bench.gpucheck paper-run --config config/v1_cifar10.yaml --recipe paper-warmup \
         --model v1-basic-110 --prepared DATA.pt --dataset cifar10-jpeg --out DIR
 
 Neither needs snakemake. `paper-run` trains one network in this process on a pipeline config's
@@ -225,7 +225,7 @@ def paper_run(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m resnet_bench.gpucheck", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m resnet_bench.bench.gpucheck", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("throughput", help="aggregate images/s of N concurrent trainings")
     t.add_argument("--model", action="append", required=True)
