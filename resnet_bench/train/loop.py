@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from resnet_bench.infra.checks import device as check_device
+from resnet_bench.models import build_model, model_cost
 from resnet_bench.data.runs import training_data
 from resnet_bench.record import (CHECKPOINT, CONFIG, EVAL_LOG, FINAL_WEIGHTS, GRAD_LOG, PREEMPTED,
                                  PROVENANCE, STATUSES, SUMMARY, TRAIN_LOG, Summary)
@@ -146,10 +147,8 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
            replace: bool, world: distributed.World = distributed.SINGLE) -> Training:
     """Data, model, optimizer and logs; the records of a replaced (stale) run are removed only
     once the data has been checked."""
-    from resnet_bench.models import build_model, model_cost, parse_model_name
-
     recipe = config.recipe
-    spec = parse_model_name(config.model)  # once; the spec, not the name, goes on from here
+    spec = config.spec
     torch.manual_seed(config.seed)
     configure_backends(device, recipe.precision)
 

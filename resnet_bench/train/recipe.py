@@ -17,7 +17,7 @@ from typing import Any
 from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Bool, Choice, ConfigError, Int, Num,
                                  Rule, Text, integer, refuse)
 from resnet_bench.infra.checks import seed as check_seed
-from resnet_bench.models.spec import parse_model_name
+from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.record import RECIPE_SPEED_ONLY, recipe_hash
 
 __all__ = ["KNOBS", "NORMALIZATIONS", "PRECISIONS", "WARMUPS", "Knob", "Recipe", "RecipeError",
@@ -260,11 +260,16 @@ class RunConfig:
         # Checked, not rewritten: the values as given make the run's identity.
         if not isinstance(self.model, str):
             raise refuse("model", self.model, "a network name (see `resnet-bench models`)")
-        parse_model_name(self.model)  # ModelNameError: one line with the valid choices
+        self.spec  # ModelNameError: one line with the valid choices
         check_seed(self.seed)
         if not isinstance(self.recipe, Recipe):
             raise refuse("recipe", self.recipe, "a Recipe")
         self.source  # the data source, checked once (a prepared file when it is read)
+
+    @functools.cached_property
+    def spec(self) -> ModelSpec:
+        """The network, parsed once: everything below the config takes the spec, not the name."""
+        return parse_model_name(self.model)
 
     @functools.cached_property
     def source(self):
