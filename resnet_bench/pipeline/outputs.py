@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from resnet_bench.models.spec import parse_model_name
 from resnet_bench.pipeline import grid
 from resnet_bench.schema import ANALYSES, FIGURES, TABLES, analysis_stems
 from resnet_bench.tables.claims import CLAIMS, PAIRINGS
@@ -37,7 +38,6 @@ def figure_names(runs) -> list[str]:
     """The figures this grid draws: V1 Fig. 4 when it has any of that figure's ImageNet nets;
     the CIFAR figures when it has CIFAR-stem nets, except a V2 ablation figure (Fig. 3,
     Fig. 6) when the grid has none of the variants its claim pairs (the claims table decides)."""
-    from resnet_bench.models import parse_model_name  # the model package imports torch
     specs = {s.name: s for s in (parse_model_name(r.model) for r in runs)}
     by_id = {c.id: c for c in CLAIMS}
     cifar = any(s.stem == "cifar" for s in specs.values())
