@@ -233,6 +233,7 @@ def test_a_dataset_without_source_plans_no_fetch_and_no_new_input():
     """An entry that only names a root (config/v2_1001_cpu.yaml's form, a study registered before
     `source` existed) keeps its prepare_data job exactly as it was: no input, no fetch rule;
     `resnet-bench data fetch cifar10-jpeg` writes the very file it reads."""
+    from resnet_bench.pipeline import grid as G
     from resnet_bench.pipeline import outputs as O
     entry = {"kind": "folder", "root": "data/cifar10-jpeg.tar.gz",
              "options": {"name": "cifar10-jpeg", "label": "CIFAR-10 (JPEG q75 mirror)"}}
