@@ -155,3 +155,11 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
 
 
 # --------------------------------------------------------------------------- presets
+
+
+def resource_defaults() -> dict:
+    """The config's `resources` as the schema fills it in when the config sets none."""
+    props = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())[
+        "properties"]["resources"]["properties"]
+    return {key: {k: v["default"] for k, v in entry["properties"].items()}
+            if "properties" in entry else entry["default"] for key, entry in props.items()}

@@ -14,10 +14,12 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_helpers import REPO, snakemake_env, workflow_copy  # noqa: E402
+from pipeline_helpers import REPO, resource_defaults, snakemake_env, workflow_copy  # noqa: E402
 
 from resnet_bench.pipeline import grid as G  # noqa: E402
 from resnet_bench.pipeline import resources as R  # noqa: E402
+
+RES = resource_defaults()
 from resnet_bench.train.recipe import Recipe  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -100,18 +102,18 @@ def test_conv_outputs_are_measured_and_scale_with_the_image_area():
 def test_resources_follow_the_net_at_the_datasets_image_size():
     recipe = Recipe(iterations=600_000, milestones=(150_000,), batch_size=256)
     r34 = "imagenet-v1-basic-34"
-    full, small = (R.runtime_min(r34, recipe, "gpu", image_size=s) for s in ((224, 224), 128))
-    assert full == R.runtime_min(r34, recipe, "gpu")   # the net's own 224 by default
+    full, small = (R.runtime_min(r34, recipe, "gpu", RES, image_size=s) for s in ((224, 224), 128))
+    assert full == R.runtime_min(r34, recipe, "gpu", RES)   # the net's own 224 by default
     assert small / full == pytest.approx((128 / 224) ** 2, rel=0.01)
     # FLOPs are the measured MACs: ResNet-34 3.6 G per 224 image (V1 Table 1), x2 x3 per image
     assert R.training_flops(R.parse_model_name(r34), recipe) == pytest.approx(
         600_000 * 256 * 3.64e9 * 6, rel=0.01)
-    assert R.mem_mb(r34, recipe, image_size=128) < R.mem_mb(r34, recipe) < R.mem_mb(
-        "imagenet-v1-bottleneck-152", recipe)
+    assert R.mem_mb(r34, recipe, RES, image_size=128) < R.mem_mb(r34, recipe, RES) < R.mem_mb(
+        "imagenet-v1-bottleneck-152", recipe, RES)
     # the CIFAR nets at 32x32 are where their cost is measured: no scaling
     cifar = Recipe()
-    assert R.runtime_min("v1-basic-110", cifar, "gpu", image_size=(32, 32)) == R.runtime_min(
-        "v1-basic-110", cifar, "gpu")
+    assert R.runtime_min("v1-basic-110", cifar, "gpu", RES, image_size=(32, 32)) == \
+        R.runtime_min("v1-basic-110", cifar, "gpu", RES)
 
 
 def test_the_image_size_of_a_dataset_comes_from_its_kind_or_options():

@@ -19,7 +19,9 @@ from resnet_bench.pipeline import launch as L
 from resnet_bench.pipeline import resources as R
 from resnet_bench.train.recipe import Recipe
 
-from pipeline_helpers import workflow_copy
+from pipeline_helpers import resource_defaults, workflow_copy
+
+RES = resource_defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -211,11 +213,11 @@ def test_job_resources_follow_the_layout():
         assert (R.local_gpus(cpu), R.gres(cpu), R.nodes(cpu)) == (0, None, None)
     assert R.gres(L.layout(cfg(device="cuda"))) == "gpu:1"
     recipe = Recipe()
-    one = R.runtime_min("v1-basic-110", recipe, "gpu", {"min_runtime_min": 1})
-    eight = R.runtime_min("v1-basic-110", recipe, "gpu", {"min_runtime_min": 1}, devices=8)
+    one = R.runtime_min("v1-basic-110", recipe, "gpu", {**RES, "min_runtime_min": 1})
+    eight = R.runtime_min("v1-basic-110", recipe, "gpu", {**RES, "min_runtime_min": 1}, devices=8)
     assert eight < one and eight >= one / 8
-    assert R.mem_mb("v1-basic-20", recipe, ranks=4) - R.mem_mb("v1-basic-20", recipe) == \
-        3 * R.DEFAULTS["base_mem_mb"]
+    assert R.mem_mb("v1-basic-20", recipe, RES, ranks=4) - R.mem_mb("v1-basic-20", recipe, RES) == \
+        3 * RES["base_mem_mb"]
 
 
 # --------------------------------------------------------------------------- the GPU pool
@@ -384,3 +386,16 @@ def test_a_local_multi_gpu_launch_holds_its_gpus_until_torchrun_ends(pool, tmp_p
     claim = prov["gpu_claim"]
     assert claim["gpu"] == "1,2" and claim["source"] == "inherited", claim
     assert [Path(p).name for p in claim["lock_paths"]] == ["gpu1.slot0.lock", "gpu2.slot0.lock"]
+
+
+def test_the_schema_fills_in_every_resource_default_a_config_leaves_out():
+    """One key of `assumed_tflops` set keeps the other's default (the defaults live in the
+    schema, filled in leaf by leaf as Snakemake validates the config)."""
+    import yaml
+    from snakemake.utils import validate
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["resources"] = {"assumed_tflops": {"gpu": 5.0}}
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    assert config["resources"] == {**RES, "assumed_tflops": {"gpu": 5.0, "cpu": 0.05}}
+    assert RES == {"assumed_tflops": {"gpu": 20.0, "cpu": 0.05}, "safety": 2.0,
+                   "min_runtime_min": 10, "base_mem_mb": 3000}

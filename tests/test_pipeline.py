@@ -15,7 +15,10 @@ import yaml
 from resnet_bench.pipeline import grid as G
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_helpers import run_in, tiny_default_config, workflow_copy  # noqa: E402
+from pipeline_helpers import (resource_defaults, run_in, tiny_default_config,  # noqa: E402
+                              workflow_copy)
+
+RES = resource_defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
@@ -251,12 +254,12 @@ def test_cluster_resources_grow_with_depth_and_on_retry():
     from resnet_bench.pipeline import resources as R
     from resnet_bench.train.recipe import Recipe
     paper = Recipe()
-    r20, r110, r1202 = (R.runtime_min(f"v1-basic-{d}", paper, "gpu") for d in (20, 110, 1202))
+    r20, r110, r1202 = (R.runtime_min(f"v1-basic-{d}", paper, "gpu", RES) for d in (20, 110, 1202))
     assert r20 < r110 < r1202
     # ResNet-1202 has ~70x the MACs of ResNet-20: the estimate scales with them
     assert r1202 / r110 == pytest.approx(2829.2 / 252.89, rel=0.05)
-    m110 = R.mem_mb("v1-basic-110", paper)
-    assert R.mem_mb("v1-basic-1202", paper) > m110 < R.mem_mb("v1-basic-110", paper, attempt=2)
+    m110 = R.mem_mb("v1-basic-110", paper, RES)
+    assert R.mem_mb("v1-basic-1202", paper, RES) > m110 < R.mem_mb("v1-basic-110", paper, RES, attempt=2)
 
 
 @pytest.mark.slow

@@ -22,14 +22,6 @@ from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.pipeline.launch import RunLayout
 from resnet_bench.train.recipe import Recipe
 
-DEFAULTS = {
-    # Sustained training throughput assumed per device; the 16-64 channel CIFAR nets are
-    # memory-bound, so this is far below any GPU's peak. Override per cluster in the config.
-    "assumed_tflops": {"gpu": 20.0, "cpu": 0.05},
-    "safety": 2.0,
-    "min_runtime_min": 10,
-    "base_mem_mb": 3000,
-}
 # Tensors kept for backward per conv output: the conv's output (BN's input), BN's output
 # (ReLU's input) and ReLU's output, plus one for sums, shortcuts and the autograd workspace.
 SAVED_PER_CONV_OUTPUT = 4
@@ -51,11 +43,12 @@ def training_flops(spec: ModelSpec, recipe: Recipe,
 
 
 def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
-                settings: dict[str, Any] | None = None, attempt: int = 1,
+                settings: Mapping[str, Any], attempt: int = 1,
                 image_size: tuple[int, int] | int | None = None, devices: int = 1) -> int:
     """Minutes; `devices` ranks of a distributed run share the schedule's FLOPs (perfect
-    scaling assumed: the safety factor covers the all-reduce)."""
-    s = {**DEFAULTS, **(settings or {})}
+    scaling assumed: the safety factor covers the all-reduce). `settings`: the config's
+    `resources`, its defaults filled in by the config schema."""
+    s = settings
     tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"] * devices
     flops = training_flops(parse_model_name(model), recipe, image_size)
     seconds = flops / (tflops * 1e12) * s["safety"]
@@ -75,7 +68,7 @@ def activation_bytes(model: ModelSpec | str, recipe: Recipe,
     return act / 8 if recipe.activation_checkpointing else act
 
 
-def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | None = None,
+def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: Mapping[str, Any],
            attempt: int = 1, image_size: tuple[int, int] | int | None = None,
            ranks: int = 1) -> int:
     """Host memory: the dataset and framework, plus the activations when training on CPU.
@@ -85,7 +78,7 @@ def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: dict[str, Any] | No
     `ranks`: processes of a distributed run on one node (sbatch --mem is per node); each loads
     the data set and the framework, and their batches together are at most the recipe's.
     """
-    s = {**DEFAULTS, **(settings or {})}
+    s = settings
     act = activation_bytes(model, recipe, image_size)
     return int((s["base_mem_mb"] * ranks + act / 2**20) * (1 + 0.5 * (attempt - 1)))
 
