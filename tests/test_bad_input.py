@@ -1,6 +1,6 @@
 """Bad input, as a hostile new user gives it: every case is refused with status 2 and one line
 naming the culprit, no traceback, before any record is written (CLI), or refused by the
-pipeline's validation step with the key named (the same rules: resnet_bench.validation)."""
+pipeline's validation step with the key named (the same rules: each vocabulary's declaration)."""
 
 from __future__ import annotations
 

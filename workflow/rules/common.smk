@@ -52,7 +52,9 @@ if workflow.is_main_process and not workflow.local_exec:
 def train_input_data(wc):
     """The run's prepared data set; first, for runs_per_gpu > 1, the pack size as the group
     components (here: Snakemake installs the command line's group settings only after the
-    Snakefile has been parsed)."""
+    Snakefile has been parsed). An internal of Snakemake 9, for want of a documented way: the
+    Slurm executor passes no group arguments to the Snakemake inside each job and that process
+    reads no profile, yet it must know the pack to run its trainings side by side."""
     if RUNS_PER_GPU > 1:
         import immutables
 
