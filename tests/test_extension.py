@@ -17,7 +17,7 @@ from resnet_bench.cli import main
 from resnet_bench.data.dataset import ImageDataset
 from resnet_bench.data.kind import DatasetKind, Option
 from resnet_bench.data.kind import register as register_kind
-from resnet_bench.data.registry import kinds
+from resnet_bench.data.kind import unregister as unregister_kind
 from resnet_bench.models import families as F
 from resnet_bench.models.units import OriginalUnit
 from resnet_bench.pipeline import grid as G
@@ -51,14 +51,14 @@ def extended():
     family = F.register_family(F.Family(
         "halfres", label="half-ResNet", legend="half-branch ResNet", blocks=("basic",),
         unit=F.Unit("half-branch", f"{__name__}:HalfBranchUnit")))
-    if "stripes" not in kinds():
-        register_kind(DatasetKind(
+    register_kind(DatasetKind(
             "stripes", load_stripes, help="striped images (the extension test's kind)",
             options=(Option("n", Int(4, 10_000), "images"), Option("side", Int(8, 64), "side")),
             train_size=lambda o: o["n"], image_size=lambda o: (o["side"],) * 2,
             reads_files=False))
     yield family
     F.unregister_family("halfres")
+    unregister_kind("stripes")
 
 
 def test_a_family_and_a_kind_declared_here_run_through_every_stage(extended, tmp_path, capsys):

@@ -14,8 +14,9 @@ import yaml
 from resnet_bench.infra.checks import Int
 from resnet_bench.cli import build_parser, main
 from resnet_bench.data.dataset import ImageDataset
-from resnet_bench.data.kind import DatasetKind, Option, register
-from resnet_bench.data.registry import kinds, lookup, schema_kinds, schema_options
+from resnet_bench.data.kind import DatasetKind, Option, register, unregister
+from resnet_bench.data.registry import (kinds, lookup, parse_source, schema_kinds,
+                                         schema_options)
 from resnet_bench.pipeline import grid as G
 from resnet_bench.record import RECIPE_SPEED_ONLY
 from resnet_bench.train import recipe as R
@@ -114,21 +115,22 @@ def load_toy(root=None, *, n: int = 48, side: int = 8) -> ImageDataset:
 
 @pytest.fixture(scope="module")
 def toy():
-    if "toy" not in kinds():
-        register(DatasetKind("toy", load_toy,
-                             options=(Option("n", Int(4, 10_000), "images"),
-                                      Option("side", Int(8, 64), "image side")),
-                             help="dark or bright images (a test's kind)",
-                             train_size=lambda o: o["n"], image_size=lambda o: (o["side"],) * 2,
-                             reads_files=False))
-    return lookup("toy")
+    kind = register(DatasetKind("toy", load_toy,
+                                options=(Option("n", Int(4, 10_000), "images"),
+                                         Option("side", Int(8, 64), "image side")),
+                                help="dark or bright images (a test's kind)",
+                                train_size=lambda o: o["n"],
+                                image_size=lambda o: (o["side"],) * 2, reads_files=False))
+    yield kind
+    unregister("toy")
 
 
 def test_a_registered_kind_is_in_the_cli_and_the_config_validation(toy, capsys):
     with pytest.raises(SystemExit):
         main(["data", "prepare", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "toy: dark or bright images" in shown and "--side SIDE image side [8]" in shown
+    assert "toy: dark or bright images" in shown
+    assert "toy: --n N images [48] --side SIDE image side [8]" in shown
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["datasets"] = {"toy": {"kind": "toy", "options": {"n": 64}}}
     for entry in cfg["grid"]:
@@ -141,6 +143,22 @@ def test_a_registered_kind_is_in_the_cli_and_the_config_validation(toy, capsys):
     with pytest.raises(ValueError, match="datasets.toy.options.n: got 2; allowed: an integer "
                                          "in 4..10000"):
         G.check_schema(cfg, SCHEMA)
+
+
+def test_a_flag_two_kinds_share_is_named_in_both_groups(toy, capsys):
+    register(DatasetKind("toy-too", lambda root=None, *, n=48: load_toy(n=n),
+                         options=(Option("n", Int(4, 100), "images"),),
+                         help="the same images, fewer", reads_files=False))
+    try:
+        with pytest.raises(SystemExit):
+            main(["data", "prepare", "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "toy-too: also --n (above)" in shown and shown.count("--n N images") == 1
+        with pytest.raises(ValueError, match="got 500; allowed: an integer in 4..100"):
+            parse_source("toy-too", options={"n": 500})   # its own rule checks the shared flag
+    finally:
+        unregister("toy-too")
+    assert "toy-too" not in kinds()
 
 
 def test_a_registered_kind_trains_one_iteration(toy, tmp_path, capsys):

@@ -38,20 +38,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_option_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per dataset option (--train-size for train_size), in the group of the first kind
-    that declares it; each option's rule gives the flag's type and its loader the default."""
+    """One flag per dataset option (--train-size for train_size), under the first kind that
+    declares it; a later kind sharing it names it in its own group. The first declaration's rule
+    gives the flag's type; the chosen kind's rule checks the value."""
     added: set[str] = set()
     for kind in kinds().values():
-        new = [o for o in kind.options if o.name not in added]
-        if not new:
+        if not kind.options:
             continue
-        group = parser.add_argument_group(kind.name)
-        for o in new:
+        shared = [_flag(o.name) for o in kind.options if o.name in added]
+        group = parser.add_argument_group(
+            kind.name, f"also {', '.join(shared)} (above)" if shared else None)
+        for o in kind.options:
+            if o.name in added:
+                continue
             default = kind.defaults[o.name]
             shown = "" if default is None else f" [{_shown(default)}]"
-            group.add_argument("--" + o.name.replace("_", "-"), dest=o.name, default=None,
+            group.add_argument(_flag(o.name), dest=o.name, default=None,
                                help=f"{o.help}{shown}", **o.rule.cli())
             added.add(o.name)
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 def _shown(default) -> str:

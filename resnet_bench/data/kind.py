@@ -103,6 +103,13 @@ def register(kind: DatasetKind) -> DatasetKind:
     return kind
 
 
+def unregister(name: str) -> None:
+    """Forget a kind and its aliases (a test or a plugin that registered one for a while)."""
+    kind = _KINDS.pop(name)
+    for alias in kind.aliases:
+        del _ALIASES[alias]
+
+
 def registered() -> dict[str, DatasetKind]:
     """The kinds registered so far, by name (resnet_bench.data.registry imports the built-ins)."""
     return dict(_KINDS)
