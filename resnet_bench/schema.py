@@ -76,7 +76,8 @@ RUN_COLUMNS = ID_COLUMNS + [
     "wall_time_s", "train_time_s", "compile_time_s", "images_per_s", "tflops_per_s",
     "params", "macs", "activation_checkpointing", "resumed", "device", "path",
     # the arithmetic, and the rest of the recipe: equal hashes are the fidelity table's pairs
-    "precision", "recipe_hash_except_precision",
+    # (the second hash leaves out the schedule's length too: an fp32 run of its first iterations)
+    "precision", "recipe_hash_except_precision", "recipe_hash_except_precision_length",
     # duplicates never count as seeds: the run identity hash, the train log's sha256, and the
     # run_id of the run this one repeats (same identity and seed, or a byte-identical log)
     "identity", "train_log_sha256", "duplicate_of",
@@ -108,12 +109,14 @@ CLAIM_COLUMNS = [
 ]
 # fidelity: a reduced-precision recipe's seeds against an fp32 repeat (resnet_bench.tables.fidelity)
 FIDELITY_COLUMNS = [
-    "dataset", "dataset_label", "model", "metric", "reference_recipe", "recipe", "precision",
+    "dataset", "dataset_label", "model", "metric", "window", "reference_recipe", "recipe",
+    "precision",
     "reference_values", "reference_n", "mean", "std", "n", "band_low", "band_high",
     "max_abs_diff", "verdict", "reason",
 ]
 # Columns added after tables were published: read back as "" from a table written before them.
-LATER_COLUMNS = {"runs": ("root",)}
+LATER_COLUMNS = {"runs": ("root", "recipe_hash_except_precision_length"),
+                 "fidelity": ("window",)}
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
@@ -121,7 +124,8 @@ TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMAR
 STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
                   "paper_lower", "paper_higher", "reason", "precision",
-                  "recipe_hash_except_precision", "reference_recipe", "reference_values",
+                  "recipe_hash_except_precision", "recipe_hash_except_precision_length",
+                  "window", "reference_recipe", "reference_values",
                   "verdict", "identity", "train_log_sha256", "duplicate_of", "source",
                   "seeds_needed", "root")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -126,3 +127,110 @@ def test_aggregate_pairs_records_by_their_recipes(tmp_path, capsys):
     assert test["verdict"] == "consistent"
     md = (out / "fidelity.md").read_text()
     assert "mean ± 2 std" in md and "**consistent**" in md and "21.50 (`fp32`)" in md
+
+
+# --- prefix pairs: a shorter fp32 run against its twin over the second half of its iterations ---
+
+LONG = recipe_hash(Recipe(iterations=8, milestones=()).to_dict(), ("precision", "iterations"))
+
+
+def prefix_tables(losses: dict[tuple[str, int], list[float]], planned: dict[str, int]):
+    """Runs and train-log curves from {(precision, seed): per-iteration losses}; the error is
+    10x the loss. A NaN loss diverges the run there (its log ends at that iteration)."""
+    rows, curves = [], []
+    for (precision, seed), loss in losses.items():
+        run_id = f"{precision}-s{seed}"
+        diverged = any(v != v for v in loss)
+        rows.append({"run_id": run_id, "model": "v2-bottleneck-1001", "seed": seed,
+                     "dataset": "cifar10-jpeg", "dataset_label": "CIFAR-10 (JPEG q75 mirror)",
+                     "recipe": precision, "precision": precision,
+                     "recipe_hash_except_precision": f"{precision}-length",
+                     "recipe_hash_except_precision_length": LONG,
+                     "planned_iterations": planned[precision],
+                     "status": "diverged" if diverged else "completed", "duplicate_of": "",
+                     "final_train_error_pct": math.nan if diverged else 10 * loss[-1],
+                     "final_test_error_pct": math.nan})
+        curves += [{"run_id": run_id, "split": "train", "iteration": i + 1, "loss": v,
+                    "error_pct": 10 * v} for i, v in enumerate(loss)]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+BF16 = {("bf16", 0): [2.4, 2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 1.7],
+        ("bf16", 1): [2.4, 2.3, 2.3, 2.3, 2.0, 1.9, 1.8, 1.7],
+        ("bf16", 2): [2.4, 2.3, 2.1, 2.0, 2.0, 1.9, 1.8, 1.7]}
+PLANNED = {"bf16": 8, "fp32": 4}
+
+
+def test_a_shorter_fp32_run_is_compared_with_its_twin_over_its_second_half():
+    # window 3-4: bf16 seed means 2.15, 2.30, 2.05 -> spread 0.25; twin (seed 0) 2.15
+    runs, curves = prefix_tables({**BF16, ("fp32", 0): [2.4, 2.3, 2.3, 2.2]}, PLANNED)
+    table = fidelity_table(runs, curves)
+    assert set(table["metric"]) == {"train_loss", "train_error"} and set(table["window"]) == {"3-4"}
+    loss = one(table, "v2-bottleneck-1001", "train_loss")
+    assert loss["reference_values"] == "2.25" and loss["n"] == 3
+    assert loss["mean"] == pytest.approx(statistics.fmean([2.15, 2.30, 2.05]))
+    assert loss["max_abs_diff"] == pytest.approx(0.10)
+    assert (loss["band_low"], loss["band_high"]) == (pytest.approx(1.90), pytest.approx(2.40))
+    assert loss["verdict"] == "consistent" and "0.100 (seed 0) <= seed spread 0.250" \
+        in loss["reason"]
+    error = one(table, "v2-bottleneck-1001", "train_error")     # the same, 10x
+    assert error["verdict"] == "consistent" and error["max_abs_diff"] == pytest.approx(1.0)
+    # without the train logs there is nothing to compare over: no final-value pair either
+    assert one(fidelity_table(runs), "v2-bottleneck-1001")["verdict"] == "not testable"
+
+
+def test_a_prefix_pair_further_apart_than_the_seeds_or_diverging_alone_is_not_consistent():
+    runs, curves = prefix_tables({**BF16, ("fp32", 0): [2.4, 2.3, 2.6, 2.5]}, PLANNED)
+    loss = one(fidelity_table(runs, curves), "v2-bottleneck-1001", "train_loss")
+    assert loss["verdict"] == "not consistent" and "0.400 (seed 0) > seed spread 0.250" \
+        in loss["reason"]
+    runs, curves = prefix_tables({**BF16, ("fp32", 0): [2.4, 2.3, 2.3, math.nan]}, PLANNED)
+    loss = one(fidelity_table(runs, curves), "v2-bottleneck-1001", "train_loss")
+    assert loss["verdict"] == "not consistent"
+    assert "seed 0 diverged within iterations 3-4 in fp32 only" in loss["reason"]
+    # a twin diverging after the window does not count against the prefix
+    late = {**BF16, ("bf16", 0): [*BF16["bf16", 0][:6], math.nan]}
+    runs, curves = prefix_tables({**late, ("fp32", 0): [2.4, 2.3, 2.3, 2.2]}, PLANNED)
+    assert one(fidelity_table(runs, curves), "v2-bottleneck-1001")["verdict"] == "consistent"
+
+
+def test_a_prefix_pair_needs_two_seeds_and_the_twin():
+    two = {("bf16", 1): BF16["bf16", 1], ("fp32", 0): [2.4, 2.3, 2.3, 2.2]}
+    runs, curves = prefix_tables(two, PLANNED)
+    r = one(fidelity_table(runs, curves), "v2-bottleneck-1001")
+    assert r["verdict"] == "not testable" and "no reduced-precision twin of seed 0" in r["reason"]
+    one_seed = {("bf16", 0): BF16["bf16", 0], ("fp32", 0): [2.4, 2.3, 2.3, 2.2]}
+    runs, curves = prefix_tables(one_seed, PLANNED)
+    r = one(fidelity_table(runs, curves), "v2-bottleneck-1001")
+    assert r["verdict"] == "not testable" and "n=1" in r["reason"]
+
+
+def test_aggregate_pairs_a_shorter_fp32_run_from_the_records(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    knobs = {"milestones": [], "lr": 0.1, "warmup": "v2", "warmup_iters": 20}
+    dirs = [write_run(runs, family="v2", block="bottleneck", depth=1001, seed=seed,
+                      recipe="bf16", precision="bf16", iterations=120,
+                      recipe_knobs={**knobs, "channels_last": True}) for seed in (0, 1)]
+    write_run(runs, family="v2", block="bottleneck", depth=1001, seed=0, recipe="fp32",
+              iterations=40, eval_every=40,
+              recipe_knobs={**knobs, "activation_checkpointing": True})
+    out = tmp_path / "tables"
+    assert main(["aggregate", "--runs", str(runs), "--out", str(out)]) == 0
+    assert "2 fidelity row(s)" in capsys.readouterr().out
+    table = read_table(out, "fidelity")
+    loss = one(table, "v2-bottleneck-1001", "train_loss")
+    assert (loss["window"], loss["reference_recipe"]) == ("21-40", "fp32")
+    # recomputed here from the train logs the records hold
+    means = [pd.read_csv(d / "train_log.csv").query("21 <= iteration <= 40")["loss"].mean()
+             for d in dirs]
+    fp32 = pd.read_csv(runs / "v2-bottleneck-1001_synthetic_fp32_s0" / "train_log.csv")
+    diff = abs(fp32.query("21 <= iteration <= 40")["loss"].mean() - means[0])
+    spread = abs(means[0] - means[1])
+    assert loss["max_abs_diff"] == pytest.approx(diff, abs=1e-9)
+    assert loss["verdict"] == ("consistent" if diff <= spread else "not consistent")
+    assert f"seed spread {spread:.3f} over iterations 21-40" in loss["reason"]
+    md = (out / "fidelity.md").read_text()
+    assert "Prefix rule" in md and "training loss, mean over iterations 21-40" in md
+    header = next(line for line in (out / "fidelity.tex").read_text().splitlines()
+                  if line.startswith("dataset &"))
+    assert "& metric & iterations & fp32 recipe &" in header     # the window, shown only here

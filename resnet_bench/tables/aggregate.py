@@ -175,6 +175,8 @@ def load_run(run_dir: str | os.PathLike, run_id: str | None = None) -> tuple[dic
     row["batch_size"] = recipe.get("batch_size", math.nan)
     row["precision"] = summary.get("precision") or recipe.get("precision", "fp32")
     row["recipe_hash_except_precision"] = record.recipe_hash(recipe, leave_out=("precision",))
+    row["recipe_hash_except_precision_length"] = record.recipe_hash(
+        recipe, leave_out=("precision", "iterations"))
     val = evals[evals["split"] == "val"]
     row["final_val_error_pct"] = float(val["error_pct"].iloc[-1]) if len(val) else math.nan
     row["path"] = str(d)

@@ -93,7 +93,7 @@ def build_tables(runset: RunSet, reference: pd.DataFrame | None = None,
         "summary": summarize(runset.runs),
         "paper_comparison": compare(runset.runs, reference),
         "claims": claims.claims_table(runset.runs, reference, family=family),
-        "fidelity": fidelity.fidelity_table(runset.runs),
+        "fidelity": fidelity.fidelity_table(runset.runs, runset.curves),
     }
 
 

@@ -25,8 +25,8 @@ COLUMNS = {
                          "diff", "comparable"],
     "claims": ["claim", "where", "dataset", "recipe", "metric", "lower_model", "lower",
                "higher_model", "higher", "paper_lower", "paper_higher", "p_value", "verdict"],
-    "fidelity": ["dataset", "model", "metric", "reference_recipe", "recipe", "reference_values",
-                 "ours", "verdict"],
+    "fidelity": ["dataset", "model", "metric", "window", "reference_recipe", "recipe",
+                 "reference_values", "ours", "verdict"],
 }
 HEADERS = {
     "final_train_error_pct": "train err. (%)", "final_test_error_pct": "test err. (%)",
@@ -36,7 +36,7 @@ HEADERS = {
     "higher": "ours (higher)", "paper_lower": "paper (lower)", "paper_higher": "paper (higher)",
     "p_value": "p", "paper_model": "paper model", "paper_dataset": "paper data",
     "paper_value": "paper", "reproduced": "ours", "reference_recipe": "fp32 recipe",
-    "reference_values": "fp32 values", "ours": "ours (mean±std, n)",
+    "reference_values": "fp32 values", "ours": "ours (mean±std, n)", "window": "iterations",
 }
 
 
@@ -63,6 +63,8 @@ def display(name: str, df: pd.DataFrame) -> pd.DataFrame:
                                                           df[f"{side}_n"])]
     elif name == "fidelity":
         df["ours"] = [_ours(m, s, n) for m, s, n in zip(df["mean"], df["std"], df["n"])]
+        if not (df["window"].fillna("") != "").any():   # only prefix pairs have a window
+            return df[[c for c in COLUMNS[name] if c != "window"]]
     return df[COLUMNS[name]] if name in COLUMNS else df
 
 
