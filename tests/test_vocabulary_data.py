@@ -172,3 +172,15 @@ def test_a_registered_kind_trains_one_iteration(toy, tmp_path, capsys):
     assert main([*argv[:-1], str(tmp_path / "bad"), "--data-option", "bogus=1"]) == 2
     err = capsys.readouterr().err
     assert "bogus: unknown for dataset toy; valid: n, side" in err
+
+
+def test_the_normalizations_the_recipe_offers_are_the_ones_the_loader_implements():
+    # two spellings: the recipe stays importable without torch, the loader cannot
+    from resnet_bench.data.loader import NORMALIZATIONS as LOADER, Normalizer
+    from resnet_bench.train.recipe import NORMALIZATIONS as RECIPE
+    assert LOADER == RECIPE
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    for mode in RECIPE:
+        assert Normalizer(x, mode).mode == mode
+    with pytest.raises(ValueError, match="normalize must be one of pixel, channel"):
+        Normalizer(x, "zca")

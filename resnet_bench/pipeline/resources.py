@@ -48,13 +48,12 @@ def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
     """Minutes; `devices` ranks of a distributed run share the schedule's FLOPs (perfect
     scaling assumed: the safety factor covers the all-reduce). `settings`: the config's
     `resources`, its defaults filled in by the config schema."""
-    s = settings
-    tflops = s["assumed_tflops"]["gpu" if device == "gpu" else "cpu"] * devices
+    tflops = settings["assumed_tflops"]["gpu" if device == "gpu" else "cpu"] * devices
     flops = training_flops(parse_model_name(model), recipe, image_size)
-    seconds = flops / (tflops * 1e12) * s["safety"]
+    seconds = flops / (tflops * 1e12) * settings["safety"]
     if recipe.activation_checkpointing or attempt > 1:
         seconds *= 1.4  # recomputing activations costs about one more forward
-    return max(int(s["min_runtime_min"]), math.ceil(seconds / 60))
+    return max(int(settings["min_runtime_min"]), math.ceil(seconds / 60))
 
 
 def activation_bytes(model: ModelSpec | str, recipe: Recipe,
@@ -78,9 +77,8 @@ def mem_mb(model: ModelSpec | str, recipe: Recipe, settings: Mapping[str, Any],
     `ranks`: processes of a distributed run on one node (sbatch --mem is per node); each loads
     the data set and the framework, and their batches together are at most the recipe's.
     """
-    s = settings
     act = activation_bytes(model, recipe, image_size)
-    return int((s["base_mem_mb"] * ranks + act / 2**20) * (1 + 0.5 * (attempt - 1)))
+    return int((settings["base_mem_mb"] * ranks + act / 2**20) * (1 + 0.5 * (attempt - 1)))
 
 
 # --------------------------------------------------------------------------- a job's devices
