@@ -187,7 +187,10 @@ def test_a_prefix_pair_further_apart_than_the_seeds_or_diverging_alone_is_not_co
     runs, curves = prefix_tables({**BF16, ("fp32", 0): [2.4, 2.3, 2.3, math.nan]}, PLANNED)
     loss = one(fidelity_table(runs, curves), "v2-bottleneck-1001", "train_loss")
     assert loss["verdict"] == "not consistent"
-    assert "seed 0 diverged within iterations 3-4 in fp32 only" in loss["reason"]
+    assert "seed 0 diverged by iteration 4 in fp32 only" in loss["reason"]
+    runs, curves = prefix_tables({**BF16, ("fp32", 0): [2.4, math.nan]}, PLANNED)   # before it
+    assert "seed 0 diverged by iteration 4 in fp32 only" in one(
+        fidelity_table(runs, curves), "v2-bottleneck-1001", "train_loss")["reason"]
     # a twin diverging after the window does not count against the prefix
     late = {**BF16, ("bf16", 0): [*BF16["bf16", 0][:6], math.nan]}
     runs, curves = prefix_tables({**late, ("fp32", 0): [2.4, 2.3, 2.3, 2.2]}, PLANNED)

@@ -19,7 +19,7 @@ half of its own iterations (`prefix_window`: 51-100 of 100), past the first step
 training loss and mean mini-batch error from the train logs. Rule (`PREFIX_RULE`): with n >= 2
 reduced-precision seeds, **consistent** when every fp32 run differs from its twin (same seed) by no
 more than the two furthest-apart reduced-precision seeds differ over the same window ("precision
-moves the curve less than a change of seed does"); a run that diverges within the window in one
+moves the curve less than a change of seed does"); a run that diverges by the window's end in one
 precision and not the other is **not consistent**.
 """
 
@@ -54,7 +54,7 @@ PREFIX_RULE = (
     "iterations, by the mean training loss and mean mini-batch error there. With n >= "
     f"{MIN_N} reduced-precision seeds, **consistent** when |{REFERENCE} - twin| is at most the "
     "difference between the two furthest-apart reduced-precision seeds over the same window; a "
-    "run that diverges within the window in one precision and not the other is **not "
+    "run that diverges by the window's end in one precision and not the other is **not "
     "consistent**."
 )
 
@@ -95,7 +95,7 @@ def _decide_prefix(ref: pd.DataFrame, low: pd.DataFrame, curves: pd.DataFrame, c
         twin = low_means[next(iter(diffs))]
         row.update(band_low=twin - spread, band_high=twin + spread)
     window = f"iterations {start}-{end}"
-    lone = [f"seed {seed} diverged within {window} in "
+    lone = [f"seed {seed} diverged by iteration {end} in "
             + (REFERENCE if ref_means[seed] != ref_means[seed] else "reduced precision")
             + " only" for seed in diffs
             if (ref_means[seed] != ref_means[seed]) != (low_means[seed] != low_means[seed])]
@@ -108,7 +108,7 @@ def _decide_prefix(ref: pd.DataFrame, low: pd.DataFrame, curves: pd.DataFrame, c
         return {**row, "verdict": NOT_TESTABLE, "reason": f"n={len(values)} reduced-precision "
                 f"seeds through {window}: no spread to compare with"}
     if any(d != d for d in diffs.values()):
-        return {**row, "verdict": NOT_TESTABLE, "reason": f"diverged within {window} in both "
+        return {**row, "verdict": NOT_TESTABLE, "reason": f"diverged by iteration {end} in both "
                 "precisions: no values to compare"}
     worst = max(diffs, key=lambda s: abs(diffs[s]))
     relation = "<=" if abs(diffs[worst]) <= spread else ">"
