@@ -138,3 +138,25 @@ def test_a_family_registered_here_is_parsed_built_validated_sorted_and_styled(to
     assert set(drawn["label"]) == {"plain", "ResNet (original)", "toy"}
     assert (tmp_path / "degradation.png").exists()
     assert F.style_of("toy") == F.PlotStyle() and style.lightness(F.style_of("toy").color) > 0
+
+
+def test_a_family_with_an_unknown_block_or_a_shadowing_unit_variant_is_refused():
+    unit = F.Unit("toy-unit", f"{__name__}:ToyUnit")
+    with pytest.raises(ValueError, match=r"^family 'toy': unknown block\(s\) wide; "
+                                         r"valid: basic, bottleneck$"):
+        F.register_family(F.Family("toy", label="toy", legend="toy", unit=unit,
+                                   blocks=("basic", "wide")))
+    for shared in ("optB", "stride3x3", "none", "exgate"):
+        with pytest.raises(ValueError, match=rf"^family 'toy': unit variant\(s\) {shared} would "
+                                             "shadow the shared variants"):
+            F.register_family(F.Family("toy", label="toy", legend="toy", unit=unit,
+                                       unit_variants={"half": unit, shared: unit}))
+    assert "toy" not in F.FAMILIES
+
+
+def test_the_shared_variants_are_those_the_grammar_gives_every_family():
+    from resnet_bench.models import spec as S
+    given = {re.match(r"[A-Za-z0-9]+", v)[0] for f in F.FAMILIES.values() for b in f.blocks
+             for stem in S.STEMS for v in S._valid_variants(f.name, b, stem)}
+    own = {v for f in F.FAMILIES.values() for v in f.unit_variants}
+    assert given - own == set(F.SHARED_VARIANTS)

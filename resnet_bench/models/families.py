@@ -24,6 +24,15 @@ from dataclasses import dataclass, field
 from importlib import import_module
 
 
+# The blocks a family may have, in the papers' reading order (table columns, sort keys)
+BLOCKS = ("basic", "bottleneck")
+# The variants the name grammar (resnet_bench.models.spec) gives families alike, by name or by
+# kind: V1's shortcut options, the unit shapes, a plain net's only variant and V2 Table 1's
+# modulations. A family's own unit variant may not take one of these names: it would shadow it.
+SHARED_VARIANTS = ("optA", "optB", "optC", "1layer", "stride3x3", "none",
+                   "scale", "exgate", "scgate", "dropsc")
+
+
 class Role(enum.Enum):
     """What a family stands for in the papers' claims and figures."""
 
@@ -64,7 +73,7 @@ class Family:
     label: str                 # in a figure label: "ResNet" -> ResNet-56, "pre-act ResNet" -> ...
     legend: str                # a family's line in the figures: "ResNet (original)"
     unit: Unit                 # the unit of the family's default variant
-    blocks: tuple[str, ...] = ("basic", "bottleneck")
+    blocks: tuple[str, ...] = BLOCKS
     shortcut: bool = True      # False: a plain net, no shortcut option and no variants
     modulated: bool = False    # V2 Table 1's scaled / gated / dropout shortcuts apply
     unit_variants: Mapping[str, Unit] = field(default_factory=dict)  # variant -> the unit it draws
@@ -93,6 +102,12 @@ def register_family(family: Family) -> Family:
     if not re.fullmatch(r"[A-Za-z0-9_]+", family.name) or family.name == "imagenet":
         raise ValueError(f"family name {family.name!r}: letters, digits and '_' (a name part), "
                          "not 'imagenet' (the ImageNet nets' name prefix)")
+    if unknown := [b for b in family.blocks if b not in BLOCKS]:
+        raise ValueError(f"family {family.name!r}: unknown block(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(BLOCKS)}")
+    if shadowed := [v for v in family.unit_variants if v in SHARED_VARIANTS]:
+        raise ValueError(f"family {family.name!r}: unit variant(s) {', '.join(shadowed)} would "
+                         f"shadow the shared variants ({', '.join(SHARED_VARIANTS)})")
     if any(f.role is not None and f.role is family.role for f in FAMILIES.values()):
         raise ValueError(f"a family already plays {family.role}")
     FAMILIES[family.name] = family

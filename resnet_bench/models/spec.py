@@ -11,7 +11,9 @@ conv and 3x3/2 max-pool, four stages of 64/128/256/512 and the table's units per
 No family may be called `imagenet` (`families.register_family` refuses it), so the prefix is never
 mistaken for one and a CIFAR name needs no prefix.
 
-The variant vocabulary (one variant per network; the family's default is left out of the name):
+The variant vocabulary (one variant per network; the family's default is left out of the name;
+`families.SHARED_VARIANTS` names the ones every family shares, which no family's own unit variant
+may shadow):
 
     shortcut at every unit (V1 Sec. 3.3 options; A is the default for basic, B for bottleneck)
         optA        parameter-free: identity, or stride-2 subsample + zero channels where the shape changes
@@ -68,7 +70,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .families import FAMILIES, FAMILY_ORDER, Family, Unit
+from .families import BLOCKS, FAMILIES, FAMILY_ORDER, Family, Unit
 
 STEMS = ("cifar", "imagenet")  # the CIFAR nets (default) and V1 Table 1's ImageNet nets
 IMAGENET_PREFIX = "imagenet-"
@@ -93,8 +95,9 @@ _PATTERNS = {
 SHORTCUT_OPTIONS = ("optA", "optB", "optC")  # V1 Sec. 3.3 options A/B/C
 _TABLE1 = ("scale-s<l>[-f<m>]", "exgate-b<b>", "scgate-b<b>", "dropsc[-p<p>]")
 
-# The papers' reading order of blocks (families: `FAMILY_ORDER`, their declaration order).
-BLOCK_ORDER = {"basic": 0, "bottleneck": 1}
+# The papers' reading order of blocks, declared in families.BLOCKS (families: `FAMILY_ORDER`,
+# their declaration order).
+BLOCK_ORDER = {b: i for i, b in enumerate(BLOCKS)}
 NO_VARIANT = "none"  # the one variant of a family without a shortcut
 
 ALIASES = {
