@@ -89,6 +89,7 @@ class Family:
         return self.unit_variants.get(variant, self.unit)
 
     def units(self) -> list[Unit]:
+        """Every unit the family draws (models.cost keys its cache on their classes' sources)."""
         return [self.unit, *self.unit_variants.values()]
 
 
