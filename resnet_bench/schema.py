@@ -61,6 +61,31 @@ def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# the metrics the claims, the fidelity table and the figures compare: each one's final value in
+# the runs table and its course in the curves table
+
+@dataclass(frozen=True)
+class Metric:
+    final: str         # the runs-table column of its final value
+    split: str         # its curve: the curves table's split (train: the train log's rows)
+    column: str        # ... and column
+    words: str         # as a figure's legend or panel says it
+    unit: str = ""
+
+    @property
+    def heading(self) -> str:
+        """As a table says it: 'training error (%)'."""
+        return f"{self.words} ({self.unit})" if self.unit else self.words
+
+
+METRICS = {
+    "train_error": Metric("final_train_error_pct", "train", "error_pct", "training error", "%"),
+    "train_loss": Metric("final_train_loss", "train", "loss", "training loss"),
+    "test_error": Metric("final_test_error_pct", "test", "error_pct", "test error", "%"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
 # the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
 
 TABLES = ("curves", "runs", "summary", "paper_comparison", "claims", "fidelity")

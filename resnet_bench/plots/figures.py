@@ -59,7 +59,7 @@ from resnet_bench.models.families import FAMILIES, Role, family_for, legend_of, 
 from resnet_bench.models.spec import parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
-    CLAIM_COLUMNS, FIGURES as DECLARED, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
+    CLAIM_COLUMNS, FIGURES as DECLARED, METRICS, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
     is_default_variant, read_table, sort_runs,
 )
 
@@ -70,17 +70,11 @@ RUN_KEYS = ["run_id", "model", "family", "block", "depth", "variant", "seed", "s
 CURVE_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "iteration", "x", "value",
                                                "window"]
 DEPTH_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "value"]
-# series -> (curves split, curves column, smoothed?)
-SERIES = {
-    "train_error": ("train", "error_pct", True),
-    "train_loss": ("train", "loss", True),
-    "test_error": ("test", "error_pct", False),
-}
-SERIES_NAMES = {"train_error": "training error", "train_loss": "training loss",
-                "test_error": "test error"}
-# series -> the runs-table column of its final value, the number a legend quotes
-FINAL_COLUMNS = {"train_error": "final_train_error_pct", "train_loss": "final_train_loss",
-                 "test_error": "final_test_error_pct"}
+# series (a metric) -> (curves split, curves column, smoothed?): the training curves are
+# mini-batch values, smoothed; the test curves are evaluations, drawn as they are
+SERIES = {name: (m.split, m.column, m.split == "train") for name, m in METRICS.items()}
+SERIES_NAMES = {name: m.words for name, m in METRICS.items()}
+# series -> its word among a legend's final values (schema.METRICS[series].final)
 FINAL_NAMES = {"train_error": "train", "train_loss": "train loss", "test_error": "test"}
 # The papers' y ranges (%), where our figure is drawn after theirs
 PAPER_YLIM = {"V1 Fig. 1": (0.0, 20.0), "V1 Fig. 6": (0.0, 20.0), "V1 Fig. 4": (20.0, 60.0)}
@@ -388,7 +382,7 @@ def _finals(data: PlotData, df: pd.DataFrame, label: str, series: list[str]) -> 
     line's completed runs (the record's numbers, not the smoothed curve's)."""
     runs = data.runs[data.runs["run_id"].isin(set(df.loc[df["label"] == label, "run_id"]))]
     done = runs[runs["status"] != DIVERGED]
-    parts = [f"{FINAL_NAMES[s]} {_fmt(done[FINAL_COLUMNS[s]], 3 if 'loss' in s else 2)}"
+    parts = [f"{FINAL_NAMES[s]} {_fmt(done[METRICS[s].final], 3 if 'loss' in s else 2)}"
              for s in series]
     n_div = int((runs["status"] == DIVERGED).sum())
     n = f"n = {len(done)}" + (f"; {n_div} diverged" if n_div else "")
@@ -835,8 +829,7 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     each mean written beside its point."""
     name, title = "degradation", "Degradation at a glance: final error vs depth"
     runs = default_runs(data.runs, list(FAMILIES))
-    panels = {"final_train_error_pct": ("train_error", "training error"),
-              "final_test_error_pct": ("test_error", "test error")}
+    panels = {METRICS[s].final: (s, METRICS[s].words) for s in ("train_error", "test_error")}
     frames = []
     for column, (series, panel) in panels.items():
         df = runs[RUN_KEYS].copy()

@@ -25,7 +25,7 @@ import pandas as pd
 
 from resnet_bench.models.families import FAMILIES, Role, family_for
 from resnet_bench.models.spec import ModelNameError, base_name, parse_model_name
-from resnet_bench.schema import CLAIM_COLUMNS
+from resnet_bench.schema import CLAIM_COLUMNS, METRICS
 from resnet_bench.tables.paper import data_identity, paper_rows
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
@@ -38,12 +38,8 @@ BOOTSTRAP_SEED = 0     # a fixed generator: the published interval is reproducib
 
 STATED, READ_OFF = "stated", "read off"
 
-METRICS = {   # metric -> (runs-table column, words)
-    "train_error": ("final_train_error_pct", "training error (%)"),
-    "test_error": ("final_test_error_pct", "test error (%)"),
-    "train_loss": ("final_train_loss", "training loss"),
-}
-# our metric -> the `quantity` of a paper_comparison row (paper.paper_rows); no paper gives a loss
+# our metric (resnet_bench.schema.METRICS) -> the `quantity` of a paper_comparison row
+# (paper.paper_rows); no paper gives a loss
 PAPER_QUANTITY = {"train_error": "train", "test_error": "test"}
 
 # V2 Table 1's shortcut variants by their spelling in resnet_bench.models.spec (V2 Table 2's
@@ -57,7 +53,7 @@ class Claim:
     paper: str                   # V1 or V2
     where: str                   # figure / table of the paper
     text: str                    # the claim in words
-    metrics: tuple[str, ...]     # keys of METRICS
+    metrics: tuple[str, ...]     # keys of schema.METRICS
     pairing: str                 # key of PAIRINGS: which (lower, higher) pairs the grid offers
     ref_tables: tuple[str, ...]  # paper_reference.csv tables the paper's numbers come from
     min_depth: int = 0           # pairs shallower than this are reported, not tested
@@ -560,7 +556,7 @@ def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
                 continue
             for lower_model, higher_model, depth in pairs:
                 for metric in claim.metrics:
-                    column = METRICS[metric][0]
+                    column = METRICS[metric].final
                     lower, higher = _side(g, lower_model, column), _side(g, higher_model, column)
                     paper = tuple(paper_number(prows, claim, metric, specs[m], ref_dataset)
                                   if m in specs else "" for m in (lower_model, higher_model))
