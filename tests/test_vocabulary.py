@@ -95,7 +95,8 @@ class ToyUnit(OriginalUnit):
 def toy():
     family = F.register_family(F.Family(
         "toy", label="toy ResNet", legend="toy", blocks=("basic",),
-        unit=F.Unit("toy-unit", f"{__name__}:ToyUnit")))
+        unit=F.Unit("toy-unit", f"{__name__}:ToyUnit"),
+        unit_variants={"twice": F.Unit("toy-twice", f"{__name__}:ToyUnit", "toy unit, again")}))
     yield family
     F.unregister_family("toy")
 
@@ -137,6 +138,9 @@ def test_a_family_registered_here_is_parsed_built_validated_sorted_and_styled(to
     drawn = figures.degradation(data, tmp_path)
     assert set(drawn["label"]) == {"plain", "ResNet (original)", "toy"}
     assert (tmp_path / "degradation.png").exists()
+    labels = [figures._ablation_label({"model": m})
+              for m in ("toy-basic-8", "toy-basic-8-twice", "toy-basic-8-optB")]
+    assert labels == ["toy-unit", "toy unit, again", "optB (optB)"]
     assert F.style_of("toy") == F.PlotStyle() and style.lightness(F.style_of("toy").color) > 0
 
 

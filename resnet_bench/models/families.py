@@ -43,11 +43,17 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True)
 class Unit:
-    """A residual unit as a figure of the papers draws it: its name, and its torch class as
-    `module:Class` (resnet_bench.models.units holds the papers' own)."""
+    """A residual unit as a figure of the papers draws it: its name, its torch class as
+    `module:Class` (resnet_bench.models.units holds the papers' own), and the papers' words for
+    it in a figure's legend (`label`, default: the name)."""
 
     name: str
     cls: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
     def load(self) -> type:
         module, _, name = self.cls.partition(":")
@@ -157,13 +163,16 @@ register_family(Family(
 register_family(Family(
     "v1", label="ResNet", legend="ResNet (original)", modulated=True,
     unit=Unit("original", f"{_UNITS}:OriginalUnit"),
-    unit_variants={"bnafter": Unit("bn-after-addition", f"{_UNITS}:BNAfterAdditionUnit"),
-                   "relubefore": Unit("relu-before-addition", f"{_UNITS}:ReLUBeforeAdditionUnit")},
+    unit_variants={"bnafter": Unit("bn-after-addition", f"{_UNITS}:BNAfterAdditionUnit",
+                                   "BN after addition"),
+                   "relubefore": Unit("relu-before-addition", f"{_UNITS}:ReLUBeforeAdditionUnit",
+                                      "ReLU before addition")},
     role=Role.ORIGINAL, style=PlotStyle("#08306B", "s", "D"),
 ))
 register_family(Family(
     "v2", label="pre-act ResNet", legend="ResNet (pre-act)",
-    unit=Unit("full-preact", f"{_UNITS}:PreActUnit"),
-    unit_variants={"reluonly": Unit("relu-only-preact", f"{_UNITS}:ReLUOnlyPreActUnit")},
+    unit=Unit("full-preact", f"{_UNITS}:PreActUnit", "full pre-activation"),
+    unit_variants={"reluonly": Unit("relu-only-preact", f"{_UNITS}:ReLUOnlyPreActUnit",
+                                    "ReLU-only pre-activation")},
     role=Role.PREACT, style=PlotStyle("#56B4E9", "^", "v"),
 ))

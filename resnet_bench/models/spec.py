@@ -94,6 +94,11 @@ _PATTERNS = {
 }
 SHORTCUT_OPTIONS = ("optA", "optB", "optC")  # V1 Sec. 3.3 options A/B/C
 _TABLE1 = ("scale-s<l>[-f<m>]", "exgate-b<b>", "scgate-b<b>", "dropsc[-p<p>]")
+# V2 Table 1's shortcuts other than the identity, in its words, by kind: the modulations
+# (`Modulation.kind`) and V1's option C, its "1x1 conv shortcut" (`ModelSpec.table1_shortcut`)
+TABLE1_SHORTCUTS = {"scale": "constant scaling", "exgate": "exclusive gating",
+                    "scgate": "shortcut-only gating", "dropsc": "dropout shortcut",
+                    "optC": "1x1 conv shortcut"}
 
 # The papers' reading order of blocks, declared in families.BLOCKS (families: `FAMILY_ORDER`,
 # their declaration order).
@@ -367,6 +372,15 @@ class ModelSpec:
     @property
     def modulation(self) -> Modulation:
         return _modulation(self.variant)
+
+    @property
+    def table1_shortcut(self) -> str | None:
+        """Which of V2 Table 1's shortcuts other than the identity the net has: its modulation's
+        kind or optC (`TABLE1_SHORTCUTS`); None for the identity shortcut or none at all."""
+        for kind in (self.modulation.kind, self.shortcut):
+            if kind in TABLE1_SHORTCUTS:
+                return kind
+        return None
 
     @property
     def label(self) -> str:

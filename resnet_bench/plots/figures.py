@@ -56,10 +56,10 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from resnet_bench.models.families import FAMILIES, Role, family_for, legend_of, style_of
-from resnet_bench.models.spec import parse_model_name
+from resnet_bench.models.spec import TABLE1_SHORTCUTS, parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
-    CLAIM_COLUMNS, FIGURES as DECLARED, METRICS, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
+    CLAIM_COLUMNS, FIGURES as DECLARED, METRICS, PAPER_ITERATIONS, V1_FIG4_PANELS,
     is_default_variant, read_table, sort_runs,
 )
 
@@ -882,13 +882,6 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     return df
 
 
-SHORTCUT_NAMES = {"scale": "constant scaling", "exgate": "exclusive gating",
-                  "scgate": "shortcut-only gating", "optC": "1x1 conv shortcut",
-                  "dropsc": "dropout shortcut"}
-UNIT_NAMES = {"bnafter": "BN after addition", "relubefore": "ReLU before addition",
-              "reluonly": "ReLU-only pre-activation"}
-
-
 def _claim_models(data: PlotData, figure: str) -> set[str]:
     claims = data.claims if data.claims is not None else pd.DataFrame(columns=CLAIM_COLUMNS)
     rows = claims[claims["claim"] == DECLARED[figure].claim]
@@ -896,12 +889,12 @@ def _claim_models(data: PlotData, figure: str) -> set[str]:
 
 
 def _ablation_label(run) -> str:
-    v = str(run["variant"])
-    if run["model"] == base_name(run["family"], run["block"], run["depth"]):
-        return "original" if run["family"] == _name(Role.ORIGINAL) else "full pre-activation"
-    if v in UNIT_NAMES:
-        return UNIT_NAMES[v]
-    return f"{SHORTCUT_NAMES.get(v.split('-')[0], v)} ({v})"
+    """A unit by its family's declaration (`families.Unit.label`), a shortcut by V2 Table 1's
+    words and its variant."""
+    spec = parse_model_name(run["model"])
+    if spec.is_default or spec.variant in spec.family_facts.unit_variants:
+        return spec.unit_decl.label
+    return f"{TABLE1_SHORTCUTS.get(spec.table1_shortcut, spec.variant)} ({spec.variant})"
 
 
 ABLATION_SERIES = ["train_loss", "test_error"]
@@ -923,11 +916,12 @@ def _ablation(data: PlotData, out_dir, figure: str, title: str, empty: str) -> p
         return style.placeholder(out_dir, figure, _title(title, data), empty,
                                  CURVE_FIGURE_COLUMNS)
     df = pd.concat(frames, ignore_index=True)[CURVE_FIGURE_COLUMNS]
+    original = family_for(Role.ORIGINAL).unit.label
     order = list(dict.fromkeys(df.sort_values(["family", "variant"])["label"]))
-    order = [lab for lab in order if lab == "original"] + [lab for lab in order
-                                                          if lab != "original"]
-    others = [lab for lab in order if lab != "original"]
-    look = _look(order, {"original": (0.0, 0.0, 0.0),
+    order = [lab for lab in order if lab == original] + [lab for lab in order
+                                                        if lab != original]
+    others = [lab for lab in order if lab != original]
+    look = _look(order, {original: (0.0, 0.0, 0.0),
                          **dict(zip(others, style.lightness_ramp(len(others), "mako",
                                                                  light=74, dark=30)))})
     fig = style.panels_figure(2, len(rows))

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from resnet_bench.models.families import FAMILIES, Role, family_for
+from resnet_bench.models.families import Role, family_for
 from resnet_bench.models.spec import ModelNameError, base_name, parse_model_name
 from resnet_bench.schema import CLAIM_COLUMNS, METRICS
 from resnet_bench.tables.paper import data_identity, paper_rows
@@ -41,10 +41,6 @@ STATED, READ_OFF = "stated", "read off"
 # our metric (resnet_bench.schema.METRICS) -> the `quantity` of a paper_comparison row
 # (paper.paper_rows); no paper gives a loss
 PAPER_QUANTITY = {"train_error": "train", "test_error": "test"}
-
-# V2 Table 1's shortcut variants by their spelling in resnet_bench.models.spec (V2 Table 2's
-# units are the variants the original and the pre-activation family declare, `unit_variants`)
-TABLE1_KINDS = ("scale", "exgate", "scgate", "dropsc", "optC")
 
 
 @dataclass(frozen=True)
@@ -267,7 +263,7 @@ def imagenet_resnet_vs_plain(specs: dict) -> Pairs | str:
 def identity_vs_shortcuts(specs: dict) -> Pairs | str:
     resnet = _name(Role.ORIGINAL)
     variants = sorted((s for s in specs.values() if s.family == resnet and s.stem == "cifar"
-                       and s.variant.split("-")[0] in TABLE1_KINDS),
+                       and s.table1_shortcut is not None),
                       key=lambda s: (s.block, s.depth, s.name))
     if not variants:
         return "no V2 Table 1 shortcut variant in the grid"
@@ -278,7 +274,7 @@ def preact_vs_units(specs: dict) -> Pairs | str:
     original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
     others = sorted((s for s in specs.values() if s.stem == "cifar"
                      and s.family in (original, preact)
-                     and s.variant in FAMILIES[s.family].unit_variants),
+                     and s.variant in s.family_facts.unit_variants),
                     key=lambda s: (s.block, s.depth, s.family, s.name))
     if not others:
         # without a Table 2 variant this would repeat v2-preact-test
