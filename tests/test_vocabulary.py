@@ -58,11 +58,29 @@ def family_literals() -> dict[str, list[str]]:
     return found
 
 
+def family_phrases() -> dict[str, list[str]]:
+    """module -> 'line: text' of every str constant, f-strings' parts included, that spells a
+    family name in words: before a block, 'and' or 'or', or before a ')' ("v1 basic", "(v2)")."""
+    phrase = re.compile(rf"(?<![\w-])({'|'.join(BUILT_IN)})(?= (basic|bottleneck|and|or)\b|\))")
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docs and phrase.search(node.value)):
+                found.setdefault(str(path.relative_to(ROOT)), []).append(
+                    f"{node.lineno}: {node.value}")
+    return found
+
+
 def test_the_family_names_are_spelled_in_at_most_two_modules():
     assert tuple(F.FAMILIES) == BUILT_IN
     found = family_literals()
     assert len(found) <= 2, found
     assert "resnet_bench/models/families.py" in found
+    # messages name a family by its declaration (families.family_for(role).name), not in words
+    assert family_phrases() == {}
 
 
 def test_the_config_schema_lists_the_declared_families():

@@ -578,12 +578,13 @@ def _sweep_runs(data: PlotData, which: str) -> pd.DataFrame:
 
 
 # panel -> (single-panel figure name, title, what is missing when empty)
+_RESNETS = f"{_name(Role.ORIGINAL)} basic (option A)"
 FIG6_PANELS = {
     "left": ("v1_fig6_left", "V1 Fig. 6 (left): plain networks", "no plain-net runs"),
     "middle": ("v1_fig6_middle", "V1 Fig. 6 (middle): ResNets up to 110 layers",
-               "no v1 basic (option A) runs of at most 110 layers"),
+               f"no {_RESNETS} runs of at most 110 layers"),
     "right": ("v1_fig6_right", "V1 Fig. 6 (right): the deepest ResNets (the paper: 110 vs 1202)",
-              "no v1 basic (option A) ResNet deeper than 110 layers"),
+              f"no {_RESNETS} ResNet deeper than 110 layers"),
 }
 SWEEP_SERIES = ["train_error", "test_error"]
 
@@ -684,7 +685,8 @@ def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
     title = "V1 Fig. 6: " + " | ".join(short[w] for w in drawn) if drawn else "V1 Fig. 6"
     if not drawn:
         return style.placeholder(out_dir, name, _title(title, data),
-                                 "no plain or v1 basic (option A) runs", CURVE_FIGURE_COLUMNS)
+                                 f"no {_name(Role.PLAIN)} or {_RESNETS} runs",
+                                 CURVE_FIGURE_COLUMNS)
     return _multi_panel(data, out_dir, name, title, frames, short, "V1 Fig. 6")
 
 
@@ -739,7 +741,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
               for which, nets in V1_FIG4_PANELS.items()}
     if all(f.empty for f in frames.values()):
         return style.placeholder(out_dir, name, _title(title, data),
-                                 "no runs of imagenet-plain/v1-basic-18/34",
+                                 f"no runs of {', '.join(DECLARED[name].nets)}",
                                  CURVE_FIGURE_COLUMNS)
     return _multi_panel(data, out_dir, name, title, frames, FIG4_TITLES, "V1 Fig. 4",
                         FIG4_TRAIN_STYLE, FIG4_SERIES_NAMES)
@@ -764,7 +766,8 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     """V2 Fig. 1 (right): original vs pre-activation at one depth, as V2 draws it: training
     loss dashed on the left axis, test error solid with markers on the right axis.
 
-    The deepest bottleneck depth present for both v1 and v2 (basic if no bottleneck pair).
+    The deepest bottleneck depth present for both the original and the pre-activation family
+    (basic if no bottleneck pair).
     """
     name = "v2_fig1"
     original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
@@ -774,7 +777,8 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     if pairs.empty:
         return style.placeholder(out_dir, name,
                                  _title("V2 Fig. 1: original vs pre-activation", data),
-                                 "no v1 and v2 runs of the same block and depth",
+                                 f"no {original} and {preact} runs of the same block and "
+                                 "depth",
                                  CURVE_FIGURE_COLUMNS)
     pairs["bottleneck"] = pairs["block"] == "bottleneck"
     block, depth = pairs.sort_values(["bottleneck", "depth"]).iloc[-1][["block", "depth"]]

@@ -205,7 +205,8 @@ def plain_depth(specs: dict) -> Pairs | str:
 
 def resnet_depth(specs: dict) -> Pairs | str:
     nets = [s for s in _defaults(specs, Role.ORIGINAL) if s.depth <= 110]
-    pair = _depth_pair(nets, "ResNets (v1 basic) of <= 110 layers", "ResNet (<= 110 layers)")
+    pair = _depth_pair(nets, f"ResNets ({_name(Role.ORIGINAL)} basic) of <= 110 layers",
+                       "ResNet (<= 110 layers)")
     # deeper is better: the deepest is the side claimed lower
     return pair if isinstance(pair, str) else [(hi.name, lo.name, lo.depth) for lo, hi in pair]
 
@@ -221,12 +222,13 @@ def _same_depth(specs: dict, lower: Role, higher: Role, block, what: str, stem: 
 
 def resnet_vs_plain(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic",
-                       "a plain net and a ResNet (v1 basic)")
+                       f"a plain net and a ResNet ({_name(Role.ORIGINAL)} basic)")
 
 
 def preact_vs_original(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.PREACT, Role.ORIGINAL, None,
-                       "the original (v1) and the pre-activation (v2) unit")
+                       f"the original ({_name(Role.ORIGINAL)}) and the pre-activation "
+                       f"({_name(Role.PREACT)}) unit")
 
 
 def _named_pair(specs: dict, lower: str, higher: str, depth: int) -> Pairs | str:
@@ -257,7 +259,7 @@ def imagenet_resnet_depth(specs: dict) -> Pairs | str:
 
 def imagenet_resnet_vs_plain(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic", "an ImageNet plain net and "
-                       "ResNet (v1 basic, option A)", stem="imagenet")
+                       f"ResNet ({_name(Role.ORIGINAL)} basic, option A)", stem="imagenet")
 
 
 def identity_vs_shortcuts(specs: dict) -> Pairs | str:
