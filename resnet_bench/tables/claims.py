@@ -26,6 +26,7 @@ import pandas as pd
 from resnet_bench.models.families import Role, family_for
 from resnet_bench.models.spec import ModelNameError, base_name, parse_model_name
 from resnet_bench.schema import CLAIM_COLUMNS, METRICS
+from resnet_bench.tables.display import TITLES
 from resnet_bench.tables.paper import data_identity, paper_rows
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
@@ -608,7 +609,7 @@ def _interval(low, high) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    parts = ["# Claims of the papers, tested on this grid", "",
+    parts = [f"# {TITLES['claims']}", "",
              "Each row: the side the paper claims **lower** (lower error or loss is better) and "
              "the side it claims **higher**, our final-iteration values (mean ± std over "
              "seeds, n completed runs), the paper's numbers where it gives them, where the "

@@ -30,6 +30,7 @@ import math
 import pandas as pd
 
 from resnet_bench.schema import FIDELITY_COLUMNS, METRICS
+from resnet_bench.tables.display import TITLES
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
 REFERENCE = "fp32"
@@ -194,7 +195,7 @@ def _seeds(mean, std, n) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    parts = ["# Reduced precision against fp32", "",
+    parts = [f"# {TITLES['fidelity']}", "",
              "Final-iteration values of a reduced-precision recipe's seeds (mean ± std, n) "
              f"against {REFERENCE} repeats of the same network and recipe; a shorter "
              f"{REFERENCE} run against its twin over a window of its iterations.", "", RULE, "",
