@@ -56,7 +56,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from resnet_bench.models.families import FAMILIES, Role, family_for, legend_of, style_of
-from resnet_bench.models.spec import TABLE1_SHORTCUTS, parse_model_name
+from resnet_bench.models.spec import IMAGENET_PREFIX, TABLE1_SHORTCUTS, parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
     CLAIM_COLUMNS, FIGURES as DECLARED, METRICS, PAPER_ITERATIONS, V1_FIG4_PANELS,
@@ -111,7 +111,7 @@ class PlotData:
         planned = pd.to_numeric(self.runs["planned_iterations"], errors="coerce")
         done = pd.to_numeric(self.runs["iterations"], errors="coerce")
         n = int(planned.fillna(done).max())
-        stem = "imagenet" if self.runs["model"].str.startswith("imagenet-").all() else "cifar"
+        stem = "imagenet" if self.runs["model"].str.startswith(IMAGENET_PREFIX).all() else "cifar"
         paper = PAPER_ITERATIONS[stem]
         if n <= 0:
             return ""
