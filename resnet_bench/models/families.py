@@ -5,9 +5,9 @@ declaration says which blocks it has, which residual unit it draws (and which va
 that unit), whether it has a shortcut at all and whether V2 Table 1's modulated shortcuts apply,
 how the papers name its nets in figures, how the figures draw it, and which role it plays in the
 papers' claims. Everything else reads these declarations: the name grammar
-(`resnet_bench.models.spec`), the builder (`registry.build_model`, which imports the unit class a
-family names), the config schema's check, the workflow's wildcard constraint, the plot styles,
-the figures' and the claims' choice of nets.
+(`resnet_bench.models.spec`), the builder (`networks.unit_class` imports the unit class a family
+declares for a variant), the config schema's check, the workflow's wildcard constraint, the plot
+styles, the figures' and the claims' choice of nets.
 
 A family declared outside the package is one `register_family(Family(...))` call away from
 being parsed, built, validated, tabulated and drawn (`tests/test_vocabulary.py` does it).

@@ -19,7 +19,8 @@ may shadow):
         optA        parameter-free: identity, or stride-2 subsample + zero channels where the shape changes
         optB        identity, or 1x1 projection where the shape changes
         optC        1x1 projection at every unit (also V2 Table 1 "1x1 conv shortcut")
-    V2 Table 1, what multiplies the shortcut and the residual branch F (family v1)
+    V2 Table 1, what multiplies the shortcut and the residual branch F (a family declared
+    `modulated`: v1)
         scale-s<l>[-f<m>]   constant scaling: shortcut x l, F x m (m defaults to 1)
         exgate-b<b>         exclusive gating: shortcut x (1-g), F x g, g = sigmoid(1x1 conv(x) + b), b initialised to <b>
         scgate-b<b>         shortcut-only gating: shortcut x (1-g), F x 1
@@ -85,7 +86,8 @@ STEM_ORDER = {s: i for i, s in enumerate(STEMS)}
 LAYERS_PER_UNIT = {"basic": 2, "bottleneck": 3, "1layer": 1}
 
 _NUM = r"-?\d+(?:\.\d+)?"
-# The parametrised V2 Table 1 variants (family v1): kind -> full-match pattern.
+# The parametrised V2 Table 1 variants (any family declared `modulated`): kind -> full-match
+# pattern.
 _PATTERNS = {
     "scale": re.compile(rf"scale-s(?P<s>{_NUM})(?:-f(?P<f>{_NUM}))?"),
     "exgate": re.compile(rf"exgate-b(?P<b>{_NUM})"),

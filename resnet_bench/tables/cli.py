@@ -1,4 +1,5 @@
-"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison, claims)."""
+"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison, claims,
+fidelity), each as .csv, .md and .tex."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "a published study's runs/): paired with --runs by run identity, "
                              "each run counted once, its root named in the runs table")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help=f"where to write {', '.join(TABLES)} as .csv and .md")
+                        help=f"where to write {', '.join(TABLES)} as .csv, .md and .tex")
     parser.add_argument("--reference", metavar="CSV", default=None,
                         help="paper reference CSV (default: the packaged paper_reference.csv)")
     parser.add_argument("--claims", nargs="+", metavar="ID", default=None,
