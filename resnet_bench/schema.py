@@ -88,8 +88,6 @@ METRICS = {
 # ---------------------------------------------------------------------------------------------
 # the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
 
-TABLES = ("curves", "runs", "summary", "paper_comparison", "claims", "fidelity")
-
 ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
               "dataset_label", "seed", "recipe"]
 # curves: every run's train log (iteration, epoch, lr, loss, error_pct) and eval log, tidy
@@ -145,6 +143,7 @@ LATER_COLUMNS = {"runs": ("root", "recipe_hash_except_precision_length"),
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
+TABLES = tuple(TABLE_COLUMNS)
 # read back as strings ("" for empty), not NaN: an empty variant is the default unit
 STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",
