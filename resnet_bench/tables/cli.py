@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from resnet_bench.tables.aggregate import load_runs
-from resnet_bench.tables.paper import load_reference
 from resnet_bench.schema import TABLES
+from resnet_bench.tables.aggregate import load_runs
 from resnet_bench.tables.build import build_tables, write_tables
+from resnet_bench.tables.claims import VERDICTS, check_family
+from resnet_bench.tables.paper import load_reference
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet_bench.tables.claims import VERDICTS, check_family
     family = check_family(args.claims)  # before any record is read; cli.main prints the error
     runset = load_runs(args.runs, roots=args.roots)
     reference = load_reference(args.reference) if args.reference else None
