@@ -70,10 +70,15 @@ def _family_sources() -> dict[str, Path]:
     outside this package's models; looked up on every call, as a family can be registered at
     any time."""
     here = Path(__file__).parent.resolve()
-    classes = {unit.load() for family in FAMILIES.values() for unit in family.units()}
-    files = {cls.__module__: Path(inspect.getsourcefile(cls) or inspect.getfile(cls)).resolve()
-             for cls in classes}
-    return {m: f for m, f in sorted(files.items()) if f.parent != here}
+    files = {}
+    for cls in {unit.load() for family in FAMILIES.values() for unit in family.units()}:
+        try:
+            path = Path(inspect.getsourcefile(cls) or inspect.getfile(cls)).resolve()
+        except TypeError:   # a class with no file (typed into an interactive session)
+            continue
+        if path.parent != here:
+            files[cls.__module__] = path
+    return dict(sorted(files.items()))
 
 
 def _source_key() -> str:
