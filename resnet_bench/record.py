@@ -93,7 +93,7 @@ class Summary:
     identity: str | None = _key("hash of the run config that produced this record", default=None)
     model: str = _key("network name (docs/architecture.md name grammar)")
     family: str = _key(" | ".join(FAMILIES))
-    block: str = _key("basic | bottleneck")
+    block: str = _key(" | ".join(BLOCKS))
     depth: int = _key("number of weighted layers")
     variant: str = _key("unit/shortcut variant; the default variant is spelled out")
     dataset: str = _key("dataset kind, e.g. synthetic, cifar10")

@@ -61,9 +61,32 @@ def sort_table(df: pd.DataFrame, within: str = "layer") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
+# the metrics the claims, the fidelity table and the figures compare: each one's final value in
+# the runs table and its course in the curves table
 
-TABLES = ("curves", "runs", "summary", "paper_comparison", "claims", "fidelity")
+@dataclass(frozen=True)
+class Metric:
+    final: str         # the runs-table column of its final value
+    split: str         # its curve: the curves table's split (train: the train log's rows)
+    column: str        # ... and column
+    words: str         # as a figure's legend or panel says it
+    unit: str = ""
+
+    @property
+    def heading(self) -> str:
+        """As a table says it: 'training error (%)'."""
+        return f"{self.words} ({self.unit})" if self.unit else self.words
+
+
+METRICS = {
+    "train_error": Metric("final_train_error_pct", "train", "error_pct", "training error", "%"),
+    "train_loss": Metric("final_train_loss", "train", "loss", "training loss"),
+    "test_error": Metric("final_test_error_pct", "test", "error_pct", "test error", "%"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# the tables (`resnet-bench aggregate`): <name>.csv and <name>.md
 
 ID_COLUMNS = ["run_id", "model", "family", "block", "depth", "variant", "dataset",
               "dataset_label", "seed", "recipe"]
@@ -120,6 +143,7 @@ LATER_COLUMNS = {"runs": ("root", "recipe_hash_except_precision_length"),
 TABLE_COLUMNS = {"curves": CURVE_COLUMNS, "runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                  "paper_comparison": COMPARISON_COLUMNS, "claims": CLAIM_COLUMNS,
                  "fidelity": FIDELITY_COLUMNS}
+TABLES = tuple(TABLE_COLUMNS)
 # read back as strings ("" for empty), not NaN: an empty variant is the default unit
 STRING_COLUMNS = ("run_id", "model", "family", "block", "variant", "dataset", "dataset_label",
                   "recipe", "status", "split", "device", "path", "lower_model", "higher_model",

@@ -109,3 +109,27 @@ def test_a_family_and_a_kind_declared_here_run_through_every_stage(extended, tmp
     drawn = pd.read_csv(figures / "degradation.csv")
     assert {"plain", "half-branch ResNet"} <= set(drawn["label"])
     assert (figures / "degradation.png").stat().st_size > 0
+
+
+def test_the_cost_cache_key_follows_a_unit_class_declared_outside_the_package(tmp_path,
+                                                                              monkeypatch):
+    import sys
+
+    from resnet_bench.models import cost
+
+    built_in = cost._source_key()
+    source = tmp_path / "outside_units.py"
+    source.write_text("from resnet_bench.models.units import OriginalUnit\n\n\n"
+                      "class OutsideUnit(OriginalUnit):\n    pass\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    F.register_family(F.Family("outside", label="outside", legend="outside", blocks=("basic",),
+                               unit=F.Unit("outside", "outside_units:OutsideUnit")))
+    try:
+        registered = cost._source_key()
+        source.write_text(source.read_text() + "    # edited: its nets' costs may differ\n")
+        edited = cost._source_key()
+    finally:
+        F.unregister_family("outside")
+        sys.modules.pop("outside_units", None)
+    assert len({built_in, registered, edited}) == 3
+    assert cost._source_key() == built_in

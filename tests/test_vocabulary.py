@@ -58,11 +58,29 @@ def family_literals() -> dict[str, list[str]]:
     return found
 
 
+def family_phrases() -> dict[str, list[str]]:
+    """module -> 'line: text' of every str constant, f-strings' parts included, that spells a
+    family name in words: before a block, 'and' or 'or', or before a ')' ("v1 basic", "(v2)")."""
+    phrase = re.compile(rf"(?<![\w-])({'|'.join(BUILT_IN)})(?= (basic|bottleneck|and|or)\b|\))")
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docs and phrase.search(node.value)):
+                found.setdefault(str(path.relative_to(ROOT)), []).append(
+                    f"{node.lineno}: {node.value}")
+    return found
+
+
 def test_the_family_names_are_spelled_in_at_most_two_modules():
     assert tuple(F.FAMILIES) == BUILT_IN
     found = family_literals()
     assert len(found) <= 2, found
     assert "resnet_bench/models/families.py" in found
+    # messages name a family by its declaration (families.family_for(role).name), not in words
+    assert family_phrases() == {}
 
 
 def test_the_config_schema_lists_the_declared_families():
@@ -95,7 +113,8 @@ class ToyUnit(OriginalUnit):
 def toy():
     family = F.register_family(F.Family(
         "toy", label="toy ResNet", legend="toy", blocks=("basic",),
-        unit=F.Unit("toy-unit", f"{__name__}:ToyUnit")))
+        unit=F.Unit("toy-unit", f"{__name__}:ToyUnit"),
+        unit_variants={"twice": F.Unit("toy-twice", f"{__name__}:ToyUnit", "toy unit, again")}))
     yield family
     F.unregister_family("toy")
 
@@ -137,4 +156,29 @@ def test_a_family_registered_here_is_parsed_built_validated_sorted_and_styled(to
     drawn = figures.degradation(data, tmp_path)
     assert set(drawn["label"]) == {"plain", "ResNet (original)", "toy"}
     assert (tmp_path / "degradation.png").exists()
+    labels = [figures._ablation_label({"model": m})
+              for m in ("toy-basic-8", "toy-basic-8-twice", "toy-basic-8-optB")]
+    assert labels == ["toy-unit", "toy unit, again", "optB (optB)"]
     assert F.style_of("toy") == F.PlotStyle() and style.lightness(F.style_of("toy").color) > 0
+
+
+def test_a_family_with_an_unknown_block_or_a_shadowing_unit_variant_is_refused():
+    unit = F.Unit("toy-unit", f"{__name__}:ToyUnit")
+    with pytest.raises(ValueError, match=r"^family 'toy': unknown block\(s\) wide; "
+                                         r"valid: basic, bottleneck$"):
+        F.register_family(F.Family("toy", label="toy", legend="toy", unit=unit,
+                                   blocks=("basic", "wide")))
+    for shared in ("optB", "stride3x3", "none", "exgate"):
+        with pytest.raises(ValueError, match=rf"^family 'toy': unit variant\(s\) {shared} would "
+                                             "shadow the shared variants"):
+            F.register_family(F.Family("toy", label="toy", legend="toy", unit=unit,
+                                       unit_variants={"half": unit, shared: unit}))
+    assert "toy" not in F.FAMILIES
+
+
+def test_the_shared_variants_are_those_the_grammar_gives_every_family():
+    from resnet_bench.models import spec as S
+    given = {re.match(r"[A-Za-z0-9]+", v)[0] for f in F.FAMILIES.values() for b in f.blocks
+             for stem in S.STEMS for v in S._valid_variants(f.name, b, stem)}
+    own = {v for f in F.FAMILIES.values() for v in f.unit_variants}
+    assert given - own == set(F.SHARED_VARIANTS)

@@ -10,7 +10,7 @@ import sys
 
 from .cost import model_costs
 from .registry import list_models, model_source
-from .spec import ALIASES, BLOCK_ORDER, FAMILIES, STEMS, parse_model_name
+from .spec import ALIASES, BLOCK_ORDER, FAMILIES, STEMS, ModelSpec, parse_model_name
 
 COLUMNS = ("name", "family", "block", "depth", "variant", "params", "macs", "source")
 
@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="list the aliases (resnet56, plain20, preact_resnet164, ...) and the names they stand for")
 
 
-def _rows(args: argparse.Namespace) -> list[dict]:
+def _rows(args: argparse.Namespace) -> list[tuple[ModelSpec, dict]]:
+    """Each shown network's spec and its row (`COLUMNS`)."""
     specs = [parse_model_name(n) for n in args.names] if args.names else list_models()
     specs = [
         s for s in specs
@@ -38,8 +39,8 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     ]
     costs = model_costs(specs, num_classes=args.num_classes)
     return [
-        dict(name=s.name, family=s.family, block=s.block, depth=s.depth, variant=s.variant,
-             params=costs[s.name][0], macs=costs[s.name][1], source=model_source(s))
+        (s, dict(name=s.name, family=s.family, block=s.block, depth=s.depth, variant=s.variant,
+                 params=costs[s.name][0], macs=costs[s.name][1], source=model_source(s)))
         for s in specs
     ]
 
@@ -54,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(row for _, row in rows)
         return 0
     # one table per stem (CIFAR: MACs per 32x32 image; ImageNet: per 224x224), each aligned alone
-    groups = [[r for r in rows if parse_model_name(r["name"]).stem == stem] for stem in STEMS]
+    groups = [[row for spec, row in rows if spec.stem == stem] for stem in STEMS]
     for g, group in enumerate([group for group in groups if group]):
         if g:
             print()

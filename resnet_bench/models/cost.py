@@ -7,13 +7,15 @@ pooling are not counted, the usual convention for published FLOP counts. The for
 'meta' device: shapes only, no activation memory, no arithmetic.
 
 Results are cached in memory and in a JSON file (`$RESNET_BENCH_CACHE`, default
-`~/.cache/resnet-bench/model_cost.json`) keyed by a hash of this package's source and the torch
-version, so editing a model invalidates its numbers and `resnet-bench models` stays fast.
+`~/.cache/resnet-bench/model_cost.json`) keyed by a hash of the torch version, this package's model
+sources and the modules of the unit classes of every registered family (a family declared outside
+the package), so editing a model invalidates its numbers and `resnet-bench models` stays fast.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -23,10 +25,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .families import FAMILIES
 from .registry import build_model
 from .spec import ModelSpec, parse_model_name
-
-IMAGE_SIZE = 32  # the CIFAR nets'; an ImageNet net is measured at spec.image_size (224)
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -39,8 +40,7 @@ def measure_cost(spec: ModelSpec | str, num_classes: int | None = None, in_chann
     # Built on the CPU and then moved: building under `torch.device("meta")` is ~3x slower, since
     # that mode intercepts every torch call made while the modules are constructed.
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels).eval().to("meta")
-    size = IMAGE_SIZE if spec.stem == "cifar" else spec.image_size
-    x = torch.empty(1, in_channels, size, size, device="meta")
+    x = torch.empty(1, in_channels, spec.image_size, spec.image_size, device="meta")
     params = count_params(model)
     # The counter gives BN no FLOPs, but on 'meta' BN runs through slow Python decompositions:
     # drop it from this throwaway copy (tests check the count against a real CPU pass).
@@ -59,10 +59,32 @@ def _replace_batchnorm(module: torch.nn.Module) -> None:
 
 
 @lru_cache(maxsize=1)
+def _package_source() -> bytes:
+    """The torch version and this package's model sources, as they enter the cache key."""
+    files = sorted(Path(__file__).parent.glob("*.py"))
+    return torch.__version__.encode() + b"".join(p.name.encode() + p.read_bytes() for p in files)
+
+
+def _family_sources() -> dict[str, Path]:
+    """Module -> source file of the unit classes of every registered family that are defined
+    outside this package's models; looked up on every call, as a family can be registered at
+    any time."""
+    here = Path(__file__).parent.resolve()
+    files = {}
+    for cls in {unit.load() for family in FAMILIES.values() for unit in family.units()}:
+        try:
+            path = Path(inspect.getsourcefile(cls) or inspect.getfile(cls)).resolve()
+        except TypeError:   # a class with no file (typed into an interactive session)
+            continue
+        if path.parent != here:
+            files[cls.__module__] = path
+    return dict(sorted(files.items()))
+
+
 def _source_key() -> str:
-    h = hashlib.sha256(torch.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
+    h = hashlib.sha256(_package_source())   # with no family from outside: the package's key
+    for module, path in _family_sources().items():
+        h.update(module.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -135,9 +157,8 @@ def conv_output_elements(spec: ModelSpec | str) -> int:
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(count)
-    size = IMAGE_SIZE if spec.stem == "cifar" else spec.image_size
     with torch.no_grad():
-        model(torch.empty(1, 3, size, size, device="meta"))
+        model(torch.empty(1, 3, spec.image_size, spec.image_size, device="meta"))
     return total
 
 

@@ -5,9 +5,9 @@ declaration says which blocks it has, which residual unit it draws (and which va
 that unit), whether it has a shortcut at all and whether V2 Table 1's modulated shortcuts apply,
 how the papers name its nets in figures, how the figures draw it, and which role it plays in the
 papers' claims. Everything else reads these declarations: the name grammar
-(`resnet_bench.models.spec`), the builder (`registry.build_model`, which imports the unit class a
-family names), the config schema's check, the workflow's wildcard constraint, the plot styles,
-the figures' and the claims' choice of nets.
+(`resnet_bench.models.spec`), the builder (`networks.unit_class` imports the unit class a family
+declares for a variant), the config schema's check, the workflow's wildcard constraint, the plot
+styles, the figures' and the claims' choice of nets.
 
 A family declared outside the package is one `register_family(Family(...))` call away from
 being parsed, built, validated, tabulated and drawn (`tests/test_vocabulary.py` does it).
@@ -24,6 +24,15 @@ from dataclasses import dataclass, field
 from importlib import import_module
 
 
+# The blocks a family may have, in the papers' reading order (table columns, sort keys)
+BLOCKS = ("basic", "bottleneck")
+# The variants the name grammar (resnet_bench.models.spec) gives families alike, by name or by
+# kind: V1's shortcut options, the unit shapes, a plain net's only variant and V2 Table 1's
+# modulations. A family's own unit variant may not take one of these names: it would shadow it.
+SHARED_VARIANTS = ("optA", "optB", "optC", "1layer", "stride3x3", "none",
+                   "scale", "exgate", "scgate", "dropsc")
+
+
 class Role(enum.Enum):
     """What a family stands for in the papers' claims and figures."""
 
@@ -34,11 +43,17 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True)
 class Unit:
-    """A residual unit as a figure of the papers draws it: its name, and its torch class as
-    `module:Class` (resnet_bench.models.units holds the papers' own)."""
+    """A residual unit as a figure of the papers draws it: its name, its torch class as
+    `module:Class` (resnet_bench.models.units holds the papers' own), and the papers' words for
+    it in a figure's legend (`label`, default: the name)."""
 
     name: str
     cls: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
     def load(self) -> type:
         module, _, name = self.cls.partition(":")
@@ -64,7 +79,7 @@ class Family:
     label: str                 # in a figure label: "ResNet" -> ResNet-56, "pre-act ResNet" -> ...
     legend: str                # a family's line in the figures: "ResNet (original)"
     unit: Unit                 # the unit of the family's default variant
-    blocks: tuple[str, ...] = ("basic", "bottleneck")
+    blocks: tuple[str, ...] = BLOCKS
     shortcut: bool = True      # False: a plain net, no shortcut option and no variants
     modulated: bool = False    # V2 Table 1's scaled / gated / dropout shortcuts apply
     unit_variants: Mapping[str, Unit] = field(default_factory=dict)  # variant -> the unit it draws
@@ -80,6 +95,7 @@ class Family:
         return self.unit_variants.get(variant, self.unit)
 
     def units(self) -> list[Unit]:
+        """Every unit the family draws (models.cost keys its cache on their classes' sources)."""
         return [self.unit, *self.unit_variants.values()]
 
 
@@ -93,6 +109,12 @@ def register_family(family: Family) -> Family:
     if not re.fullmatch(r"[A-Za-z0-9_]+", family.name) or family.name == "imagenet":
         raise ValueError(f"family name {family.name!r}: letters, digits and '_' (a name part), "
                          "not 'imagenet' (the ImageNet nets' name prefix)")
+    if unknown := [b for b in family.blocks if b not in BLOCKS]:
+        raise ValueError(f"family {family.name!r}: unknown block(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(BLOCKS)}")
+    if shadowed := [v for v in family.unit_variants if v in SHARED_VARIANTS]:
+        raise ValueError(f"family {family.name!r}: unit variant(s) {', '.join(shadowed)} would "
+                         f"shadow the shared variants ({', '.join(SHARED_VARIANTS)})")
     if any(f.role is not None and f.role is family.role for f in FAMILIES.values()):
         raise ValueError(f"a family already plays {family.role}")
     FAMILIES[family.name] = family
@@ -141,13 +163,16 @@ register_family(Family(
 register_family(Family(
     "v1", label="ResNet", legend="ResNet (original)", modulated=True,
     unit=Unit("original", f"{_UNITS}:OriginalUnit"),
-    unit_variants={"bnafter": Unit("bn-after-addition", f"{_UNITS}:BNAfterAdditionUnit"),
-                   "relubefore": Unit("relu-before-addition", f"{_UNITS}:ReLUBeforeAdditionUnit")},
+    unit_variants={"bnafter": Unit("bn-after-addition", f"{_UNITS}:BNAfterAdditionUnit",
+                                   "BN after addition"),
+                   "relubefore": Unit("relu-before-addition", f"{_UNITS}:ReLUBeforeAdditionUnit",
+                                      "ReLU before addition")},
     role=Role.ORIGINAL, style=PlotStyle("#08306B", "s", "D"),
 ))
 register_family(Family(
     "v2", label="pre-act ResNet", legend="ResNet (pre-act)",
-    unit=Unit("full-preact", f"{_UNITS}:PreActUnit"),
-    unit_variants={"reluonly": Unit("relu-only-preact", f"{_UNITS}:ReLUOnlyPreActUnit")},
+    unit=Unit("full-preact", f"{_UNITS}:PreActUnit", "full pre-activation"),
+    unit_variants={"reluonly": Unit("relu-only-preact", f"{_UNITS}:ReLUOnlyPreActUnit",
+                                    "ReLU-only pre-activation")},
     role=Role.PREACT, style=PlotStyle("#56B4E9", "^", "v"),
 ))

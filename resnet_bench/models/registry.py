@@ -1,9 +1,9 @@
 """The named networks of both papers' CIFAR and ImageNet experiments, and `build_model`.
 
 `REGISTRY` is the catalogue of the networks the papers name (where each appears); `build_model`
-builds any valid name, dispatching on the stem (CIFAR or ImageNet layout) and on the family
-registry (`families.FAMILIES`: the unit class each family declares for a variant). Torch is
-imported only by `build_model`, so the catalogue can be listed without it."""
+builds any valid name, dispatching on the stem (CIFAR or ImageNet layout); the network imports the
+unit class the family declares for the variant (`networks.unit_class`, from `families.FAMILIES`).
+Torch is imported only by `build_model`, so the catalogue can be listed without it."""
 
 from __future__ import annotations
 

@@ -11,13 +11,16 @@ conv and 3x3/2 max-pool, four stages of 64/128/256/512 and the table's units per
 No family may be called `imagenet` (`families.register_family` refuses it), so the prefix is never
 mistaken for one and a CIFAR name needs no prefix.
 
-The variant vocabulary (one variant per network; the family's default is left out of the name):
+The variant vocabulary (one variant per network; the family's default is left out of the name;
+`families.SHARED_VARIANTS` names the ones every family shares, which no family's own unit variant
+may shadow):
 
     shortcut at every unit (V1 Sec. 3.3 options; A is the default for basic, B for bottleneck)
         optA        parameter-free: identity, or stride-2 subsample + zero channels where the shape changes
         optB        identity, or 1x1 projection where the shape changes
         optC        1x1 projection at every unit (also V2 Table 1 "1x1 conv shortcut")
-    V2 Table 1, what multiplies the shortcut and the residual branch F (family v1)
+    V2 Table 1, what multiplies the shortcut and the residual branch F (a family declared
+    `modulated`: v1)
         scale-s<l>[-f<m>]   constant scaling: shortcut x l, F x m (m defaults to 1)
         exgate-b<b>         exclusive gating: shortcut x (1-g), F x g, g = sigmoid(1x1 conv(x) + b), b initialised to <b>
         scgate-b<b>         shortcut-only gating: shortcut x (1-g), F x 1
@@ -68,7 +71,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .families import FAMILIES, FAMILY_ORDER, Family, Unit
+from .families import BLOCKS, FAMILIES, FAMILY_ORDER, Family, Unit
 
 STEMS = ("cifar", "imagenet")  # the CIFAR nets (default) and V1 Table 1's ImageNet nets
 IMAGENET_PREFIX = "imagenet-"
@@ -83,7 +86,8 @@ STEM_ORDER = {s: i for i, s in enumerate(STEMS)}
 LAYERS_PER_UNIT = {"basic": 2, "bottleneck": 3, "1layer": 1}
 
 _NUM = r"-?\d+(?:\.\d+)?"
-# The parametrised V2 Table 1 variants (family v1): kind -> full-match pattern.
+# The parametrised V2 Table 1 variants (any family declared `modulated`): kind -> full-match
+# pattern.
 _PATTERNS = {
     "scale": re.compile(rf"scale-s(?P<s>{_NUM})(?:-f(?P<f>{_NUM}))?"),
     "exgate": re.compile(rf"exgate-b(?P<b>{_NUM})"),
@@ -92,9 +96,15 @@ _PATTERNS = {
 }
 SHORTCUT_OPTIONS = ("optA", "optB", "optC")  # V1 Sec. 3.3 options A/B/C
 _TABLE1 = ("scale-s<l>[-f<m>]", "exgate-b<b>", "scgate-b<b>", "dropsc[-p<p>]")
+# V2 Table 1's shortcuts other than the identity, in its words, by kind: the modulations
+# (`Modulation.kind`) and V1's option C, its "1x1 conv shortcut" (`ModelSpec.table1_shortcut`)
+TABLE1_SHORTCUTS = {"scale": "constant scaling", "exgate": "exclusive gating",
+                    "scgate": "shortcut-only gating", "dropsc": "dropout shortcut",
+                    "optC": "1x1 conv shortcut"}
 
-# The papers' reading order of blocks (families: `FAMILY_ORDER`, their declaration order).
-BLOCK_ORDER = {"basic": 0, "bottleneck": 1}
+# The papers' reading order of blocks, declared in families.BLOCKS (families: `FAMILY_ORDER`,
+# their declaration order).
+BLOCK_ORDER = {b: i for i, b in enumerate(BLOCKS)}
 NO_VARIANT = "none"  # the one variant of a family without a shortcut
 
 ALIASES = {
@@ -364,6 +374,15 @@ class ModelSpec:
     @property
     def modulation(self) -> Modulation:
         return _modulation(self.variant)
+
+    @property
+    def table1_shortcut(self) -> str | None:
+        """Which of V2 Table 1's shortcuts other than the identity the net has: its modulation's
+        kind or optC (`TABLE1_SHORTCUTS`); None for the identity shortcut or none at all."""
+        for kind in (self.modulation.kind, self.shortcut):
+            if kind in TABLE1_SHORTCUTS:
+                return kind
+        return None
 
     @property
     def label(self) -> str:

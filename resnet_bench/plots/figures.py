@@ -56,10 +56,10 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from resnet_bench.models.families import FAMILIES, Role, family_for, legend_of, style_of
-from resnet_bench.models.spec import parse_model_name
+from resnet_bench.models.spec import IMAGENET_PREFIX, TABLE1_SHORTCUTS, parse_model_name
 from resnet_bench.plots import style
 from resnet_bench.schema import (
-    CLAIM_COLUMNS, FIGURES as DECLARED, PAPER_ITERATIONS, V1_FIG4_PANELS, base_name,
+    CLAIM_COLUMNS, FIGURES as DECLARED, METRICS, PAPER_ITERATIONS, V1_FIG4_PANELS,
     is_default_variant, read_table, sort_runs,
 )
 
@@ -70,17 +70,11 @@ RUN_KEYS = ["run_id", "model", "family", "block", "depth", "variant", "seed", "s
 CURVE_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "iteration", "x", "value",
                                                "window"]
 DEPTH_FIGURE_COLUMNS = ["panel"] + RUN_KEYS + ["label", "series", "value"]
-# series -> (curves split, curves column, smoothed?)
-SERIES = {
-    "train_error": ("train", "error_pct", True),
-    "train_loss": ("train", "loss", True),
-    "test_error": ("test", "error_pct", False),
-}
-SERIES_NAMES = {"train_error": "training error", "train_loss": "training loss",
-                "test_error": "test error"}
-# series -> the runs-table column of its final value, the number a legend quotes
-FINAL_COLUMNS = {"train_error": "final_train_error_pct", "train_loss": "final_train_loss",
-                 "test_error": "final_test_error_pct"}
+# series (a metric) -> (curves split, curves column, smoothed?): the training curves are
+# mini-batch values, smoothed; the test curves are evaluations, drawn as they are
+SERIES = {name: (m.split, m.column, m.split == "train") for name, m in METRICS.items()}
+SERIES_NAMES = {name: m.words for name, m in METRICS.items()}
+# series -> its word among a legend's final values (schema.METRICS[series].final)
 FINAL_NAMES = {"train_error": "train", "train_loss": "train loss", "test_error": "test"}
 # The papers' y ranges (%), where our figure is drawn after theirs
 PAPER_YLIM = {"V1 Fig. 1": (0.0, 20.0), "V1 Fig. 6": (0.0, 20.0), "V1 Fig. 4": (20.0, 60.0)}
@@ -117,7 +111,7 @@ class PlotData:
         planned = pd.to_numeric(self.runs["planned_iterations"], errors="coerce")
         done = pd.to_numeric(self.runs["iterations"], errors="coerce")
         n = int(planned.fillna(done).max())
-        stem = "imagenet" if self.runs["model"].str.startswith("imagenet-").all() else "cifar"
+        stem = "imagenet" if self.runs["model"].str.startswith(IMAGENET_PREFIX).all() else "cifar"
         paper = PAPER_ITERATIONS[stem]
         if n <= 0:
             return ""
@@ -388,7 +382,7 @@ def _finals(data: PlotData, df: pd.DataFrame, label: str, series: list[str]) -> 
     line's completed runs (the record's numbers, not the smoothed curve's)."""
     runs = data.runs[data.runs["run_id"].isin(set(df.loc[df["label"] == label, "run_id"]))]
     done = runs[runs["status"] != DIVERGED]
-    parts = [f"{FINAL_NAMES[s]} {_fmt(done[FINAL_COLUMNS[s]], 3 if 'loss' in s else 2)}"
+    parts = [f"{FINAL_NAMES[s]} {_fmt(done[METRICS[s].final], 3 if 'loss' in s else 2)}"
              for s in series]
     n_div = int((runs["status"] == DIVERGED).sum())
     n = f"n = {len(done)}" + (f"; {n_div} diverged" if n_div else "")
@@ -584,12 +578,13 @@ def _sweep_runs(data: PlotData, which: str) -> pd.DataFrame:
 
 
 # panel -> (single-panel figure name, title, what is missing when empty)
+_RESNETS = f"{_name(Role.ORIGINAL)} basic (option A)"
 FIG6_PANELS = {
     "left": ("v1_fig6_left", "V1 Fig. 6 (left): plain networks", "no plain-net runs"),
     "middle": ("v1_fig6_middle", "V1 Fig. 6 (middle): ResNets up to 110 layers",
-               "no v1 basic (option A) runs of at most 110 layers"),
+               f"no {_RESNETS} runs of at most 110 layers"),
     "right": ("v1_fig6_right", "V1 Fig. 6 (right): the deepest ResNets (the paper: 110 vs 1202)",
-              "no v1 basic (option A) ResNet deeper than 110 layers"),
+              f"no {_RESNETS} ResNet deeper than 110 layers"),
 }
 SWEEP_SERIES = ["train_error", "test_error"]
 
@@ -690,7 +685,8 @@ def v1_fig6(data: PlotData, out_dir) -> pd.DataFrame:
     title = "V1 Fig. 6: " + " | ".join(short[w] for w in drawn) if drawn else "V1 Fig. 6"
     if not drawn:
         return style.placeholder(out_dir, name, _title(title, data),
-                                 "no plain or v1 basic (option A) runs", CURVE_FIGURE_COLUMNS)
+                                 f"no {_name(Role.PLAIN)} or {_RESNETS} runs",
+                                 CURVE_FIGURE_COLUMNS)
     return _multi_panel(data, out_dir, name, title, frames, short, "V1 Fig. 6")
 
 
@@ -745,7 +741,7 @@ def v1_fig4(data: PlotData, out_dir) -> pd.DataFrame:
               for which, nets in V1_FIG4_PANELS.items()}
     if all(f.empty for f in frames.values()):
         return style.placeholder(out_dir, name, _title(title, data),
-                                 "no runs of imagenet-plain/v1-basic-18/34",
+                                 f"no runs of {', '.join(DECLARED[name].nets)}",
                                  CURVE_FIGURE_COLUMNS)
     return _multi_panel(data, out_dir, name, title, frames, FIG4_TITLES, "V1 Fig. 4",
                         FIG4_TRAIN_STYLE, FIG4_SERIES_NAMES)
@@ -770,7 +766,8 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     """V2 Fig. 1 (right): original vs pre-activation at one depth, as V2 draws it: training
     loss dashed on the left axis, test error solid with markers on the right axis.
 
-    The deepest bottleneck depth present for both v1 and v2 (basic if no bottleneck pair).
+    The deepest bottleneck depth present for both the original and the pre-activation family
+    (basic if no bottleneck pair).
     """
     name = "v2_fig1"
     original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
@@ -780,7 +777,8 @@ def v2_fig1(data: PlotData, out_dir) -> pd.DataFrame:
     if pairs.empty:
         return style.placeholder(out_dir, name,
                                  _title("V2 Fig. 1: original vs pre-activation", data),
-                                 "no v1 and v2 runs of the same block and depth",
+                                 f"no {original} and {preact} runs of the same block and "
+                                 "depth",
                                  CURVE_FIGURE_COLUMNS)
     pairs["bottleneck"] = pairs["block"] == "bottleneck"
     block, depth = pairs.sort_values(["bottleneck", "depth"]).iloc[-1][["block", "depth"]]
@@ -835,8 +833,7 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     each mean written beside its point."""
     name, title = "degradation", "Degradation at a glance: final error vs depth"
     runs = default_runs(data.runs, list(FAMILIES))
-    panels = {"final_train_error_pct": ("train_error", "training error"),
-              "final_test_error_pct": ("test_error", "test error")}
+    panels = {METRICS[s].final: (s, METRICS[s].words) for s in ("train_error", "test_error")}
     frames = []
     for column, (series, panel) in panels.items():
         df = runs[RUN_KEYS].copy()
@@ -889,13 +886,6 @@ def degradation(data: PlotData, out_dir) -> pd.DataFrame:
     return df
 
 
-SHORTCUT_NAMES = {"scale": "constant scaling", "exgate": "exclusive gating",
-                  "scgate": "shortcut-only gating", "optC": "1x1 conv shortcut",
-                  "dropsc": "dropout shortcut"}
-UNIT_NAMES = {"bnafter": "BN after addition", "relubefore": "ReLU before addition",
-              "reluonly": "ReLU-only pre-activation"}
-
-
 def _claim_models(data: PlotData, figure: str) -> set[str]:
     claims = data.claims if data.claims is not None else pd.DataFrame(columns=CLAIM_COLUMNS)
     rows = claims[claims["claim"] == DECLARED[figure].claim]
@@ -903,12 +893,12 @@ def _claim_models(data: PlotData, figure: str) -> set[str]:
 
 
 def _ablation_label(run) -> str:
-    v = str(run["variant"])
-    if run["model"] == base_name(run["family"], run["block"], run["depth"]):
-        return "original" if run["family"] == _name(Role.ORIGINAL) else "full pre-activation"
-    if v in UNIT_NAMES:
-        return UNIT_NAMES[v]
-    return f"{SHORTCUT_NAMES.get(v.split('-')[0], v)} ({v})"
+    """A unit by its family's declaration (`families.Unit.label`), a shortcut by V2 Table 1's
+    words and its variant."""
+    spec = parse_model_name(run["model"])
+    if spec.is_default or spec.variant in spec.family_facts.unit_variants:
+        return spec.unit_decl.label
+    return f"{TABLE1_SHORTCUTS.get(spec.table1_shortcut, spec.variant)} ({spec.variant})"
 
 
 ABLATION_SERIES = ["train_loss", "test_error"]
@@ -930,11 +920,12 @@ def _ablation(data: PlotData, out_dir, figure: str, title: str, empty: str) -> p
         return style.placeholder(out_dir, figure, _title(title, data), empty,
                                  CURVE_FIGURE_COLUMNS)
     df = pd.concat(frames, ignore_index=True)[CURVE_FIGURE_COLUMNS]
+    original = family_for(Role.ORIGINAL).unit.label
     order = list(dict.fromkeys(df.sort_values(["family", "variant"])["label"]))
-    order = [lab for lab in order if lab == "original"] + [lab for lab in order
-                                                          if lab != "original"]
-    others = [lab for lab in order if lab != "original"]
-    look = _look(order, {"original": (0.0, 0.0, 0.0),
+    order = [lab for lab in order if lab == original] + [lab for lab in order
+                                                        if lab != original]
+    others = [lab for lab in order if lab != original]
+    look = _look(order, {original: (0.0, 0.0, 0.0),
                          **dict(zip(others, style.lightness_ramp(len(others), "mako",
                                                                  light=74, dark=30)))})
     fig = style.panels_figure(2, len(rows))

@@ -4,8 +4,9 @@ feature maps of one unit, and the depth challenge. Each takes the tidy table its
 `render` reads the CSVs of one analysis and draws its figures. The CSV is the analysis's, so
 these functions never rewrite it.
 
-Colours: one hue per family (the shared style's plain / original / pre-act colours), lighter for
-shallower and darker for deeper networks, so a depth sweep reads as a gradient within a family.
+Colours: one hue per family (the colour its declaration gives it: `families.PlotStyle`, read by
+`families.style_of`), lighter for shallower and darker for deeper networks, so a depth sweep reads
+as a gradient within a family.
 """
 
 from __future__ import annotations

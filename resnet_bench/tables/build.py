@@ -98,7 +98,7 @@ def build_tables(runset: RunSet, reference: pd.DataFrame | None = None,
 
 
 # ---------------------------------------------------------------------------------------------
-# writing and reading
+# writing
 
 def _fmt(x) -> str:
     if isinstance(x, float):

@@ -23,9 +23,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from resnet_bench.models.families import FAMILIES, Role, family_for
+from resnet_bench.models.families import Role, family_for
 from resnet_bench.models.spec import ModelNameError, base_name, parse_model_name
-from resnet_bench.schema import CLAIM_COLUMNS
+from resnet_bench.schema import CLAIM_COLUMNS, METRICS
+from resnet_bench.tables.display import TITLES
 from resnet_bench.tables.paper import data_identity, paper_rows
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
@@ -38,17 +39,9 @@ BOOTSTRAP_SEED = 0     # a fixed generator: the published interval is reproducib
 
 STATED, READ_OFF = "stated", "read off"
 
-METRICS = {   # metric -> (runs-table column, words)
-    "train_error": ("final_train_error_pct", "training error (%)"),
-    "test_error": ("final_test_error_pct", "test error (%)"),
-    "train_loss": ("final_train_loss", "training loss"),
-}
-# our metric -> the `quantity` of a paper_comparison row (paper.paper_rows); no paper gives a loss
+# our metric (resnet_bench.schema.METRICS) -> the `quantity` of a paper_comparison row
+# (paper.paper_rows); no paper gives a loss
 PAPER_QUANTITY = {"train_error": "train", "test_error": "test"}
-
-# V2 Table 1's shortcut variants by their spelling in resnet_bench.models.spec (V2 Table 2's
-# units are the variants the original and the pre-activation family declare, `unit_variants`)
-TABLE1_KINDS = ("scale", "exgate", "scgate", "dropsc", "optC")
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class Claim:
     paper: str                   # V1 or V2
     where: str                   # figure / table of the paper
     text: str                    # the claim in words
-    metrics: tuple[str, ...]     # keys of METRICS
+    metrics: tuple[str, ...]     # keys of schema.METRICS
     pairing: str                 # key of PAIRINGS: which (lower, higher) pairs the grid offers
     ref_tables: tuple[str, ...]  # paper_reference.csv tables the paper's numbers come from
     min_depth: int = 0           # pairs shallower than this are reported, not tested
@@ -213,7 +206,8 @@ def plain_depth(specs: dict) -> Pairs | str:
 
 def resnet_depth(specs: dict) -> Pairs | str:
     nets = [s for s in _defaults(specs, Role.ORIGINAL) if s.depth <= 110]
-    pair = _depth_pair(nets, "ResNets (v1 basic) of <= 110 layers", "ResNet (<= 110 layers)")
+    pair = _depth_pair(nets, f"ResNets ({_name(Role.ORIGINAL)} basic) of <= 110 layers",
+                       "ResNet (<= 110 layers)")
     # deeper is better: the deepest is the side claimed lower
     return pair if isinstance(pair, str) else [(hi.name, lo.name, lo.depth) for lo, hi in pair]
 
@@ -229,12 +223,13 @@ def _same_depth(specs: dict, lower: Role, higher: Role, block, what: str, stem: 
 
 def resnet_vs_plain(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic",
-                       "a plain net and a ResNet (v1 basic)")
+                       f"a plain net and a ResNet ({_name(Role.ORIGINAL)} basic)")
 
 
 def preact_vs_original(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.PREACT, Role.ORIGINAL, None,
-                       "the original (v1) and the pre-activation (v2) unit")
+                       f"the original ({_name(Role.ORIGINAL)}) and the pre-activation "
+                       f"({_name(Role.PREACT)}) unit")
 
 
 def _named_pair(specs: dict, lower: str, higher: str, depth: int) -> Pairs | str:
@@ -265,13 +260,13 @@ def imagenet_resnet_depth(specs: dict) -> Pairs | str:
 
 def imagenet_resnet_vs_plain(specs: dict) -> Pairs | str:
     return _same_depth(specs, Role.ORIGINAL, Role.PLAIN, "basic", "an ImageNet plain net and "
-                       "ResNet (v1 basic, option A)", stem="imagenet")
+                       f"ResNet ({_name(Role.ORIGINAL)} basic, option A)", stem="imagenet")
 
 
 def identity_vs_shortcuts(specs: dict) -> Pairs | str:
     resnet = _name(Role.ORIGINAL)
     variants = sorted((s for s in specs.values() if s.family == resnet and s.stem == "cifar"
-                       and s.variant.split("-")[0] in TABLE1_KINDS),
+                       and s.table1_shortcut is not None),
                       key=lambda s: (s.block, s.depth, s.name))
     if not variants:
         return "no V2 Table 1 shortcut variant in the grid"
@@ -282,7 +277,7 @@ def preact_vs_units(specs: dict) -> Pairs | str:
     original, preact = _name(Role.ORIGINAL), _name(Role.PREACT)
     others = sorted((s for s in specs.values() if s.stem == "cifar"
                      and s.family in (original, preact)
-                     and s.variant in FAMILIES[s.family].unit_variants),
+                     and s.variant in s.family_facts.unit_variants),
                     key=lambda s: (s.block, s.depth, s.family, s.name))
     if not others:
         # without a Table 2 variant this would repeat v2-preact-test
@@ -560,7 +555,7 @@ def claims_table(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
                 continue
             for lower_model, higher_model, depth in pairs:
                 for metric in claim.metrics:
-                    column = METRICS[metric][0]
+                    column = METRICS[metric].final
                     lower, higher = _side(g, lower_model, column), _side(g, higher_model, column)
                     paper = tuple(paper_number(prows, claim, metric, specs[m], ref_dataset)
                                   if m in specs else "" for m in (lower_model, higher_model))
@@ -614,7 +609,7 @@ def _interval(low, high) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    parts = ["# Claims of the papers, tested on this grid", "",
+    parts = [f"# {TITLES['claims']}", "",
              "Each row: the side the paper claims **lower** (lower error or loss is better) and "
              "the side it claims **higher**, our final-iteration values (mean ± std over "
              "seeds, n completed runs), the paper's numbers where it gives them, where the "

@@ -1,13 +1,15 @@
-"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison, claims)."""
+"""`resnet-bench aggregate`: run records -> tables (curves, runs, summary, paper_comparison, claims,
+fidelity), each as .csv, .md and .tex."""
 
 from __future__ import annotations
 
 import argparse
 
-from resnet_bench.tables.aggregate import load_runs
-from resnet_bench.tables.paper import load_reference
 from resnet_bench.schema import TABLES
+from resnet_bench.tables.aggregate import load_runs
 from resnet_bench.tables.build import build_tables, write_tables
+from resnet_bench.tables.claims import VERDICTS, check_family
+from resnet_bench.tables.paper import load_reference
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "a published study's runs/): paired with --runs by run identity, "
                              "each run counted once, its root named in the runs table")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help=f"where to write {', '.join(TABLES)} as .csv and .md")
+                        help=f"where to write {', '.join(TABLES)} as .csv, .md and .tex")
     parser.add_argument("--reference", metavar="CSV", default=None,
                         help="paper reference CSV (default: the packaged paper_reference.csv)")
     parser.add_argument("--claims", nargs="+", metavar="ID", default=None,
@@ -28,7 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet_bench.tables.claims import VERDICTS, check_family
     family = check_family(args.claims)  # before any record is read; cli.main prints the error
     runset = load_runs(args.runs, roots=args.roots)
     reference = load_reference(args.reference) if args.reference else None

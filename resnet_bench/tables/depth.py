@@ -25,6 +25,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from resnet_bench.models.spec import parse_model_name
+from resnet_bench.record import find_run_dirs, run_ids
 from resnet_bench.schema import read_table, sort_table, write_csv
 
 COLUMNS = ["run_id", "model", "label", "family", "block", "depth", "variant", "seed", "dataset",
@@ -36,8 +38,6 @@ def select_runs(runs: pd.DataFrame, curves: pd.DataFrame, paths: Iterable[str | 
     """The rows of the runs and curves tables of the run directories named by `paths` (as
     `resnet-bench aggregate --runs` takes them), with run ids relative to those runs' common
     parent, as aggregating only them would name them."""
-    from resnet_bench.record import find_run_dirs, run_ids
-
     dirs = find_run_dirs(list(paths))
     by_path = dict(zip(runs["path"], runs["run_id"]))
     missing = [d for d in dirs if str(d) not in by_path]
@@ -58,8 +58,6 @@ def depth_challenge(tables, *, runs: Iterable[str | os.PathLike] = (), k: int | 
     the `RunSet` of `load_runs`). `runs` (run directories, summary.json files, globs, or parents)
     restricts it to those runs. Returns the tidy table (columns `COLUMNS`); with `out_dir`,
     writes it as `<name>.csv` there."""
-    from resnet_bench.models import parse_model_name
-
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     if isinstance(tables, (str, os.PathLike)):

@@ -29,15 +29,15 @@ import math
 
 import pandas as pd
 
-from resnet_bench.schema import FIDELITY_COLUMNS
-from resnet_bench.tables.claims import METRICS
+from resnet_bench.schema import FIDELITY_COLUMNS, METRICS
+from resnet_bench.tables.display import TITLES
 from resnet_bench.tables.stats import completed_values, counted, seed_stats
 
 REFERENCE = "fp32"
 K_STD = 2
 MIN_N = 2
 FIDELITY_METRICS = ("train_error", "test_error")
-PREFIX_METRICS = {"train_loss": "loss", "train_error": "error_pct"}   # -> the train log's column
+PREFIX_METRICS = ("train_loss", "train_error")   # means over a window of the train log
 CONSISTENT, NOT_CONSISTENT, NOT_TESTABLE = "consistent", "not consistent", "not testable"
 
 RULE = (
@@ -173,13 +173,14 @@ def fidelity_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
             for metric in FIDELITY_METRICS:
                 out.append({**ident, "metric": metric, "window": "",
                             "reference_recipe": ref_recipe,
-                            **_decide(ref, low, METRICS[metric][0])})
+                            **_decide(ref, low, METRICS[metric].final)})
         for ref_recipe, ref in prefixes:
             start, end = prefix_window(int(ref["planned_iterations"].max()))
-            for metric, column in PREFIX_METRICS.items():
+            for metric in PREFIX_METRICS:
                 out.append({**ident, "metric": metric, "window": f"{start}-{end}",
                             "reference_recipe": ref_recipe,
-                            **_decide_prefix(ref, low, curves, column, start, end)})
+                            **_decide_prefix(ref, low, curves, METRICS[metric].column, start,
+                                             end)})
     return pd.DataFrame(out, columns=FIDELITY_COLUMNS)
 
 
@@ -194,7 +195,7 @@ def _seeds(mean, std, n) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    parts = ["# Reduced precision against fp32", "",
+    parts = [f"# {TITLES['fidelity']}", "",
              "Final-iteration values of a reduced-precision recipe's seeds (mean ± std, n) "
              f"against {REFERENCE} repeats of the same network and recipe; a shorter "
              f"{REFERENCE} run against its twin over a window of its iterations.", "", RULE, "",
@@ -202,7 +203,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "\n".join(parts + ["_(no reduced-precision runs in this grid)_", ""])
     rows = [{"dataset": r["dataset_label"], "model": r["model"],
-             "metric": METRICS[r["metric"]][1] + (f", mean over iterations {r['window']}"
+             "metric": METRICS[r["metric"]].heading + (f", mean over iterations {r['window']}"
                                                   if r["window"] else ""),
              "recipe": f"{r['recipe']} ({r['precision']})",
              "seeds (mean ± std, n)": _seeds(r["mean"], r["std"], r["n"]),

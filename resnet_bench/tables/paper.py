@@ -42,6 +42,7 @@ from importlib import resources
 
 import pandas as pd
 
+from resnet_bench.models.spec import ModelNameError, parse_model_name
 from resnet_bench.schema import COMPARISON_COLUMNS, PAPER_ITERATIONS as PAPER_SCHEDULES
 
 PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
@@ -263,7 +264,6 @@ def compare(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
 def _canonical_name(model: str) -> str:
     """A run's model name as the reference spells it (records written by an older version may
     carry a non-canonical spelling); a name this version cannot parse meets no paper row."""
-    from resnet_bench.models.spec import ModelNameError, parse_model_name
     try:
         return parse_model_name(model).name
     except ModelNameError:
