@@ -164,15 +164,14 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
         out.mkdir(parents=True, exist_ok=True)
     loader, test, val = data.loader, data.test, data.val
     in_channels, (h, w) = data.in_channels, data.image_hw
-    cost_side = data.cost_side or spec.image_size
 
     num_classes = len(dataset.classes)
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
     model = distributed.convert_bn(model, recipe, world, device)  # ghost/sync BN: bn_batch_size
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
-    # Costs are counted at 32x32 (CIFAR nets) or 224x224 (ImageNet nets, on the streamed
-    # crops); convolution MACs scale with the image area.
-    macs = int(macs * h * w / (cost_side * cost_side))
+    # Counted per spec.image_size square (32 CIFAR nets, 224 ImageNet nets); convolution MACs
+    # scale with the area of the images trained on (pipeline.resources.area_scale likewise).
+    macs = int(macs * h * w / spec.image_size**2)
     prepare_model(model, device, recipe)
     if recipe.activation_checkpointing:
         model.set_activation_checkpointing(True)
