@@ -207,6 +207,26 @@ def test_v1_warmup_ends_when_training_error_drops(tmp_path, small_data):
         assert lrs[25:] == ([0.1] * 5 if expect_done else [0.01] * 5)
 
 
+def test_the_final_evaluation_is_not_training_time(tmp_path, small_data, monkeypatch):
+    # no evaluation or checkpoint before the end: the wall time's surplus over the timed
+    # training is the final evaluation
+    from resnet_bench.train.session import Training
+    pause, evaluate = 1.0, Training.evaluate
+
+    def slow(self, iteration, final=False):
+        if final:
+            time.sleep(pause)
+        return evaluate(self, iteration, final)
+
+    monkeypatch.setattr(Training, "evaluate", slow)
+    recipe = tiny_recipe(iterations=4, milestones=(), eval_every=100, checkpoint_every=100)
+    s = train(RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data,
+                        recipe=recipe), tmp_path / "run", progress=False).summary
+    assert s["status"] == "completed"
+    assert s["wall_time_s"] - s["train_time_s"] >= pause, s
+    assert s["images_per_s"] == pytest.approx(4 * 32 / s["train_time_s"])
+
+
 def _noise_set(path: Path, side: int) -> str:
     """A prepared in-memory set of random `side` x `side` images in two classes."""
     from resnet_bench.data import ImageDataset, save_prepared

@@ -350,8 +350,9 @@ def _finish(run: Training, state: State, clock: Clock, window: TrainWindow, bar:
     completed = ended.status == "completed"
     diverged_at = None if completed else ended.iteration
     nan = float("nan")
-    test_loss, test_err, test_top5 = (run.evaluate(recipe.iterations, final=True) if completed
-                                      else (nan, nan, None))
+    # outside the timed window, like the evaluations during the run
+    test_loss, test_err, test_top5 = (clock.paused(run.evaluate, recipe.iterations, True)
+                                      if completed else (nan, nan, None))
     clock.account(state)
     run.logs.flush()
     bar.close(f"completed: test error {test_err:.2f}%" if completed
