@@ -227,6 +227,25 @@ def test_the_final_evaluation_is_not_training_time(tmp_path, small_data, monkeyp
     assert s["images_per_s"] == pytest.approx(4 * 32 / s["train_time_s"])
 
 
+@pytest.mark.parametrize("size", [10, 40])
+def test_the_training_window_holds_what_the_v1_warmup_test_averages(size):
+    # the warm-up test averages the last SYNC_EVERY iterations, the final numbers the last
+    # train_window; a resumed run restores the window from the training log
+    from resnet_bench.train.session import TrainWindow
+    from resnet_bench.train.step import SYNC_EVERY
+    window, rows = TrainWindow(size), []
+    for i in range(100):
+        window.add(float(i), 2.0 * i)
+        window.trim()
+        rows.append({"loss": str(float(i)), "error_pct": str(2.0 * i)})
+    assert window.mean_error(last=SYNC_EVERY) == 2 * sum(range(100 - SYNC_EVERY, 100)) / SYNC_EVERY
+    assert window.mean_loss() == sum(range(100 - size, 100)) / size
+    assert window.mean_error() == 2 * window.mean_loss()
+    assert len(window.losses) == max(size, SYNC_EVERY)
+    restored = TrainWindow.from_rows(size, rows)
+    assert (restored.losses, restored.errors) == (window.losses, window.errors)
+
+
 def _noise_set(path: Path, side: int) -> str:
     """A prepared in-memory set of random `side` x `side` images in two classes."""
     from resnet_bench.data import ImageDataset, save_prepared
