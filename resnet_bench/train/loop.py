@@ -177,7 +177,7 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
         model.set_activation_checkpointing(True)
     optimizer = make_optimizer(model, recipe)
 
-    run = Training(config=config, spec=spec, out=out, device=device, world=world,
+    run = Training(config=config, out=out, device=device, world=world,
                    identity=identity, dataset=dataset, loader=loader, test=test, val=val,
                    model=model, optimizer=optimizer,
                    step_model=compiled(distributed.data_parallel(model, world, device), recipe),

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from resnet_bench.models.spec import ModelSpec
 from resnet_bench.record import (CHECKPOINT, EVAL_COLUMNS, EVAL_LOG, GRAD_COLUMNS, GRAD_LOG,
                                  TRAIN_COLUMNS, TRAIN_LOG)
 from resnet_bench.train import checkpoint, distributed
@@ -212,7 +213,6 @@ class Logs:
 class Training:
     """The objects of one run, built once by `train()`'s setup."""
     config: RunConfig
-    spec: Any                              # the ModelSpec of config.model, parsed once
     out: Path
     device: torch.device
     world: distributed.World               # this process's place in a torchrun run
@@ -231,6 +231,10 @@ class Training:
     @property
     def recipe(self) -> Recipe:
         return self.config.recipe
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.config.spec
 
     def log_steps(self, steps: StepValues, window: TrainWindow) -> bool:
         """Move the pending step values to the training log and window; False if any loss is
