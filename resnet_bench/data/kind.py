@@ -82,6 +82,13 @@ class DatasetKind:
             self.check({**self.defaults, **checked}, where)
         return checked
 
+    def prepare_args(self, options: Mapping[str, Any], where: str = "data option ") -> list[str]:
+        """Checked `options` as the flags of `resnet-bench data prepare` that parse back to them
+        (how the pipeline passes them on); a ConfigError for a value no flag can carry."""
+        rules = {o.name: o.rule for o in self.options}
+        return [arg for name, value in sorted(options.items()) if value is not None
+                for arg in rules[name].args(name, value, where)]
+
     def known_train_size(self, options: Mapping[str, Any]) -> int | None:
         return self.train_size({**self.defaults, **options})
 

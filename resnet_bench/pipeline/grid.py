@@ -202,8 +202,12 @@ def validate(config: dict[str, Any]) -> list[Run]:
     parsed = {name: recipe_of(config, name) for name in config.get("recipes", {})}
     sources = {}
     for name, spec in config.get("datasets", {}).items():
-        sources[name] = source_of(config, name)
+        sources[name] = source = source_of(config, name)
         check_source(name, spec)
+        try:  # its prepare_data job passes the options on as flags
+            source.kind.prepare_args(source.options, where=f"datasets.{name}.options.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
     try:
         fetch_targets(config)
     except ValueError as exc:

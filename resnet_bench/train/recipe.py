@@ -15,7 +15,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Bool, Choice, ConfigError, Int, Num,
-                                 Rule, Text, integer, refuse)
+                                 Rule, Text, flag, integer, refuse)
 from resnet_bench.infra.checks import seed as check_seed
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.record import RECIPE_SPEED_ONLY, recipe_hash
@@ -57,6 +57,9 @@ class Milestones(Rule):
 
     def cli(self) -> dict[str, Any]:
         return {"type": int, "nargs": "*"}
+
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        return [flag(key), *map(str, value)]
 
 
 @dataclass(frozen=True)
