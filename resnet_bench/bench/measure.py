@@ -93,9 +93,19 @@ def build_model_on(name: str, num_classes: int, in_channels: int, seed: int, dev
 
 
 def bench_dataset(args):
+    """The dataset the networks are timed on, held in memory; a streamed one is refused (a
+    kind before it is indexed): `--stream` times the streaming loader."""
     from resnet_bench import data
+    from resnet_bench.data.registry import lookup
+    streamed = ("is streamed from disk per batch; the networks are timed on a dataset held in "
+                "memory (--stream times the streaming loader)")
     if args.prepared:
-        return data.load_prepared(args.prepared)
+        ds = data.load_prepared(args.prepared)
+        if getattr(ds, "streaming", False):
+            raise ValueError(f"--prepared {args.prepared}: {streamed}")
+        return ds
+    if lookup(args.dataset).streamed:
+        raise ValueError(f"--dataset {args.dataset}: {streamed}")
     if args.dataset == "synthetic":
         options = {} if args.train_size is None else {"train_size": args.train_size, "test_size": 10}
         return data.load_dataset("synthetic", args.data_dir, **options)

@@ -42,7 +42,8 @@ class DatasetKind:
     `image_size(options)` (options with the defaults filled in) are what the config alone tells:
     the training-set size and the (height, width) of the training images, None when only
     loading tells. `check` refuses combinations of checked options (each option alone is
-    checked by its rule). `reads_files` False: generated, so a root would be ignored."""
+    checked by its rule). `reads_files` False: generated, so a root would be ignored.
+    `streamed`: the loader gives an index of files read per batch, not images in memory."""
 
     name: str
     load: Callable[..., Any]
@@ -54,6 +55,7 @@ class DatasetKind:
     image_size: Callable[[Mapping[str, Any]], tuple[int, int] | None] = _nothing
     check: Callable[[Mapping[str, Any], str], None] | None = None
     reads_files: bool = True
+    streamed: bool = False
     defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
