@@ -89,9 +89,8 @@ def test_every_option_has_one_prepare_flag_with_the_loaders_default():
             assert dests[option.name].default is None  # only options given are passed
 
 
-def test_eval_modes_are_declared_by_the_kind_that_has_them():
+def test_the_final_eval_option_offers_the_views_the_stream_implements():
     from resnet_bench.data.views import EVAL_MODES
-    assert lookup("imagenet").eval_modes == EVAL_MODES
     final_eval = next(o for o in lookup("imagenet").options if o.name == "final_eval")
     assert final_eval.rule.choices == EVAL_MODES
 

@@ -370,5 +370,5 @@ KIND = register(DatasetKind(
              Option("name", Text(NAME_PATTERN), "short dataset name (default: the folder's)")),
     help="an ImageFolder directory train/<class>/*, val/<class>/* streamed from disk per batch "
          "(writes an index of files and statistics)",
-    eval_modes=EVAL_MODES, streamed=True, check=_crop_fits,
+    streamed=True, check=_crop_fits,
     image_size=lambda o: (int(o["crop"]), int(o["crop"]))))

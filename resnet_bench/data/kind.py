@@ -2,10 +2,10 @@
 
 A kind (`synthetic`, `cifar10`, `folder`, `imagenet`, ...) is a `DatasetKind`: its name and
 aliases, its options (each an `Option`: a rule of resnet_bench.infra.checks and a help line; the
-defaults are the loader's keyword defaults), the loader, its evaluation modes and what the
-config alone tells about its size. The loader returns an object with `training_data(recipe,
-seed=, device=, rank=, world_size=)` (resnet_bench.data.dataset.RunData): an `ImageDataset`
-for a set held in memory, an `ImageIndex` for one streamed from disk.
+defaults are the loader's keyword defaults), the loader and what the config alone tells about
+its size. The loader returns an object with `training_data(recipe, seed=, device=, rank=,
+world_size=)` (resnet_bench.data.dataset.RunData): an `ImageDataset` for a set held in memory,
+an `ImageIndex` for one streamed from disk (a kind declared `streamed`).
 
 Everything else is derived from the declarations: the options' checks and refusals, the flags
 of `resnet-bench data prepare`, the pipeline config schema's `datasets` section. Lookups go
@@ -50,7 +50,6 @@ class DatasetKind:
     options: tuple[Option, ...]
     help: str
     aliases: tuple[str, ...] = ()
-    eval_modes: tuple[str, ...] = ("center",)
     train_size: Callable[[Mapping[str, Any]], int | None] = _nothing
     image_size: Callable[[Mapping[str, Any]], tuple[int, int] | None] = _nothing
     check: Callable[[Mapping[str, Any], str], None] | None = None
