@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from resnet_bench.train.recipe import PRECISIONS
+
 
 # ----------------------------------------------------------------------------- throughput
 
@@ -234,7 +236,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--warmup-iters", type=int, default=10)
     t.add_argument("--window-s", type=float, default=5.0)
-    t.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    t.add_argument("--precision", choices=PRECISIONS, default="bf16")
     t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per process [1]")
     t.add_argument("--ready-timeout", type=float, default=120.0)
