@@ -122,6 +122,14 @@ def test_a_dataset_option_no_flag_can_carry_is_refused_at_config_check():
         G.validate(cfg)
 
 
+def test_the_workflows_name_wildcards_are_the_schemas_entry_names():
+    import re
+    for section, name, bad in (("datasets", "cifar10-jpeg", "CIFAR"), ("recipes", "Paper_1", "-x")):
+        pattern = G.key_pattern(SCHEMA, section)
+        assert re.fullmatch(pattern, name) and not re.fullmatch(pattern, bad)
+        assert f"^{pattern}$" == _schema()["properties"][section]["propertyNames"]["pattern"]
+
+
 def test_schema_kinds_list_every_kind_and_alias():
     assert schema_kinds()[:5] == list(kinds())[:5]
     assert "imagefolder" in schema_kinds() and lookup("imagefolder").name == "folder"

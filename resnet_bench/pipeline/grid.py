@@ -178,6 +178,15 @@ def check_schema(config: Any, schema_path: str | Path) -> None:
     raise checks.refuse(key, error.instance, allowed, where="config key ")
 
 
+def key_pattern(schema_path: str | Path, section: str) -> str:
+    """The pattern the config schema gives the names of a section's entries (`datasets`,
+    `recipes`), unanchored: the workflow's wildcard constraint for those names."""
+    import yaml
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    pattern = schema["properties"][section]["propertyNames"]["pattern"]
+    return pattern.removeprefix("^").removesuffix("$")
+
+
 def with_vocabulary(schema: dict[str, Any]) -> dict[str, Any]:
     """The config schema with its `recipes` and `datasets` entries derived from the recipe knobs
     and the registered dataset kinds, its family enums from the registered families: the schema
