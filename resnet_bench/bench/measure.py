@@ -1,4 +1,5 @@
-"""What both timed paths share: the clock, the timed loop, backend flags, model and dataset."""
+"""What both timed paths share: the iteration timer, the timed loop, backend flags, model and
+dataset."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
 FLOP_PER_MAC_TRAIN = 2 * 3
 
 
-class Clock:
+class IterationTimer:
     """Per-iteration wall times: CUDA events on GPU (no host sync inside the timed loop), else
     perf_counter (CPU work is synchronous)."""
 
@@ -67,7 +68,7 @@ def backend_flags(device, precision: str | None):
 def timed(step: Callable[[int], int], *, warmup: int, iters: int, device,
            note: Callable[[str], None]) -> tuple[float, list[float], int]:
     """Run `step(i) -> images` warmup + iters times; (first-iteration s, timed ms list, images)."""
-    clock = Clock(device)
+    clock = IterationTimer(device)
     clock.sync()
     t0 = time.perf_counter()
     step(0)
