@@ -19,8 +19,10 @@ small net for a short schedule with fp32 eager vs the fast options over several 
 to check that the fast path does not change the numbers beyond the seed-to-seed spread.
 
 By job: `cli` (options, checks), `timing` (rounds, pooled results, ratios), `project` and
-`baseline` (the two timed paths), `measure` (clock and timed loop they share), `memory` (peak
-memory), `report` (a path's result, CSV and printed table), `fidelity` (the fidelity check).
+`baseline` (the two timed paths), `measure` (iteration timer and timed loop they share), `memory`
+(peak memory), `report` (a path's result, CSV and printed table), `fidelity` (the fidelity
+check), `stream` (`--stream`: the streaming loader against torchvision's), `gpucheck` (the
+helpers of scripts/gpu-check.sh: concurrent-training throughput, the paper-schedule run).
 """
 
 from resnet_bench.bench.baseline import BASELINE_WORKERS, baseline_loader, time_baseline

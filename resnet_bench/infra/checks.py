@@ -11,7 +11,8 @@ and its command-line flag (parsing a value, and writing one) all follow from it.
 (resnet_bench.train.recipe) and dataset options (resnet_bench.data.kind) are declared with
 rules.
 
-Standard library only, and no imports of the package: every layer may use it.
+Standard library only (device() imports torch, inside the function, to ask whether a device
+exists), and no imports of the package: every layer may use it.
 """
 
 from __future__ import annotations

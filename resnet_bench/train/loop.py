@@ -314,7 +314,7 @@ def _checkpoint(run: Training, state: State, clock: Clock, steps: StepValues,
 
 def _stopped(state: State, it: int) -> dict[str, Any]:
     """What a preempted run reports (its checkpoint holds the rest): where it stopped and the
-    time it took, so that a caller can measure a run it stops (scripts/gpu-check.sh)."""
+    time it took, so that a caller can measure a run it stops (bench.gpucheck.paper_run)."""
     return {"status": PREEMPTED, "iterations": it, "train_time_s": state.train_time_s,
             "wall_time_s": state.wall_time_s, "compile_time_s": state.compile_time_s,
             "timed_images": state.timed_images, "warmup_done": state.warmup_done,

@@ -254,8 +254,8 @@ class RunConfig:
     dataset: str = "synthetic"
     seed: int = 0
     recipe: Recipe = field(default_factory=Recipe)
-    data_dir: str | None = None      # root for cifar10/cifar100/folder
-    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. n_train for synthetic
+    data_dir: str | None = None      # root for cifar10/cifar100/folder/imagenet
+    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. train_size for synthetic
     prepared: str | None = None      # a file written by `resnet-bench data prepare`
     device: str = "auto"
 
