@@ -36,11 +36,12 @@ stage=$(mktemp -d "$(dirname "$dest")/.publish.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 python - "$config" "$exp" "$runs" "$stage/claims.txt" <<'PY'
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
-from resnet_bench.pipeline.grid import GridError, expand
+from resnet_bench.pipeline.grid import RUN_ID, GridError, expand
 
 config_file, exp, runs, claims_out = sys.argv[1:]
 config = yaml.safe_load(Path(config_file).read_text())
@@ -49,10 +50,11 @@ def fail(message: str) -> None:
 if config.get("experiment", exp) != exp:
     fail(f"{config_file} is experiment {config['experiment']!r}, not {exp!r}")
 try:
-    grid = {Path(runs, r.dataset, r.recipe, r.model, f"seed{r.seed}") for r in expand(config)}
+    grid = {Path(runs, RUN_ID.format(**asdict(r))) for r in expand(config)}
 except GridError as exc:
     fail(f"{config_file}: {exc}")
-found = {p.parent for p in Path(runs).glob("*/*/*/seed*/*.json")}
+any_run = RUN_ID.format(dataset="*", recipe="*", model="*", seed="*")
+found = {p.parent for p in Path(runs).glob(f"{any_run}/*.json")}
 unfinished = sorted(str(d) for d in grid if not (d / "summary.json").is_file())
 extra = sorted(str(d) for d in found - grid)
 if unfinished:

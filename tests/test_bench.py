@@ -139,6 +139,25 @@ def test_bad_arguments_give_one_line_error(extra, message, capsys):
     assert len(lines) == 1 and message in lines[0], err
 
 
+@pytest.mark.parametrize("model, side", [(MODEL, 64), ("resnet18", 32)])
+def test_macs_are_those_of_the_images_timed_on(model, side):
+    import argparse
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from resnet_bench.bench.timing import _Raw, summarize
+    from resnet_bench.models import build_model
+    raw = _Raw(first_s=0.1, ms=[10.0, 10.0], images=64, peak_mib=0.0, mem_method="none")
+    args = argparse.Namespace(num_classes=10, in_channels=3, image_size=(side, side),
+                              baseline_workers=1)
+    result = summarize(model, "baseline", [raw], args)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        build_model(model, num_classes=10).eval()(torch.zeros(1, 3, side, side))
+    # the fully connected layer's few MACs do not scale with the area
+    assert result.macs == pytest.approx(counter.get_total_flops() // 2, rel=1e-3)
+
+
 def test_cuda_without_cuda_is_a_one_line_error(capsys):
     import torch
     if torch.cuda.is_available():

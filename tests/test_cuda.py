@@ -203,7 +203,7 @@ def test_out_of_memory_fallback_really_triggers(tmp_path):
 
 
 def test_cuda_event_timing_agrees_with_wall_time():
-    from resnet_bench.bench import Clock
+    from resnet_bench.bench import IterationTimer
     from resnet_bench.models import build_model
     dev = torch.device("cuda")
     net = build_model("v1-basic-20", num_classes=10, in_channels=3).to(dev)
@@ -218,7 +218,7 @@ def test_cuda_event_timing_agrees_with_wall_time():
 
     for _ in range(5):
         step()
-    clock = Clock(dev)
+    clock = IterationTimer(dev)
     clock.sync()
     t0 = time.perf_counter()
     clock.mark()

@@ -38,6 +38,17 @@ def test_bad_arguments_fail_in_one_line(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
 
 
+def test_the_paper_run_reads_its_config_as_the_pipeline_does(tmp_path):
+    from resnet_bench.bench.gpucheck import _recipe_values
+    config = tmp_path / "c.yaml"
+    config.write_text("recipes:\n  paper:\n    iterations: 300\n    iterations: 3000000\n")
+    with pytest.raises(ValueError, match="key 'iterations' is given twice"):
+        _recipe_values(str(config), "paper", [])
+    config.write_text("recipes:\n  paper:\n    iterations: 300\n")
+    assert _recipe_values(str(config), "paper", ["lr=0.2"]) == (
+        {"iterations": 300, "lr": 0.2, "name": "paper"}, {"lr": 0.2})
+
+
 def test_without_the_mirror_it_refuses_to_start_unless_told_none(tmp_path):
     """No silent fallback to synthetic images: a clone without data/cifar10-jpeg.tar.gz and no
     --data stops before anything runs, naming where the mirror goes."""

@@ -13,7 +13,8 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from resnet_bench.cli import main
-from resnet_bench.data import DatasetError, load_dataset, load_prepared, prepare_dataset
+from resnet_bench.data import (DatasetError, load_dataset, load_prepared, prepare_dataset,
+                               save_prepared)
 from resnet_bench.data.views import decode_rgb, eval_views, read_bytes, resize_shorter
 from resnet_bench.data.stream import StreamLoader, augmentation
 from resnet_bench.train.loop import train
@@ -305,6 +306,16 @@ def test_pipeline_config_names_the_kind_and_its_options(tree, tmp_path):
     bad = {**cfg, "datasets": {"inet": {**spec, "options": {"crop": 300}}}}
     with pytest.raises(ValueError, match="crop"):
         G.validate(bad)
+
+
+def test_bench_refuses_a_streamed_dataset_and_points_to_stream(index, tmp_path, capsys):
+    # a kind before its root is indexed (this one does not exist), a prepared index when read
+    argv = ["bench", "--device", "cpu", "--no-baseline", "--iters", "1"]
+    err = _error(capsys, [*argv, "--dataset", "imagenet", "--data-dir", str(tmp_path / "none")])
+    assert "--dataset imagenet: is streamed" in err and "(--stream times" in err
+    save_prepared(index, tmp_path / "index.pt")
+    err = _error(capsys, [*argv, "--prepared", str(tmp_path / "index.pt")])
+    assert "index.pt: is streamed" in err and "(--stream times" in err
 
 
 def test_bench_stream_times_both_paths(capsys):

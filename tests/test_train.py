@@ -207,6 +207,73 @@ def test_v1_warmup_ends_when_training_error_drops(tmp_path, small_data):
         assert lrs[25:] == ([0.1] * 5 if expect_done else [0.01] * 5)
 
 
+def test_the_final_evaluation_is_not_training_time(tmp_path, small_data, monkeypatch):
+    # no evaluation or checkpoint before the end: the wall time's surplus over the timed
+    # training is the final evaluation
+    from resnet_bench.train.session import Training
+    pause, evaluate = 1.0, Training.evaluate
+
+    def slow(self, iteration, final=False):
+        if final:
+            time.sleep(pause)
+        return evaluate(self, iteration, final)
+
+    monkeypatch.setattr(Training, "evaluate", slow)
+    recipe = tiny_recipe(iterations=4, milestones=(), eval_every=100, checkpoint_every=100)
+    s = train(RunConfig(model="v1-basic-8", dataset="synthetic", prepared=small_data,
+                        recipe=recipe), tmp_path / "run", progress=False).summary
+    assert s["status"] == "completed"
+    assert s["wall_time_s"] - s["train_time_s"] >= pause, s
+    assert s["images_per_s"] == pytest.approx(4 * 32 / s["train_time_s"])
+
+
+@pytest.mark.parametrize("size", [10, 40])
+def test_the_training_window_holds_what_the_v1_warmup_test_averages(size):
+    # the warm-up test averages the last SYNC_EVERY iterations, the final numbers the last
+    # train_window; a resumed run restores the window from the training log
+    from resnet_bench.train.session import TrainWindow
+    from resnet_bench.train.step import SYNC_EVERY
+    window, rows = TrainWindow(size), []
+    for i in range(100):
+        window.add(float(i), 2.0 * i)
+        window.trim()
+        rows.append({"loss": str(float(i)), "error_pct": str(2.0 * i)})
+    assert window.mean_error(last=SYNC_EVERY) == 2 * sum(range(100 - SYNC_EVERY, 100)) / SYNC_EVERY
+    assert window.mean_loss() == sum(range(100 - size, 100)) / size
+    assert window.mean_error() == 2 * window.mean_loss()
+    assert len(window.losses) == max(size, SYNC_EVERY)
+    restored = TrainWindow.from_rows(size, rows)
+    assert (restored.losses, restored.errors) == (window.losses, window.errors)
+
+
+def _noise_set(path: Path, side: int) -> str:
+    """A prepared in-memory set of random `side` x `side` images in two classes."""
+    from resnet_bench.data import ImageDataset, save_prepared
+    x = torch.randint(0, 256, (48, 3, side, side), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    y = torch.arange(48) % 2
+    save_prepared(ImageDataset(x[:32], y[:32], x[32:], y[32:], ["a", "b"], name="noise",
+                               label="noise"), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("model, side", [("v1-basic-8", 64), ("resnet18", 64)])
+def test_macs_are_those_of_the_images_trained_on(tmp_path, model, side):
+    # a count at the size trained on, not at the net's own input size (224 for resnet18)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from resnet_bench.models import build_model
+    recipe = tiny_recipe(iterations=2, milestones=(), batch_size=8, eval_every=2,
+                         checkpoint_every=2, eval_batch_size=16, train_window=1)
+    s = train(RunConfig(model=model, dataset="noise", prepared=_noise_set(tmp_path / "d.pt", side),
+                        recipe=recipe), tmp_path / "run", progress=False).summary
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        build_model(model, num_classes=2).eval()(torch.zeros(1, 3, side, side))
+    # the fully connected layer's few MACs do not scale with the area
+    assert s["macs"] == pytest.approx(counter.get_total_flops() // 2, rel=1e-3)
+    assert s["tflops_per_s"] == pytest.approx(s["images_per_s"] * s["macs"] * 6 / 1e12)
+
+
 # --- processes: SIGKILL at any moment, SIGTERM preemption, bad input -------------------------
 
 def _train_cmd(out: Path, data: str, **recipe) -> list[str]:

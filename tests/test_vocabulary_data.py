@@ -89,11 +89,45 @@ def test_every_option_has_one_prepare_flag_with_the_loaders_default():
             assert dests[option.name].default is None  # only options given are passed
 
 
-def test_eval_modes_are_declared_by_the_kind_that_has_them():
+def test_the_final_eval_option_offers_the_views_the_stream_implements():
     from resnet_bench.data.views import EVAL_MODES
-    assert lookup("imagenet").eval_modes == EVAL_MODES
     final_eval = next(o for o in lookup("imagenet").options if o.name == "final_eval")
     assert final_eval.rule.choices == EVAL_MODES
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("cifar10", {"verify": False, "download": True, "label": "CIFAR-10 (a copy)"}),
+    ("folder", {"image_size": [64, 48], "max_per_class": 20.0, "channels": "l"}),
+    ("folder", {"image_size": 40}),
+    ("imagenet", {"test_scales": [64, 80], "pca_std": 0.05, "final_eval": "ten_crop"}),
+])
+def test_the_pipeline_passes_dataset_options_as_flags_that_parse_back_to_them(kind, options):
+    import shlex
+
+    from resnet_bench.pipeline.outputs import prepare_args
+    argv = shlex.split(prepare_args({"kind": kind, "root": "data/x", "options": options}))
+    args = build_parser("data").parse_args(["data", "prepare", "--out", "x.pt", *argv])
+    assert {k: getattr(args, k) for k in options} == lookup(kind).check_options(options)
+
+
+def test_a_dataset_option_no_flag_can_carry_is_refused_at_config_check():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["datasets"] = {"c10": {"kind": "cifar10", "root": "data/c10",
+                               "options": {"verify": {"data_batch_1": "0" * 32}}}}
+    for entry in cfg["grid"]:
+        entry["datasets"] = ["c10"]
+    cfg.pop("analysis", None)
+    G.check_schema(cfg, SCHEMA)  # a mapping is a valid `verify` for the loader itself
+    with pytest.raises(G.GridError, match="datasets.c10.options.verify: got .* no flag carries"):
+        G.validate(cfg)
+
+
+def test_the_workflows_name_wildcards_are_the_schemas_entry_names():
+    import re
+    for section, name, bad in (("datasets", "cifar10-jpeg", "CIFAR"), ("recipes", "Paper_1", "-x")):
+        pattern = G.key_pattern(SCHEMA, section)
+        assert re.fullmatch(pattern, name) and not re.fullmatch(pattern, bad)
+        assert f"^{pattern}$" == _schema()["properties"][section]["propertyNames"]["pattern"]
 
 
 def test_schema_kinds_list_every_kind_and_alias():

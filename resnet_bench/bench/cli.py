@@ -7,6 +7,7 @@ import argparse
 from resnet_bench.infra import checks
 from resnet_bench.infra.args import add_source_args
 from resnet_bench.bench.baseline import BASELINE_WORKERS
+from resnet_bench.train.recipe import PRECISIONS
 
 DEFAULT_MODEL = "v1-basic-20"
 FIDELITY_DEFAULT_MODEL = "v1-basic-8"
@@ -18,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"--fidelity: {FIDELITY_DEFAULT_MODEL})")
     parser.add_argument("--batch-size", type=int, default=128, help="mini-batch size [128, the paper's]")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [auto]")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="project path: fp32 or bf16 autocast [fp32]; the baseline is always fp32")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="project path: torch.compile the model (compile time reported apart)")

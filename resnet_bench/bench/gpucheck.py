@@ -21,6 +21,11 @@ import sys
 import time
 from pathlib import Path
 
+from resnet_bench.bench.measure import PAPER_ITERATIONS
+from resnet_bench.infra.strict import config_file
+from resnet_bench.record import EVAL_LOG, TRAIN_LOG
+from resnet_bench.train.recipe import PRECISIONS
+
 
 # ----------------------------------------------------------------------------- throughput
 
@@ -122,13 +127,10 @@ def _write_rows(path, rows) -> None:
 
 # ----------------------------------------------------------------------------- paper run
 
-FULL_SCHEDULE = 64_000  # the papers' CIFAR schedule, in iterations
-
-
 def _recipe_values(config_path: str, name: str, sets: list[str]) -> tuple[dict, dict]:
     """(the config's recipe `name` with the --set KEY=VALUE overrides applied, the overrides)."""
     import yaml
-    config = yaml.safe_load(Path(config_path).read_text())
+    config = config_file(config_path)  # as the pipeline reads it: a repeated key is refused
     recipes = (config or {}).get("recipes") or {}
     if name not in recipes:
         raise ValueError(f"{config_path}: no recipe {name!r} (has {', '.join(sorted(recipes))})")
@@ -144,7 +146,6 @@ def _recipe_values(config_path: str, name: str, sets: list[str]) -> tuple[dict, 
 def _curve(run_dir: Path) -> list[dict]:
     """The run's training log and its evaluations, one row per iteration (evaluations on the
     rows of their iteration)."""
-    from resnet_bench.record import EVAL_LOG, TRAIN_LOG
     rows = {}
     with open(run_dir / TRAIN_LOG, newline="") as fh:
         for r in csv.DictReader(fh):
@@ -178,7 +179,7 @@ def paper_run(args) -> int:
     elapsed = time.time() - t0
     s = outcome.summary
     it = int(s["iterations"])
-    rows = _curve(run_dir) if (run_dir / "train_log.csv").exists() else []
+    rows = _curve(run_dir) if (run_dir / TRAIN_LOG).exists() else []
     window = rows[-recipe.train_window:]
     info = {"model": args.model, "config": args.config, "recipe_name": args.recipe,
             "overrides": overrides, "recipe": recipe.to_dict(), "device": args.device, "dataset": args.dataset,
@@ -187,7 +188,7 @@ def paper_run(args) -> int:
     train_s, wall_s = s.get("train_time_s"), s.get("wall_time_s")
     if it > 0 and train_s and wall_s:
         setup_s = max(0.0, elapsed - wall_s)  # process start to first iteration, and the stop
-        full = FULL_SCHEDULE
+        full = PAPER_ITERATIONS  # the papers' CIFAR schedule
         info.update(
             setup_s=round(setup_s, 1), train_time_s=round(train_s, 2), wall_time_s=round(wall_s, 2),
             compile_time_s=s.get("compile_time_s"),
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--warmup-iters", type=int, default=10)
     t.add_argument("--window-s", type=float, default=5.0)
-    t.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    t.add_argument("--precision", choices=PRECISIONS, default="bf16")
     t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per process [1]")
     t.add_argument("--ready-timeout", type=float, default=120.0)

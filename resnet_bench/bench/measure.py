@@ -1,4 +1,5 @@
-"""What both timed paths share: the clock, the timed loop, backend flags, model and dataset."""
+"""What both timed paths share: the iteration timer, the timed loop, backend flags, model and
+dataset."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ PAPER_ITERATIONS = PAPER_SCHEDULES["cifar"]
 FLOP_PER_MAC_TRAIN = 2 * 3
 
 
-class Clock:
+class IterationTimer:
     """Per-iteration wall times: CUDA events on GPU (no host sync inside the timed loop), else
     perf_counter (CPU work is synchronous)."""
 
@@ -67,7 +68,7 @@ def backend_flags(device, precision: str | None):
 def timed(step: Callable[[int], int], *, warmup: int, iters: int, device,
            note: Callable[[str], None]) -> tuple[float, list[float], int]:
     """Run `step(i) -> images` warmup + iters times; (first-iteration s, timed ms list, images)."""
-    clock = Clock(device)
+    clock = IterationTimer(device)
     clock.sync()
     t0 = time.perf_counter()
     step(0)
@@ -93,9 +94,19 @@ def build_model_on(name: str, num_classes: int, in_channels: int, seed: int, dev
 
 
 def bench_dataset(args):
+    """The dataset the networks are timed on, held in memory; a streamed one is refused (a
+    kind before it is indexed): `--stream` times the streaming loader."""
     from resnet_bench import data
+    from resnet_bench.data.registry import lookup
+    streamed = ("is streamed from disk per batch; the networks are timed on a dataset held in "
+                "memory (--stream times the streaming loader)")
     if args.prepared:
-        return data.load_prepared(args.prepared)
+        ds = data.load_prepared(args.prepared)
+        if getattr(ds, "streaming", False):
+            raise ValueError(f"--prepared {args.prepared}: {streamed}")
+        return ds
+    if lookup(args.dataset).streamed:
+        raise ValueError(f"--dataset {args.dataset}: {streamed}")
     if args.dataset == "synthetic":
         options = {} if args.train_size is None else {"train_size": args.train_size, "test_size": 10}
         return data.load_dataset("synthetic", args.data_dir, **options)

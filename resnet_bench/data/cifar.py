@@ -181,6 +181,13 @@ class Verify(Rule):
     def cli(self) -> dict[str, Any]:
         return Bool().cli()
 
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        if isinstance(value, bool):
+            return Bool().args(key, value, where)
+        raise refuse(key, value, "true or false where the pipeline prepares the dataset (its "
+                                 "options become flags of `resnet-bench data prepare`, and no "
+                                 "flag carries a mapping)", where)
+
 
 OPTIONS = (
     Option("download", Bool(), "download with torchvision (md5-checked) into the root"),

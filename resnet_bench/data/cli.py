@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet_bench.infra.checks import flag
 from resnet_bench.public_data import PUBLIC
 
 from .prepared import load_prepared
@@ -45,7 +46,7 @@ def _add_option_flags(parser: argparse.ArgumentParser) -> None:
     for kind in kinds().values():
         if not kind.options:
             continue
-        shared = [_flag(o.name) for o in kind.options if o.name in added]
+        shared = [flag(o.name) for o in kind.options if o.name in added]
         group = parser.add_argument_group(
             kind.name, f"also {', '.join(shared)} (above)" if shared else None)
         for o in kind.options:
@@ -53,13 +54,9 @@ def _add_option_flags(parser: argparse.ArgumentParser) -> None:
                 continue
             default = kind.defaults[o.name]
             shown = "" if default is None else f" [{_shown(default)}]"
-            group.add_argument(_flag(o.name), dest=o.name, default=None,
+            group.add_argument(flag(o.name), dest=o.name, default=None,
                                help=f"{o.help}{shown}", **o.rule.cli())
             added.add(o.name)
-
-
-def _flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
 
 
 def _shown(default) -> str:

@@ -29,7 +29,6 @@ class RunData:
     val: tuple[Any, Any] | None
     in_channels: int
     image_hw: tuple[int, int]
-    cost_side: int | None
 
 
 @dataclass
@@ -81,8 +80,7 @@ class ImageDataset:
     def training_data(self, recipe, *, seed: int, device: torch.device, rank: int = 0,
                       world_size: int = 1) -> RunData:
         """The run's loader over the training images (without the recipe's hold-out), on
-        `device`, with the test and validation sets moved there too. The CIFAR nets' costs are
-        counted at 32x32 and scaled with the image area."""
+        `device`, with the test and validation sets moved there too."""
         train_x, train_y, val = split_training_set(self.train_x, self.train_y, recipe.val_split)
         loader = DeviceLoader(train_x, train_y, batch_size=recipe.batch_size, device=device,
                               seed=seed, augment=recipe.augment, normalize=recipe.normalize,
@@ -92,7 +90,7 @@ class ImageDataset:
             val = (val[0].to(device), val[1].to(device))
         return RunData(loader=loader, test=(self.test_x.to(device), self.test_y.to(device)),
                        val=val, in_channels=int(train_x.shape[1]),
-                       image_hw=(int(train_x.shape[2]), int(train_x.shape[3])), cost_side=32)
+                       image_hw=(int(train_x.shape[2]), int(train_x.shape[3])))
 
     def summary(self) -> str:
         c, (h, w) = self.in_channels, self.image_size

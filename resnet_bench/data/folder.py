@@ -40,7 +40,8 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .archives import file_digest, is_archive, open_tar
-from resnet_bench.infra.checks import MAX_IMAGES, NAME_PATTERN, Choice, Int, Rule, Text, integer
+from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Choice, Int, Rule, Text, flag,
+                                       integer)
 
 from .dataset import MIN_IMAGE_SIDE, ImageDataset
 from .errors import DatasetError
@@ -291,6 +292,10 @@ class ImageSize(Rule):
 
     def cli(self) -> dict[str, Any]:
         return {"type": _image_size_arg}
+
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        return [flag(key), "x".join(map(str, value)) if isinstance(value, (list, tuple))
+                else str(value)]
 
 
 def _image_size_arg(text: str) -> int | list[int]:

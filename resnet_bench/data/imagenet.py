@@ -74,7 +74,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Choice, ConfigError, Int, Num, Rule,
-                                 Text, integer, refuse)
+                                 Text, flag, integer, refuse)
 
 from .errors import DatasetError
 from .kind import DatasetKind, Option, register
@@ -325,9 +325,12 @@ class Sizes(Rule):
     def cli(self) -> dict[str, Any]:
         return {"type": _sizes_arg}
 
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        return [flag(key), ",".join(map(str, value))]
+
 
 def _sizes_arg(text: str) -> list[int]:
-    """224,256,384 or [224, 256, 384] (what the pipeline passes for a list option)."""
+    """224,256,384 (or [224, 256, 384])."""
     try:
         values = [int(v) for v in text.strip("[] ").replace(",", " ").split()]
     except ValueError:
@@ -367,5 +370,5 @@ KIND = register(DatasetKind(
              Option("name", Text(NAME_PATTERN), "short dataset name (default: the folder's)")),
     help="an ImageFolder directory train/<class>/*, val/<class>/* streamed from disk per batch "
          "(writes an index of files and statistics)",
-    eval_modes=EVAL_MODES, check=_crop_fits,
+    streamed=True, check=_crop_fits,
     image_size=lambda o: (int(o["crop"]), int(o["crop"]))))

@@ -2,10 +2,10 @@
 
 A kind (`synthetic`, `cifar10`, `folder`, `imagenet`, ...) is a `DatasetKind`: its name and
 aliases, its options (each an `Option`: a rule of resnet_bench.infra.checks and a help line; the
-defaults are the loader's keyword defaults), the loader, its evaluation modes and what the
-config alone tells about its size. The loader returns an object with `training_data(recipe,
-seed=, device=, rank=, world_size=)` (resnet_bench.data.dataset.RunData): an `ImageDataset`
-for a set held in memory, an `ImageIndex` for one streamed from disk.
+defaults are the loader's keyword defaults), the loader and what the config alone tells about
+its size. The loader returns an object with `training_data(recipe, seed=, device=, rank=,
+world_size=)` (resnet_bench.data.dataset.RunData): an `ImageDataset` for a set held in memory,
+an `ImageIndex` for one streamed from disk (a kind declared `streamed`).
 
 Everything else is derived from the declarations: the options' checks and refusals, the flags
 of `resnet-bench data prepare`, the pipeline config schema's `datasets` section. Lookups go
@@ -42,18 +42,19 @@ class DatasetKind:
     `image_size(options)` (options with the defaults filled in) are what the config alone tells:
     the training-set size and the (height, width) of the training images, None when only
     loading tells. `check` refuses combinations of checked options (each option alone is
-    checked by its rule). `reads_files` False: generated, so a root would be ignored."""
+    checked by its rule). `reads_files` False: generated, so a root would be ignored.
+    `streamed`: the loader gives an index of files read per batch, not images in memory."""
 
     name: str
     load: Callable[..., Any]
     options: tuple[Option, ...]
     help: str
     aliases: tuple[str, ...] = ()
-    eval_modes: tuple[str, ...] = ("center",)
     train_size: Callable[[Mapping[str, Any]], int | None] = _nothing
     image_size: Callable[[Mapping[str, Any]], tuple[int, int] | None] = _nothing
     check: Callable[[Mapping[str, Any], str], None] | None = None
     reads_files: bool = True
+    streamed: bool = False
     defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +82,13 @@ class DatasetKind:
         if self.check is not None:
             self.check({**self.defaults, **checked}, where)
         return checked
+
+    def prepare_args(self, options: Mapping[str, Any], where: str = "data option ") -> list[str]:
+        """Checked `options` as the flags of `resnet-bench data prepare` that parse back to them
+        (how the pipeline passes them on); a ConfigError for a value no flag can carry."""
+        rules = {o.name: o.rule for o in self.options}
+        return [arg for name, value in sorted(options.items()) if value is not None
+                for arg in rules[name].args(name, value, where)]
 
     def known_train_size(self, options: Mapping[str, Any]) -> int | None:
         return self.train_size({**self.defaults, **options})

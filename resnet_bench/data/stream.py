@@ -323,7 +323,7 @@ def stream_for_run(index: Any, recipe, *, seed: int, device: torch.device, rank:
                    world_size: int = 1) -> RunData:
     """What a run trains and evaluates on from an `ImageIndex`: the loader of the training part
     (without the recipe's hold-out), the held-out split and the validation part as (files,
-    labels); the networks' costs are counted at their own input size."""
+    labels)."""
     train_idx, _, val = split_training_set(torch.arange(len(index.train_files)), index.train_y,
                                            recipe.val_split)
     loader = StreamLoader(index, batch_size=recipe.batch_size, seed=seed, device=device,
@@ -333,4 +333,4 @@ def stream_for_run(index: Any, recipe, *, seed: int, device: torch.device, rank:
     if val is not None:
         val = ([index.train_files[k] for k in val[0].tolist()], val[1])
     return RunData(loader=loader, test=(index.test_files, index.test_y), val=val,
-                   in_channels=3, image_hw=loader.image_hw, cost_side=None)
+                   in_channels=3, image_hw=loader.image_hw)

@@ -7,10 +7,12 @@ integer, as in JSON Schema.
 
 A *rule* (`Int`, `Num`, `Bool`, `Choice`, `Text`, or a class of the same shape) is the type and
 range of one value, stated once: its check, the words of its refusal, its JSON-schema fragment
-and its command-line parsing all follow from it. Recipe knobs (resnet_bench.train.recipe) and
-dataset options (resnet_bench.data.kind) are declared with rules.
+and its command-line flag (parsing a value, and writing one) all follow from it. Recipe knobs
+(resnet_bench.train.recipe) and dataset options (resnet_bench.data.kind) are declared with
+rules.
 
-Standard library only, and no imports of the package: every layer may use it.
+Standard library only (device() imports torch, inside the function, to ask whether a device
+exists), and no imports of the package: every layer may use it.
 """
 
 from __future__ import annotations
@@ -113,10 +115,16 @@ def device(value: Any, key: str = "device") -> str:
 
 # --- rules: a value's type and range, declared once ---------------------------------------------
 
+def flag(key: str) -> str:
+    """The command-line flag of a value: --train-size for train_size."""
+    return "--" + key.replace("_", "-")
+
+
 class Rule:
     """The type and range of one configuration value. `check` returns the checked value or
     raises a one-line ConfigError; `schema` is the JSON-schema fragment the pipeline's config
-    schema holds for it; `cli` the argparse keywords of its command-line flag."""
+    schema holds for it; `cli` the argparse keywords of its command-line flag, and `args` a
+    checked value as that flag's arguments (what `cli` parses back to the value)."""
 
     def check(self, key: str, value: Any, where: str = "") -> Any:
         raise NotImplementedError
@@ -126,6 +134,10 @@ class Rule:
 
     def cli(self) -> dict[str, Any]:
         return {"type": str}
+
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        """A ConfigError where no flag can carry `value`."""
+        return [flag(key), str(value)]
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,9 @@ class Bool(Rule):
 
     def cli(self) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
+
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        return [flag(key) if value else flag("no_" + key)]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from resnet_bench.schema import ANALYSES
+from resnet_bench.train.recipe import NORMALIZATIONS
 
 
 def _common(p: argparse.ArgumentParser, what: str, runs_required: bool = True) -> None:
@@ -61,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="root for --dataset cifar10/cifar100/folder")
     p.add_argument("--prepared", default=None, metavar="FILE",
                    help="dataset file from `resnet-bench data prepare` for the fixed batch")
-    p.add_argument("--normalize", default="pixel", choices=("pixel", "channel"),
+    p.add_argument("--normalize", default="pixel", choices=NORMALIZATIONS,
                    help="input normalisation of the fixed batch [%(default)s]")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto [%(default)s]")
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_bench.inside.trained import find_runs, run_ids
+from resnet_bench.models.spec import ModelSpec
 from resnet_bench.record import CONFIG, GRAD_COLUMNS, GRAD_LOG, SUMMARY
 from resnet_bench.schema import FAMILY_ORDER, write_csv
 
@@ -96,7 +97,7 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, train_
     return (df, grads) if keep_grads else df
 
 
-def _spec_columns(name: str) -> dict:
+def _spec_columns(name: str | ModelSpec) -> dict:
     from resnet_bench.models import parse_model_name
     spec = parse_model_name(name)
     return {"model": spec.name, "label": spec.label, "family": spec.family,
@@ -116,14 +117,15 @@ def gradients_at_init(models: Sequence[str], seeds: Sequence[int], x: torch.Tens
                       y: torch.Tensor, *, num_classes: int = 10) -> pd.DataFrame:
     """Gradient norms of freshly initialised networks (seeded `torch.manual_seed(seed)` before
     `build_model`, as the trainer does) on one fixed batch (x, y)."""
-    from resnet_bench.models import build_model
+    from resnet_bench.models import build_model, parse_model_name
 
     frames = []
     for name in models:
-        ident = _spec_columns(name)
+        spec = parse_model_name(name)
+        ident = _spec_columns(spec)
         for seed in seeds:
             torch.manual_seed(int(seed))
-            model = build_model(name, num_classes=num_classes, in_channels=int(x.shape[1]))
+            model = build_model(spec, num_classes=num_classes, in_channels=int(x.shape[1]))
             model.to(x.device)
             df = gradient_norms(model, x, y)
             del model

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from resnet_bench.data.runs import load_run_data
-from resnet_bench.data.split import split_training_set
+from resnet_bench.models.spec import ModelSpec
 from resnet_bench.record import (CONFIG, FINAL_WEIGHTS, SUMMARY, find_run_dirs, read_record_json,
                                  run_ids)
 
@@ -30,7 +30,7 @@ class TrainedRun:
     path: Path
     run_id: str
     model_name: str
-    spec: Any                      # resnet_bench.models.ModelSpec
+    spec: ModelSpec
     seed: int
     config: dict
     summary: dict
@@ -95,13 +95,11 @@ def _load_dataset(config: dict, prepared: str | None):
 
 
 def make_loader(dataset, recipe: dict, seed: int, device: torch.device):
-    """A DeviceLoader holding the normalisation statistics the run trained and evaluated with."""
-    from resnet_bench import data
-    # the statistics of exactly the images the run trained on (after its hold-out)
-    train_x, train_y, _ = split_training_set(dataset.train_x, dataset.train_y,
-                                             int(recipe.get("val_split", 0) or 0))
-    return data.DeviceLoader(train_x, train_y, batch_size=1, seed=seed, device=device,
-                             augment=False, normalize=recipe.get("normalize", "pixel"))
+    """The run's own loader (`recipe`: the recorded one, the knobs it lacks at their defaults):
+    its `eval_batches` normalise with the statistics of exactly the images the run trained on
+    (after its hold-out), as the trainer evaluated."""
+    from resnet_bench.train.recipe import Recipe
+    return dataset.training_data(Recipe.from_dict(recipe), seed=seed, device=device).loader
 
 
 def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
@@ -125,7 +123,7 @@ def load_trained(run_dir: str | os.PathLike, *, run_id: str | None = None,
     if getattr(ds, "streaming", False):
         raise ValueError(f"{d}: trained on a streamed dataset (kind imagenet); the analyses "
                          "inside the networks read in-memory datasets only")
-    model = build_model(config["model"], num_classes=len(ds.classes),
+    model = build_model(spec, num_classes=len(ds.classes),
                         in_channels=int(ds.train_x.shape[1]))
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -178,6 +178,15 @@ def check_schema(config: Any, schema_path: str | Path) -> None:
     raise checks.refuse(key, error.instance, allowed, where="config key ")
 
 
+def key_pattern(schema_path: str | Path, section: str) -> str:
+    """The pattern the config schema gives the names of a section's entries (`datasets`,
+    `recipes`), unanchored: the workflow's wildcard constraint for those names."""
+    import yaml
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    pattern = schema["properties"][section]["propertyNames"]["pattern"]
+    return pattern.removeprefix("^").removesuffix("$")
+
+
 def with_vocabulary(schema: dict[str, Any]) -> dict[str, Any]:
     """The config schema with its `recipes` and `datasets` entries derived from the recipe knobs
     and the registered dataset kinds, its family enums from the registered families: the schema
@@ -202,8 +211,12 @@ def validate(config: dict[str, Any]) -> list[Run]:
     parsed = {name: recipe_of(config, name) for name in config.get("recipes", {})}
     sources = {}
     for name, spec in config.get("datasets", {}).items():
-        sources[name] = source_of(config, name)
+        sources[name] = source = source_of(config, name)
         check_source(name, spec)
+        try:  # its prepare_data job passes the options on as flags
+            source.kind.prepare_args(source.options, where=f"datasets.{name}.options.")
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
     try:
         fetch_targets(config)
     except ValueError as exc:

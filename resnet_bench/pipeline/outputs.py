@@ -112,16 +112,15 @@ def analysis_args(config: dict[str, Any], key: str) -> str:
 
 
 def prepare_args(spec: dict[str, Any]) -> str:
-    """Command-line arguments of `resnet-bench data prepare` for one `datasets:` entry."""
+    """Command-line arguments of `resnet-bench data prepare` for one `datasets:` entry: its
+    options as the kind's flags that parse back to them (grid.validate refuses a value that no
+    flag can carry)."""
+    from resnet_bench.data.registry import lookup  # imports torch: not when outputs are listed
+    kind = lookup(spec["kind"], "kind")
     args = ["--dataset", spec["kind"]]
     if spec.get("root"):
         args += ["--root", spec["root"]]
-    for key, value in sorted((spec.get("options") or {}).items()):
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            args.append(flag)
-        elif value is not False and value is not None:
-            args += [flag, str(value)]
+    args += kind.prepare_args(kind.check_options(spec.get("options") or {}))
     return " ".join(shlex.quote(a) for a in args)
 
 

@@ -1,6 +1,7 @@
 """Exit statuses of a training process: what a scheduler, a launcher or a script reads of a run.
 
-A leaf: it imports nothing, so the trainer, its torchrun launcher and the scripts share it.
+A leaf: it imports nothing, so the trainer, its torchrun launcher and bench.gpucheck (the
+helper of scripts/gpu-check.sh) share it.
 """
 
 EXIT_COMPLETED = 0  # finished or diverged: the run's summary.json is written

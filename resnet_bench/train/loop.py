@@ -164,21 +164,20 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
         out.mkdir(parents=True, exist_ok=True)
     loader, test, val = data.loader, data.test, data.val
     in_channels, (h, w) = data.in_channels, data.image_hw
-    cost_side = data.cost_side or spec.image_size
 
     num_classes = len(dataset.classes)
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
     model = distributed.convert_bn(model, recipe, world, device)  # ghost/sync BN: bn_batch_size
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
-    # Costs are counted at 32x32 (CIFAR nets) or 224x224 (ImageNet nets, on the streamed
-    # crops); convolution MACs scale with the image area.
-    macs = int(macs * h * w / (cost_side * cost_side))
+    # Counted per spec.image_size square (32 CIFAR nets, 224 ImageNet nets); convolution MACs
+    # scale with the area of the images trained on (pipeline.resources.area_scale likewise).
+    macs = int(macs * h * w / spec.image_size**2)
     prepare_model(model, device, recipe)
     if recipe.activation_checkpointing:
         model.set_activation_checkpointing(True)
     optimizer = make_optimizer(model, recipe)
 
-    run = Training(config=config, spec=spec, out=out, device=device, world=world,
+    run = Training(config=config, out=out, device=device, world=world,
                    identity=identity, dataset=dataset, loader=loader, test=test, val=val,
                    model=model, optimizer=optimizer,
                    step_model=compiled(distributed.data_parallel(model, world, device), recipe),
@@ -315,7 +314,7 @@ def _checkpoint(run: Training, state: State, clock: Clock, steps: StepValues,
 
 def _stopped(state: State, it: int) -> dict[str, Any]:
     """What a preempted run reports (its checkpoint holds the rest): where it stopped and the
-    time it took, so that a caller can measure a run it stops (scripts/gpu-check.sh)."""
+    time it took, so that a caller can measure a run it stops (bench.gpucheck.paper_run)."""
     return {"status": PREEMPTED, "iterations": it, "train_time_s": state.train_time_s,
             "wall_time_s": state.wall_time_s, "compile_time_s": state.compile_time_s,
             "timed_images": state.timed_images, "warmup_done": state.warmup_done,
@@ -351,8 +350,9 @@ def _finish(run: Training, state: State, clock: Clock, window: TrainWindow, bar:
     completed = ended.status == "completed"
     diverged_at = None if completed else ended.iteration
     nan = float("nan")
-    test_loss, test_err, test_top5 = (run.evaluate(recipe.iterations, final=True) if completed
-                                      else (nan, nan, None))
+    # outside the timed window, like the evaluations during the run
+    test_loss, test_err, test_top5 = (clock.paused(run.evaluate, recipe.iterations, True)
+                                      if completed else (nan, nan, None))
     clock.account(state)
     run.logs.flush()
     bar.close(f"completed: test error {test_err:.2f}%" if completed

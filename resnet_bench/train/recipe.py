@@ -15,7 +15,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from resnet_bench.infra.checks import (MAX_IMAGES, NAME_PATTERN, Bool, Choice, ConfigError, Int, Num,
-                                 Rule, Text, integer, refuse)
+                                 Rule, Text, flag, integer, refuse)
 from resnet_bench.infra.checks import seed as check_seed
 from resnet_bench.models.spec import ModelSpec, parse_model_name
 from resnet_bench.record import RECIPE_SPEED_ONLY, recipe_hash
@@ -57,6 +57,9 @@ class Milestones(Rule):
 
     def cli(self) -> dict[str, Any]:
         return {"type": int, "nargs": "*"}
+
+    def args(self, key: str, value: Any, where: str = "") -> list[str]:
+        return [flag(key), *map(str, value)]
 
 
 @dataclass(frozen=True)
@@ -251,8 +254,8 @@ class RunConfig:
     dataset: str = "synthetic"
     seed: int = 0
     recipe: Recipe = field(default_factory=Recipe)
-    data_dir: str | None = None      # root for cifar10/cifar100/folder
-    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. n_train for synthetic
+    data_dir: str | None = None      # root for cifar10/cifar100/folder/imagenet
+    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. train_size for synthetic
     prepared: str | None = None      # a file written by `resnet-bench data prepare`
     device: str = "auto"
 

@@ -13,12 +13,13 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from resnet_bench.models.spec import ModelSpec
 from resnet_bench.record import (CHECKPOINT, EVAL_COLUMNS, EVAL_LOG, GRAD_COLUMNS, GRAD_LOG,
                                  TRAIN_COLUMNS, TRAIN_LOG)
 from resnet_bench.train import checkpoint, distributed
 from resnet_bench.train.recipe import Recipe, RunConfig
 from resnet_bench.train.records import CsvLog
-from resnet_bench.train.step import StepValues, autocast
+from resnet_bench.train.step import SYNC_EVERY, StepValues, autocast
 
 
 @torch.no_grad()
@@ -142,30 +143,39 @@ class Clock:
 
 @dataclass
 class TrainWindow:
-    """Loss and error (%) of the last `size` iterations: the final training numbers, and what
-    the V1 warm-up test reads. Restored from the training log on resume."""
+    """Loss and error (%) of the latest iterations: the final training numbers average the last
+    `size`, the V1 warm-up test the last SYNC_EVERY, so the longer of the two is kept. Restored
+    from the training log on resume."""
     size: int
     losses: list[float] = field(default_factory=list)
     errors: list[float] = field(default_factory=list)
 
+    @property
+    def kept(self) -> int:
+        return max(self.size, SYNC_EVERY)
+
     @classmethod
     def from_rows(cls, size: int, rows: list[dict[str, str]]) -> TrainWindow:
-        return cls(size, [float(r["loss"]) for r in rows[-size:]],
-                   [float(r["error_pct"]) for r in rows[-size:]])
+        window = cls(size)
+        for r in rows[-window.kept:]:
+            window.add(float(r["loss"]), float(r["error_pct"]))
+        return window
 
     def add(self, loss: float, error: float) -> None:
         self.losses.append(loss)
         self.errors.append(error)
 
     def trim(self) -> None:
-        del self.losses[:-self.size], self.errors[:-self.size]
+        del self.losses[:-self.kept], self.errors[:-self.kept]
 
     def mean_loss(self) -> float:
-        return sum(self.losses) / len(self.losses)
+        """Over the last `size` iterations."""
+        losses = self.losses[-self.size:]
+        return sum(losses) / len(losses)
 
     def mean_error(self, last: int = 0) -> float:
-        """Over the whole window, or its `last` iterations."""
-        errors = self.errors[-last:] if last else self.errors
+        """Over the last `last` iterations (default: `size`)."""
+        errors = self.errors[-(last or self.size):]
         return sum(errors) / len(errors)
 
 
@@ -203,7 +213,6 @@ class Logs:
 class Training:
     """The objects of one run, built once by `train()`'s setup."""
     config: RunConfig
-    spec: Any                              # the ModelSpec of config.model, parsed once
     out: Path
     device: torch.device
     world: distributed.World               # this process's place in a torchrun run
@@ -222,6 +231,10 @@ class Training:
     @property
     def recipe(self) -> Recipe:
         return self.config.recipe
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.config.spec
 
     def log_steps(self, steps: StepValues, window: TrainWindow) -> bool:
         """Move the pending step values to the training log and window; False if any loss is

@@ -12,12 +12,14 @@ from resnet_bench.pipeline import launch as L
 from resnet_bench.infra import strict as S
 from resnet_bench.models.spec import model_name_pattern
 
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+
 # One-line refusals naming the key, the value and what is allowed (the trainer's own rules: the
 # recipe knobs and the dataset kinds), before any job starts or any file is written.
 try:
     for _path in workflow.configfiles:  # Snakemake's loaders keep the last of a repeated key
         S.config_file(_path)
-    G.check_schema(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    G.check_schema(config, SCHEMA)
     validate(config, schema="../schemas/config.schema.yaml")  # fills in the schema's defaults
     RUNS = G.validate(config)
     G.check_results_dir(config["results"])
@@ -67,9 +69,10 @@ def train_input_data(wc):
     return G.prepared_path(RESULTS, wc.dataset)
 
 
+# the names the config schema allows for its `datasets` and `recipes` entries
 wildcard_constraints:
-    dataset=r"[a-z0-9][a-z0-9_-]*",
-    recipe=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    dataset=G.key_pattern(SCHEMA, "datasets"),
+    recipe=G.key_pattern(SCHEMA, "recipes"),
     model=model_name_pattern(),
     seed=r"\d+",
 

@@ -50,7 +50,7 @@ rule train:
         # Every path and value is quoted (:q): `results` may hold spaces, quotes, `;` or `$(...)`.
         # --wait-for-lock: a trainer orphaned by a killed Snakemake still holds the run; the rerun's
         # trainer waits for it to finish (or die) instead of failing the job.
-        f"RESNET_BENCH_GPU_SLOTS={config.get('runs_per_gpu', 1)} "
+        f"RESNET_BENCH_GPU_SLOTS={RUNS_PER_GPU} "
         f"{L.train_command(config)} --model {{wildcards.model:q}} --dataset {{wildcards.dataset:q}} "
         "--prepared {input.data:q} --seed {wildcards.seed:q} --device {params.device:q} "
         f"--recipe-json {{params.recipe:q}} --threads {L.threads_arg(config)} --no-progress "
