@@ -45,10 +45,7 @@ def summarize(name: str, path: str, raws: list[_Raw], args) -> PathResult:
     """Pool the timed iterations of all rounds of one path."""
     from resnet_bench.models import model_cost, parse_model_name
     params, macs = model_cost(name, num_classes=args.num_classes, in_channels=args.in_channels)
-    # Counted per spec.image_size square; convolution MACs scale with the area of the images
-    # timed on (as the trainer does).
-    h, w = args.image_size
-    macs = int(macs * h * w / parse_model_name(name).image_size**2)
+    macs = int(macs * parse_model_name(name).area_scale(tuple(args.image_size)))  # as timed
     ms = [t for r in raws for t in r.ms]
     images = sum(r.images for r in raws)
     images_per_s = images / (sum(ms) / 1e3)

@@ -329,6 +329,14 @@ class ModelSpec:
         """The papers' input side: 32 (CIFAR) or 224 (ImageNet crops); costs are per such image."""
         return 32 if self.stem == "cifar" else 224
 
+    def area_scale(self, image_size: tuple[int, int] | int | None) -> float:
+        """Images of `image_size` over the side costs are counted at: convolution MACs and
+        activations scale with the area (1 when the size is unknown)."""
+        if image_size is None:
+            return 1.0
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        return h * w / self.image_size**2
+
     @property
     def default_num_classes(self) -> int:
         return 10 if self.stem == "cifar" else 1000

@@ -27,19 +27,11 @@ from resnet_bench.train.recipe import Recipe
 SAVED_PER_CONV_OUTPUT = 4
 
 
-def area_scale(spec: ModelSpec, image_size: tuple[int, int] | int | None) -> float:
-    """Training-image area over the area the net's cost is measured at (1 when unknown)."""
-    if image_size is None:
-        return 1.0
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return h * w / spec.image_size**2
-
-
 def training_flops(spec: ModelSpec, recipe: Recipe,
                    image_size: tuple[int, int] | int | None = None) -> float:
     """Forward + backward (~3x the forward) of every image of the schedule, 2 FLOPs per MAC."""
     _, macs = model_cost(spec)
-    return recipe.iterations * recipe.batch_size * macs * area_scale(spec, image_size) * 2 * 3
+    return recipe.iterations * recipe.batch_size * macs * spec.area_scale(image_size) * 2 * 3
 
 
 def runtime_min(model: ModelSpec | str, recipe: Recipe, device: str,
@@ -61,7 +53,7 @@ def activation_bytes(model: ModelSpec | str, recipe: Recipe,
     """What one training step keeps for backward: the measured conv outputs of the net at the
     dataset's image size, times the tensors saved per output, per image of the batch."""
     spec = parse_model_name(model)
-    elements = conv_output_elements(spec) * area_scale(spec, image_size)
+    elements = conv_output_elements(spec) * spec.area_scale(image_size)
     per_element = 2 if recipe.precision == "bf16" else 4
     act = elements * SAVED_PER_CONV_OUTPUT * per_element * recipe.batch_size
     return act / 8 if recipe.activation_checkpointing else act

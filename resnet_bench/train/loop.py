@@ -169,9 +169,7 @@ def _setup(config: RunConfig, out: Path, device: torch.device, identity: str,
     model = build_model(spec, num_classes=num_classes, in_channels=in_channels)
     model = distributed.convert_bn(model, recipe, world, device)  # ghost/sync BN: bn_batch_size
     params, macs = model_cost(spec, num_classes=num_classes, in_channels=in_channels)
-    # Counted per spec.image_size square (32 CIFAR nets, 224 ImageNet nets); convolution MACs
-    # scale with the area of the images trained on (pipeline.resources.area_scale likewise).
-    macs = int(macs * h * w / spec.image_size**2)
+    macs = int(macs * spec.area_scale((h, w)))   # at the images trained on
     prepare_model(model, device, recipe)
     if recipe.activation_checkpointing:
         model.set_activation_checkpointing(True)

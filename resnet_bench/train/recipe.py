@@ -82,7 +82,7 @@ class Knob:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return flag(self.name)
 
     def schema(self) -> dict[str, Any]:
         default = list(self.default) if isinstance(self.default, tuple) else self.default
