@@ -65,11 +65,10 @@ def prefix_window(iterations: int) -> tuple[int, int]:
     return iterations // 2 + 1, iterations
 
 
-def _window_means(runs: pd.DataFrame, curves: pd.DataFrame, column: str, start: int,
+def _window_means(runs: pd.DataFrame, train: pd.DataFrame, column: str, start: int,
                   end: int) -> dict[int, float]:
-    """seed -> mean of `column` over the window, NaN for a run that diverged (or stopped)
-    before the window's end."""
-    train = curves[(curves["split"] == "train") & curves["iteration"].between(start, end)]
+    """seed -> mean of `column` over the window (`train`: the train-log rows within it), NaN for
+    a run that diverged (or stopped) before the window's end."""
     means = {}
     for _, run in counted(runs).iterrows():
         values = train.loc[train["run_id"] == run["run_id"], column].astype(float)
@@ -78,10 +77,10 @@ def _window_means(runs: pd.DataFrame, curves: pd.DataFrame, column: str, start: 
     return means
 
 
-def _decide_prefix(ref: pd.DataFrame, low: pd.DataFrame, curves: pd.DataFrame, column: str,
+def _decide_prefix(ref: pd.DataFrame, low: pd.DataFrame, train: pd.DataFrame, column: str,
                    start: int, end: int) -> dict:
-    ref_means = _window_means(ref, curves, column, start, end)
-    low_means = _window_means(low, curves, column, start, end)
+    ref_means = _window_means(ref, train, column, start, end)
+    low_means = _window_means(low, train, column, start, end)
     values = pd.Series([v for v in low_means.values() if v == v], dtype=float)
     stats = seed_stats(values)
     spread = float(values.max() - values.min()) if len(values) >= MIN_N else math.nan
@@ -163,7 +162,7 @@ def fidelity_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
         ident = {"dataset": dataset, "dataset_label": low["dataset_label"].iloc[0],
                  "model": model, "recipe": recipe, "precision": low["precision"].iloc[0]}
         shorter = mine.iloc[:0]
-        if curves is not None and "recipe_hash_except_precision_length" in runs.columns:
+        if curves is not None:
             shorter = mine[(mine["recipe_hash_except_precision_length"]
                             == low["recipe_hash_except_precision_length"].iloc[0])
                            & (mine["planned_iterations"] < low["planned_iterations"].min())]
@@ -176,10 +175,12 @@ def fidelity_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
                             **_decide(ref, low, METRICS[metric].final)})
         for ref_recipe, ref in prefixes:
             start, end = prefix_window(int(ref["planned_iterations"].max()))
+            train = curves[(curves["split"] == "train")
+                           & curves["iteration"].between(start, end)]
             for metric in PREFIX_METRICS:
                 out.append({**ident, "metric": metric, "window": f"{start}-{end}",
                             "reference_recipe": ref_recipe,
-                            **_decide_prefix(ref, low, curves, METRICS[metric].column, start,
+                            **_decide_prefix(ref, low, train, METRICS[metric].column, start,
                                              end)})
     return pd.DataFrame(out, columns=FIDELITY_COLUMNS)
 
