@@ -62,3 +62,33 @@ def test_a_study_before_its_first_finished_job_is_saved(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "0 finished runs, 0 resumable" in r.stdout
     assert (tmp_path / "results" / "in-progress" / "x.tar.gz").stat().st_size > 0
+
+
+def test_finished_only_leaves_out_unfinished_runs_and_their_logs(tmp_path):
+    exp = tmp_path / "results" / "x"
+    runs, logs = exp / "runs" / "d" / "r" / "m", exp / "logs" / "train" / "d" / "r" / "m"
+    files = {"seed0": ("config.json", "summary.json", "model.pt"),  # finished
+             "seed1": ("config.json", "checkpoint.pt"),               # part-trained
+             "seed2": ("resnet-bench.run",)}                          # started, nothing written yet
+    for seed, names in files.items():
+        (runs / seed).mkdir(parents=True)
+        for name in names:
+            (runs / seed / name).write_text(name)
+    logs.mkdir(parents=True)
+    for seed in files:
+        (logs / f"{seed}.log").write_text("log")
+
+    bad = run_in(tmp_path, "bash", str(SCRIPT), "save", "x", "--everything")
+    assert bad.returncode == 2 and "unknown option '--everything'" in bad.stderr
+
+    r = run_in(tmp_path, "bash", str(SCRIPT), "save", "x", "--finished-only")
+    assert r.returncode == 0, r.stderr
+    assert "1 finished runs, 0 resumable, 2 unfinished left out" in r.stdout
+    listing = run_in(tmp_path, "tar", "-tzf", "results/in-progress/x.tar.gz").stdout.split()
+    members = {m.rstrip("/") for m in listing}
+    assert {"x/runs/d/r/m/seed0/config.json", "x/runs/d/r/m/seed0/summary.json",
+            "x/logs/train/d/r/m/seed0.log"} <= members
+    assert not [m for m in members if "seed1" in m or "seed2" in m or m.endswith("model.pt")], members
+
+    everything = run_in(tmp_path, "bash", str(SCRIPT), "save", "x")  # the default keeps them
+    assert "1 finished runs, 1 resumable" in everything.stdout and "left out" not in everything.stdout
