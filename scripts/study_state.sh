@@ -52,8 +52,9 @@ case "$cmd" in
     members=$(cd results && ls -d "$exp/runs" "$exp/benchmarks" "$exp/logs" 2>/dev/null || true)  # no benchmarks before a job ends
     tar -czf "$archive.tmp" -C results --exclude=model.pt "${excludes[@]}" $members
     mv "$archive.tmp" "$archive"
-    finished=$(tar -tzf "$archive" | grep -c '/summary\.json$' || true)
-    partial=$(tar -tzf "$archive" | grep -c '/checkpoint\.pt$' || true)
+    packed=$(tar -tzf "$archive")   # counted from what was packed, listed once
+    finished=$(grep -c '/summary\.json$' <<< "$packed" || true)
+    partial=$(grep -c '/checkpoint\.pt$' <<< "$packed" || true)
     note=${only_finished:+, $left_out unfinished left out}
     echo "study_state: $archive ($(du -h "$archive" | cut -f1)): $finished finished runs, $partial resumable$note"
     ;;
